@@ -1,0 +1,167 @@
+"""`StyleParams`: every per-pair parameter, its default and its validation, written once.
+
+Field names are the project's vocabulary: they are also the CLI flags (`--content-weight`),
+the Parquet manifest columns (`content_weight`) and the results-table columns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from nst_ops.vgg import VGG19_LAYER_NAMES
+
+# Documented limits: a manifest row outside them is rejected before any work starts.
+MAX_ITERATIONS = 100_000
+MIN_IMAGE_SIZE = 16
+MAX_IMAGE_SIZE = 4096
+
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "random", "style")
+POOLINGS = ("max", "avg")
+PRESERVE_COLORS = ("none", "luminance")
+
+
+class ParamError(ValueError):
+    """A StyleParams field has an invalid value; `field` names it."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class StyleParams:
+    """Per-pair parameters of Gatys et al. (2015) style transfer. Immutable and validated."""
+
+    content_weight: float = field(default=1.0, metadata=_help("alpha: weight of J_content"))
+    style_weight: float = field(default=1000.0, metadata=_help("beta: weight of J_style"))
+    tv_weight: float = field(default=0.0, metadata=_help("weight of the total-variation term"))
+    content_layers: tuple[str, ...] = field(
+        default=("relu4_2",), metadata=_help("layers of J_content")
+    )
+    style_layers: tuple[str, ...] = field(
+        default=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+        metadata=_help("layers of J_style"),
+    )
+    style_layer_weights: tuple[float, ...] | None = field(
+        default=None, metadata=_help("w_l per style layer; none = equal 1/len(style_layers)")
+    )
+    optimizer: Literal["lbfgs", "adam"] = field(default="lbfgs", metadata=_help("lbfgs | adam"))
+    learning_rate: float = field(
+        default=0.02, metadata=_help("Adam step size, in pixel units of the [0,1] image")
+    )
+    iterations: int = field(
+        default=500, metadata=_help("objective+gradient evaluations (forward+backward)")
+    )
+    init: Literal["content", "random", "style"] = field(
+        default="content", metadata=_help("content | random | style")
+    )
+    seed: int = field(default=0, metadata=_help("seed of random init"))
+    image_size: int = field(default=512, metadata=_help("long side of the output, px"))
+    style_scale: float = field(
+        default=1.0, metadata=_help("style image long side relative to image_size")
+    )
+    pooling: Literal["max", "avg"] = field(default="max", metadata=_help("max | avg"))
+    target_loss: float | None = field(
+        default=None, metadata=_help("stop as soon as total loss <= this")
+    )
+    preserve_color: Literal["none", "luminance"] = field(
+        default="none", metadata=_help("none | luminance (Gatys et al. 2016)")
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("content_layers", "style_layers", "style_layer_weights"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                if isinstance(value, str):
+                    value = tuple(v for v in value.split(",") if v)
+                object.__setattr__(self, name, tuple(value))
+        _validate(self)
+
+    @property
+    def layer_weights(self) -> tuple[float, ...]:
+        """w_l for each style layer (equal 1/len when style_layer_weights is None)."""
+        if self.style_layer_weights is None:
+            return tuple(1.0 / len(self.style_layers) for _ in self.style_layers)
+        return self.style_layer_weights
+
+    def replace(self, **changes: Any) -> StyleParams:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict with lists for tuple fields (Parquet/JSON friendly)."""
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def param_fields() -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(StyleParams)
+
+
+def _number(name: str, value: Any, minimum: float = 0.0, positive: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParamError(name, f"must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ParamError(name, f"must be finite, got {value!r}")
+    if positive and value <= 0:
+        raise ParamError(name, f"must be > 0, got {value!r}")
+    if value < minimum:
+        raise ParamError(name, f"must be >= {minimum:g}, got {value!r}")
+
+
+def _integer(name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParamError(name, f"must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ParamError(name, f"must be between {lo} and {hi}, got {value}")
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ParamError(name, f"must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _layers(name: str, layers: tuple[str, ...]) -> None:
+    if not layers:
+        raise ParamError(name, "needs at least one layer")
+    for layer in layers:
+        if layer not in VGG19_LAYER_NAMES:
+            valid = " ".join(VGG19_LAYER_NAMES)
+            raise ParamError(name, f"unknown layer {layer!r}; valid layers: {valid}")
+    if len(set(layers)) != len(layers):
+        raise ParamError(name, f"lists a layer twice: {','.join(layers)}")
+
+
+def _validate(p: StyleParams) -> None:
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        _number(name, getattr(p, name))
+    _layers("content_layers", p.content_layers)
+    _layers("style_layers", p.style_layers)
+    if p.style_layer_weights is not None:
+        if len(p.style_layer_weights) != len(p.style_layers):
+            raise ParamError(
+                "style_layer_weights",
+                f"has {len(p.style_layer_weights)} values for {len(p.style_layers)} style_layers",
+            )
+        for w in p.style_layer_weights:
+            _number("style_layer_weights", w)
+    _choice("optimizer", p.optimizer, OPTIMIZERS)
+    _number("learning_rate", p.learning_rate, positive=True)
+    _integer("iterations", p.iterations, 1, MAX_ITERATIONS)
+    _choice("init", p.init, INITS)
+    _integer("seed", p.seed, 0, 2**63 - 1)
+    _integer("image_size", p.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+    _number("style_scale", p.style_scale, positive=True)
+    if not 0.05 <= p.style_scale <= 8:
+        raise ParamError("style_scale", f"must be between 0.05 and 8, got {p.style_scale}")
+    _choice("pooling", p.pooling, POOLINGS)
+    if p.target_loss is not None:
+        _number("target_loss", p.target_loss)
+    _choice("preserve_color", p.preserve_color, PRESERVE_COLORS)

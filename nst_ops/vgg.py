@@ -1,0 +1,131 @@
+"""VGG feature extractor with paper layer names (Simonyan & Zisserman 2014; Gatys et al. 2015).
+
+Layer names: `conv{b}_{i}` is the i-th convolution of block b *before* its ReLU, `relu{b}_{i}`
+its rectified output, `pool{b}` the pooling closing block b. The architecture is torchvision's;
+weights are passed in (this module never downloads anything).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.vgg import cfgs, make_layers
+
+# torchvision's VGG configurations: "D" = vgg16, "E" = vgg19 (channels; "M" = pooling).
+_CFG_KEYS = {"vgg16": "D", "vgg19": "E"}
+MODELS = tuple(_CFG_KEYS)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def layer_names(model: str) -> tuple[str, ...]:
+    """Names of the modules of `torchvision.models.<model>().features`, in order."""
+    if model not in _CFG_KEYS:
+        raise ValueError(f"model: unknown model {model!r}; valid models: {', '.join(MODELS)}")
+    names: list[str] = []
+    block, index = 1, 1
+    for item in cfgs[_CFG_KEYS[model]]:
+        if item == "M":
+            names.append(f"pool{block}")
+            block, index = block + 1, 1
+        else:
+            names += [f"conv{block}_{index}", f"relu{block}_{index}"]
+            index += 1
+    return tuple(names)
+
+
+VGG19_LAYER_NAMES = layer_names("vgg19")
+
+
+def check_layers(model: str, layers: Iterable[str]) -> None:
+    """Raise ValueError naming the first layer `model` does not have, listing the valid ones."""
+    valid = layer_names(model)
+    for layer in layers:
+        if layer not in valid:
+            raise ValueError(f"unknown layer {layer!r} for {model}; valid: {' '.join(valid)}")
+
+
+def _build_modules(model: str, depth: int, pooling: str) -> list[nn.Module]:
+    modules: list[nn.Module] = []
+    for module in make_layers(cfgs[_CFG_KEYS[model]], batch_norm=False)[:depth]:
+        if isinstance(module, nn.ReLU):
+            # Not in-place: torchvision's ReLU(inplace=True) would overwrite a kept conv output.
+            module = nn.ReLU(inplace=False)
+        elif isinstance(module, nn.MaxPool2d) and pooling == "avg":
+            module = nn.AvgPool2d(2, 2)  # Gatys et al. 2015 report nicer images with avg pooling
+        modules.append(module)
+    return modules
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG trunk truncated after the deepest requested layer.
+
+    Input: images (B, 3, H, W), RGB in [0, 1]; ImageNet normalisation is applied inside.
+    Output of `forward`: {layer name: features (B, N_l, H_l, W_l)} for the requested layers.
+    """
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(
+        self,
+        model: str,
+        layers: Iterable[str],
+        state_dict: Mapping[str, Tensor] | None = None,
+        pooling: str = "max",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        wanted = set(layers)
+        check_layers(model, wanted)
+        all_names = layer_names(model)
+        depth = max(all_names.index(name) for name in wanted) + 1
+        self.model_name = model
+        self.names: tuple[str, ...] = all_names[:depth]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # seeded init; used only when no weights are given
+            self.layers = nn.Sequential(*_build_modules(model, depth, pooling))
+        if state_dict is not None:
+            load_trunk_weights(self.layers, state_dict, model)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, image: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+        wanted = set(layers)
+        out: dict[str, Tensor] = {}
+        x = (image - self.mean) / self.std
+        for name, module in zip(self.names, self.layers, strict=True):
+            x = module(x)
+            if name in wanted:
+                out[name] = x
+                if len(out) == len(wanted):
+                    break
+        return out
+
+
+def load_trunk_weights(trunk: nn.Sequential, state_dict: Mapping[str, Tensor], model: str) -> None:
+    """Copy `N.weight`/`N.bias` (features-trunk keys) into the truncated `trunk`, as float32.
+
+    Raises ValueError naming the key when a tensor is missing or has the wrong shape.
+    """
+    for index, module in enumerate(trunk):
+        if not isinstance(module, nn.Conv2d):
+            continue
+        for attr in ("weight", "bias"):
+            key = f"{index}.{attr}"
+            target = getattr(module, attr)
+            if key not in state_dict:
+                raise ValueError(f"weights: {model} needs {key!r}, missing from the state dict")
+            value = state_dict[key]
+            if tuple(value.shape) != tuple(target.shape):
+                raise ValueError(
+                    f"weights: {key!r} has shape {tuple(value.shape)}, "
+                    f"{model} expects {tuple(target.shape)} (is this a {model} state dict?)"
+                )
+            with torch.no_grad():
+                target.copy_(value.to(torch.float32))

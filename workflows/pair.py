@@ -1,0 +1,79 @@
+"""One (content, style, params) pair: load inputs, stylize, and return the result. Shared by
+`nst stylize` and the Ray workers of `nst run`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from nst_ops.optimize import ProgressCallback, StyleResult, stylize
+from nst_ops.params import StyleParams
+from nst_ops.vgg import VGGFeatures, check_layers, layer_names
+from workflows.errors import InputError
+from workflows.images import DEFAULT_MAX_PIXELS, load_image
+from workflows.storage import StorageOptions
+from workflows.weights import ResolvedWeights
+
+
+def pick_device(name: str) -> torch.device:
+    """cpu | cuda | cuda:N | auto (cuda when available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+@dataclass
+class ExtractorCache:
+    """VGG trunks built from one set of weights, one per (pooling, depth), kept for the life of
+    the process so that a worker loads the network once, not once per pair."""
+
+    weights: ResolvedWeights
+    device: torch.device
+    built: dict[tuple[str, int], VGGFeatures] = field(default_factory=dict)
+    builds: int = 0
+
+    def get(self, params: StyleParams) -> VGGFeatures:
+        layers = params.content_layers + params.style_layers
+        try:
+            check_layers(self.weights.model, layers)
+        except ValueError as e:
+            raise InputError(f"layers: {e}") from None
+        depth = max(layer_names(self.weights.model).index(n) for n in layers)
+        key = (params.pooling, depth)
+        if key not in self.built:
+            deepest = layer_names(self.weights.model)[depth]
+            extractor = VGGFeatures(
+                self.weights.model, [deepest], self.weights.state_dict, params.pooling
+            )
+            self.built[key] = extractor.to(self.device)
+            self.builds += 1
+        return self.built[key]
+
+
+@dataclass(frozen=True)
+class PairInput:
+    content_uri: str
+    style_uri: str
+    params: StyleParams
+    content_mask_uri: str | None = None
+    style_mask_uri: str | None = None
+
+
+def run_pair(
+    pair: PairInput,
+    extractors: ExtractorCache,
+    options: StorageOptions | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    callback: ProgressCallback | None = None,
+) -> StyleResult:
+    """Load, resize and stylize one pair. InputError for unusable inputs."""
+    p = pair.params
+    extractor = extractors.get(p)
+    content = load_image(pair.content_uri, p.image_size, options, max_pixels)
+    style_side = max(16, round(p.image_size * p.style_scale))
+    style = load_image(pair.style_uri, style_side, options, max_pixels)
+    return stylize(content, style, p, extractor, callback=callback)

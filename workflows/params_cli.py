@@ -1,0 +1,64 @@
+"""Command-line flags generated from StyleParams (`--content-weight` etc.) and run-level flags
+shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from manifests.fields import field_specs, format_value, parse_value
+from nst_ops.params import StyleParams
+from nst_ops.vgg import MODELS
+from workflows.images import DEFAULT_MAX_PIXELS
+
+DEFAULT_MODEL = "vgg19"
+DEFAULT_WEIGHTS = "imagenet"
+
+
+def add_param_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per StyleParams field; help shows the dataclass default. Lists: comma-separated."""
+    group = parser.add_argument_group("style parameters (StyleParams; per pair)")
+    for spec in field_specs().values():
+        metavar = "|".join(spec.choices) if spec.choices else spec.kind.upper()
+        if spec.kind.endswith("_list"):
+            metavar = "A,B,..."
+        group.add_argument(
+            spec.flag,
+            dest=f"param_{spec.name}",
+            metavar=metavar,
+            default=None,
+            help=f"{spec.help} (default: {format_value(spec.default)})",
+        )
+
+
+def params_from_args(args: argparse.Namespace) -> StyleParams:
+    """StyleParams from the flags given; ParamError (naming the field) when invalid."""
+    given: dict[str, Any] = {}
+    for name in field_specs():
+        text = getattr(args, f"param_{name}")
+        if text is not None:
+            given[name] = parse_value(name, text)
+    return StyleParams(**given)
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """Run-level network settings (not per pair)."""
+    parser.add_argument("--model", default=DEFAULT_MODEL, choices=MODELS, help="VGG variant")
+    parser.add_argument(
+        "--weights",
+        default=DEFAULT_WEIGHTS,
+        help="imagenet (torchvision download) | random (smoke tests only) | URI of a "
+        "torchvision-format state dict (local, file://, s3://, https://)",
+    )
+    parser.add_argument(
+        "--storage-options",
+        default=None,
+        metavar="JSON",
+        help="fsspec storage options for s3:// etc. (never logged)",
+    )
+    parser.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="decompression-bomb guard: refuse images with more pixels than this",
+    )

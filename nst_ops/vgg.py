@@ -97,6 +97,9 @@ class VGGFeatures(nn.Module):
 
     def forward(self, image: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
         wanted = set(layers)
+        missing = wanted.difference(self.names)
+        if missing:
+            raise ValueError(f"layers {sorted(missing)} lie beyond this truncated trunk")
         out: dict[str, Tensor] = {}
         x = (image - self.mean) / self.std
         for name, module in zip(self.names, self.layers, strict=True):
@@ -120,7 +123,10 @@ def load_trunk_weights(trunk: nn.Sequential, state_dict: Mapping[str, Tensor], m
             key = f"{index}.{attr}"
             target = getattr(module, attr)
             if key not in state_dict:
-                raise ValueError(f"weights: {model} needs {key!r}, missing from the state dict")
+                raise ValueError(
+                    f"weights: {model} needs {key!r}, missing from the state dict "
+                    f"(is it a {model} one?)"
+                )
             value = state_dict[key]
             if tuple(value.shape) != tuple(target.shape):
                 raise ValueError(

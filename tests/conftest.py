@@ -1,0 +1,49 @@
+"""Shared fixtures. Real VGG16 weights and test images come from `$NST_SHARED` (default
+`../shared` beside the repository); tests that need them skip with a clear reason otherwise."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("NST_SHARED", REPO.parent / "shared"))
+WEIGHTS = SHARED / "models" / "vgg16-hed-features.pth"
+ARTISTIC = SHARED / "data" / "artistic"
+PHOTO = SHARED / "data" / "photo"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} not found: set NST_SHARED to the shared data folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def weights_path() -> Path:
+    return _need(WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def vgg16_state(weights_path: Path) -> dict[str, torch.Tensor]:
+    from workflows.weights import trunk_state_dict
+
+    return trunk_state_dict(weights_path.read_bytes(), str(weights_path))
+
+
+@pytest.fixture(scope="session")
+def artistic() -> Path:
+    return _need(ARTISTIC)
+
+
+@pytest.fixture(scope="session")
+def photo_dir() -> Path:
+    return _need(PHOTO)
+
+
+@pytest.fixture(scope="session")
+def examples() -> Path:
+    return REPO / "examples"

@@ -1,0 +1,104 @@
+"""`nst stylize` end to end, its help, and its exit statuses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import REPO
+
+from manifests.fields import field_specs
+from manifests.schema import LOSS_SCHEMA
+from workflows.cli import main
+
+
+def nst(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workflows.cli", *args], cwd=REPO, capture_output=True, text=True
+    )
+
+
+def test_help_lists_every_param_with_default() -> None:
+    out = nst("stylize", "--help").stdout
+    for spec in field_specs().values():
+        assert spec.flag in out
+    assert "(default: 1000)" in out and "(default: relu4_2)" in out
+
+
+def test_stylize_writes_image_and_loss_table(tmp_path: Path, weights_path: Path, examples) -> None:
+    out = tmp_path / "sub" / "out.png"
+    code = main([
+        "stylize", str(examples / "content/tubingen.jpg"), str(examples / "style/wave.jpg"),
+        "-o", str(out), "--model", "vgg16", "--weights", str(weights_path), "--quiet",
+        "--image-size", "48", "--iterations", "4", "--style-layers", "relu1_1,relu2_1",
+        "--tv-weight", "2", "--optimizer", "adam", "--device", "cpu",
+    ])  # fmt: skip
+    assert code == 0
+    from PIL import Image
+
+    assert Image.open(out).size == (48, 36)
+    table = pq.read_table(tmp_path / "sub" / "out.losses.parquet")
+    assert table.schema.equals(LOSS_SCHEMA, check_metadata=False)
+    rows = table.to_pylist()
+    assert [r["iteration"] for r in rows] == [0, 1, 2, 3, 4]
+    for r in rows:
+        expected = r["content_loss"] + 1000 * r["style_loss"] + 2 * r["tv_loss"]
+        assert r["total_loss"] == pytest.approx(expected, rel=1e-6)
+        assert [k for k, _ in r["style_layer_losses"]] == ["relu1_1", "relu2_1"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("missing.jpg", "missing.jpg: no such file"),
+        ("empty.jpg", "empty.jpg: empty file"),
+        ("text.jpg", "text.jpg: not an image"),
+        ("trunc.png", "trunc.png: truncated or corrupt"),
+    ],
+)
+def test_bad_images_exit_2_naming_the_file(
+    tmp_path: Path, examples, content: str, message: str
+) -> None:
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("not a picture\n")
+    (tmp_path / "trunc.png").write_bytes(_png_prefix())
+    result = nst(
+        "stylize", str(tmp_path / content), str(examples / "style/wave.jpg"),
+        "-o", str(tmp_path / "o.png"), "--weights", "random", "--quiet", "--image-size", "16",
+        "--iterations", "1",
+    )  # fmt: skip
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "o.png").exists()
+
+
+def _png_prefix() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(buf, "PNG")
+    return buf.getvalue()[:70]
+
+
+def test_bad_parameter_exits_2_naming_the_flag(tmp_path: Path, examples) -> None:
+    result = nst(
+        "stylize", str(examples / "content/tubingen.jpg"), str(examples / "style/wave.jpg"),
+        "-o", str(tmp_path / "o.png"), "--style-weight", "-3",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --style-weight: must be >= 0, got -3.0"
+
+
+def test_debug_shows_traceback(tmp_path: Path, examples) -> None:
+    result = nst(
+        "--debug", "stylize", "nope.jpg", str(examples / "style/wave.jpg"),
+        "-o", str(tmp_path / "o.png"), "--weights", "random",
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" in result.stderr

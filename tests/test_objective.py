@@ -1,0 +1,45 @@
+"""The total objective: weights combine as documented; gradient matches finite differences."""
+
+from __future__ import annotations
+
+import torch
+
+from nst_ops.objective import StyleObjective
+from nst_ops.params import StyleParams
+from nst_ops.vgg import VGGFeatures
+
+PARAMS = StyleParams(
+    content_layers=("relu2_2",),
+    style_layers=("relu1_1", "conv2_1", "relu2_1"),
+    style_layer_weights=(0.5, 1.0, 2.0),
+    content_weight=2.0,
+    style_weight=30.0,
+    tv_weight=0.7,
+)
+
+
+def _objective(dtype: torch.dtype = torch.float64) -> tuple[StyleObjective, torch.Tensor]:
+    torch.manual_seed(1)
+    extractor = VGGFeatures("vgg19", ["relu2_2"], None, "max").to(dtype)
+    content = torch.rand(1, 3, 8, 10, dtype=dtype)
+    style = torch.rand(1, 3, 12, 6, dtype=dtype)
+    return StyleObjective(extractor, PARAMS, content, style), torch.rand(1, 3, 8, 10, dtype=dtype)
+
+
+def test_total_is_weighted_sum_of_terms() -> None:
+    objective, image = _objective()
+    t = objective(image)
+    assert torch.allclose(t.total, 2.0 * t.content + 30.0 * t.style + 0.7 * t.tv)
+    assert torch.allclose(t.style, t.style_layers @ torch.tensor([0.5, 1.0, 2.0]).double())
+
+
+def test_gradient_matches_finite_differences() -> None:
+    objective, image = _objective()
+    image.requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda x: objective(x).total, (image,), eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True
+    )
+
+
+def test_equal_default_layer_weights() -> None:
+    assert StyleParams().layer_weights == (0.2,) * 5

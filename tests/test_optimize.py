@@ -1,0 +1,91 @@
+"""The optimisation loop on real VGG16 features (shared weights), tiny images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from nst_ops.color import luminance, rgb_to_yiq
+from nst_ops.optimize import StyleResult, stylize
+from nst_ops.params import StyleParams
+from nst_ops.vgg import VGGFeatures
+from workflows.images import load_image
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def pair(artistic: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    content = load_image(str(artistic / "content" / "tubingen.jpg"), SIZE)
+    style = load_image(str(artistic / "style" / "starry_night.jpg"), SIZE)
+    return content, style
+
+
+@pytest.fixture(scope="module")
+def extractor(vgg16_state: dict[str, torch.Tensor]) -> VGGFeatures:
+    return VGGFeatures("vgg16", ["relu5_3"], vgg16_state)
+
+
+def run(pair: tuple[torch.Tensor, torch.Tensor], ex: VGGFeatures, **kw: object) -> StyleResult:
+    params = StyleParams(image_size=SIZE, **kw)  # type: ignore[arg-type]
+    return stylize(pair[0], pair[1], params, ex)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_loss_halves_within_a_few_dozen_iterations(pair, extractor, optimizer: str) -> None:
+    result = run(pair, extractor, optimizer=optimizer, iterations=30)
+    log = result.losses
+    assert log.iteration == list(range(31)) and result.iterations_run == 30
+    assert log.total_loss[-1] <= 0.5 * log.total_loss[0]
+    assert result.image.shape == pair[0].shape
+    assert 0.0 <= float(result.image.min()) and float(result.image.max()) <= 1.0
+    for i in range(len(log)):  # total = α·J_content + β·J_style + tv·TV on every row
+        expected = 1.0 * log.content_loss[i] + 1000.0 * log.style_loss[i]
+        assert log.total_loss[i] == pytest.approx(expected, rel=1e-5)
+        weighted = sum(log.style_layer_losses[i].values()) / 5
+        assert log.style_loss[i] == pytest.approx(weighted, rel=1e-5)
+    assert log.content_loss[0] == 0.0  # content init: the image is the content
+
+
+def test_same_seed_gives_identical_loss_table(pair, extractor) -> None:
+    a = run(pair, extractor, init="random", seed=7, iterations=5)
+    b = run(pair, extractor, init="random", seed=7, iterations=5)
+    c = run(pair, extractor, init="random", seed=8, iterations=5)
+    assert a.losses.total_loss == b.losses.total_loss
+    assert torch.equal(a.image, b.image)
+    assert a.losses.total_loss[0] != c.losses.total_loss[0]
+
+
+def test_target_loss_stops_early_and_records_the_iteration(pair, extractor) -> None:
+    full = run(pair, extractor, optimizer="adam", iterations=20)
+    target = full.losses.total_loss[8]
+    stopped = run(pair, extractor, optimizer="adam", iterations=20, target_loss=target)
+    assert stopped.reached_target
+    first = next(i for i, v in enumerate(full.losses.total_loss) if v <= target)
+    assert stopped.iterations_run == first == stopped.losses.iteration[-1]
+    assert stopped.losses.total_loss[-1] <= target < stopped.losses.total_loss[-2]
+
+
+def test_preserve_color_keeps_content_chrominance(pair, extractor) -> None:
+    result = run(pair, extractor, preserve_color="luminance", iterations=10, style_weight=1e5)
+    content_iq = rgb_to_yiq(pair[0])[1:]
+    out_iq = rgb_to_yiq(result.image)[1:]
+    plain = run(pair, extractor, iterations=10, style_weight=1e5)
+    err_lum = (out_iq - content_iq).abs().mean()
+    err_plain = (rgb_to_yiq(plain.image)[1:] - content_iq).abs().mean()
+    assert err_lum < 0.02 < err_plain
+    assert not torch.allclose(luminance(result.image), luminance(pair[0]), atol=0.02)
+
+
+def test_seed_variant_conv2_layers_just_work(pair, extractor) -> None:
+    layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_2", "relu5_2")
+    result = run(pair, extractor, style_layers=layers, iterations=3)
+    assert set(result.losses.style_layer_losses[0]) == set(layers)
+
+
+@pytest.mark.parametrize("init", ["random", "style"])
+def test_inits(pair, extractor, init: str) -> None:
+    result = run(pair, extractor, init=init, iterations=2)
+    assert result.losses.content_loss[0] > 0

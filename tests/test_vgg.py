@@ -1,0 +1,61 @@
+"""VGG layer names, pre/post-activation features, truncation, weights loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nst_ops.vgg import VGGFeatures, layer_names
+
+
+def test_layer_names_follow_paper_convention() -> None:
+    names = layer_names("vgg19")
+    assert names[:5] == ("conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1")
+    assert "relu5_4" in names and "relu5_4" not in layer_names("vgg16")
+    assert len(layer_names("vgg16")) == 31 and len(names) == 37
+
+
+def test_conv_and_relu_features_differ() -> None:
+    """torchvision's ReLU(inplace=True) must not overwrite the stored conv output."""
+    extractor = VGGFeatures("vgg19", ["relu4_2"], None)
+    out = extractor(torch.rand(1, 3, 32, 32), ["conv4_2", "relu4_2", "conv1_1", "relu1_1"])
+    for b in ("1_1", "4_2"):
+        conv, relu = out[f"conv{b}"], out[f"relu{b}"]
+        assert (conv < 0).any(), "conv output must be pre-activation (has negatives)"
+        assert torch.equal(relu, conv.clamp(min=0))
+
+
+def test_truncated_after_deepest_layer() -> None:
+    extractor = VGGFeatures("vgg16", ["relu1_1", "relu3_1"], None)
+    assert extractor.names[-1] == "relu3_1"
+    assert len(extractor.layers) == layer_names("vgg16").index("relu3_1") + 1
+    assert not any(p.requires_grad for p in extractor.parameters())
+
+
+def test_avg_pooling() -> None:
+    extractor = VGGFeatures("vgg16", ["pool1"], None, pooling="avg")
+    assert isinstance(extractor.layers[-1], torch.nn.AvgPool2d)
+
+
+def test_unknown_layer_lists_valid_ones() -> None:
+    with pytest.raises(ValueError, match="relu5_4.*valid:.*relu5_3"):
+        VGGFeatures("vgg16", ["relu5_4"], None)
+
+
+def test_weights_are_loaded_and_shape_checked(vgg16_state: dict[str, torch.Tensor]) -> None:
+    extractor = VGGFeatures("vgg16", ["relu5_1"], vgg16_state)
+    assert torch.equal(extractor.layers[0].weight, vgg16_state["0.weight"])
+    bad = dict(vgg16_state)
+    bad["2.weight"] = torch.zeros(3, 3, 3, 3)
+    with pytest.raises(ValueError, match=r"'2.weight' has shape \(3, 3, 3, 3\)"):
+        VGGFeatures("vgg16", ["relu2_1"], bad)
+    with pytest.raises(ValueError, match="vgg19 needs '16.weight', missing"):
+        VGGFeatures("vgg19", ["relu5_1"], vgg16_state)
+
+
+def test_random_init_is_seeded_and_leaves_global_rng_alone() -> None:
+    state = torch.random.get_rng_state()
+    a = VGGFeatures("vgg16", ["relu1_1"], None, seed=3)
+    b = VGGFeatures("vgg16", ["relu1_1"], None, seed=3)
+    assert torch.equal(a.layers[0].weight, b.layers[0].weight)
+    assert torch.equal(state, torch.random.get_rng_state())

@@ -1,0 +1,74 @@
+"""Weight resolution: formats, weights_only safety, clear errors, no silent fallback."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from workflows.errors import InputError
+from workflows.weights import resolve_weights, trunk_state_dict
+
+
+def _save(obj: object) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def test_whole_vgg_and_trunk_state_dicts_and_fp16() -> None:
+    conv = {"0.weight": torch.ones(64, 3, 3, 3, dtype=torch.float16), "0.bias": torch.zeros(64)}
+    whole = {f"features.{k}": v for k, v in conv.items()} | {"classifier.0.weight": torch.ones(2)}
+    for obj in (conv, whole):
+        trunk = trunk_state_dict(_save(obj), "w.pth")
+        assert set(trunk) == {"0.weight", "0.bias"}
+        assert trunk["0.weight"].dtype == torch.float32
+
+
+def test_pickle_with_code_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {marker}",))
+
+    data = pickle.dumps({"0.weight": Evil()})
+    with pytest.raises(InputError, match="evil.pth: not a loadable weights-only state dict"):
+        trunk_state_dict(data, "evil.pth")
+    assert not marker.exists()
+
+
+def test_not_a_state_dict() -> None:
+    with pytest.raises(InputError, match="no VGG features keys"):
+        trunk_state_dict(_save({"fc.weight": torch.ones(1)}), "w.pth")
+
+
+def test_uri_identity_is_sha256_prefix(weights_path: Path) -> None:
+    resolved = resolve_weights("vgg16", str(weights_path))
+    assert resolved.identity == "sha256:be3200d26788"
+    assert resolved.state_dict is not None and "28.weight" in resolved.state_dict
+
+
+def test_random_is_loud(capsys: pytest.CaptureFixture[str]) -> None:
+    assert resolve_weights("vgg19", "random").state_dict is None
+    assert "NO style" in capsys.readouterr().err
+
+
+def test_missing_weights_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="nope.pth: no such file"):
+        resolve_weights("vgg16", str(tmp_path / "nope.pth"))
+
+
+def test_imagenet_download_failure_suggests_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchvision.models import VGG19_Weights
+
+    def offline(self: object, *a: object, **kw: object) -> None:
+        raise OSError("<urlopen error [Errno 101] Network is unreachable>")
+
+    monkeypatch.setattr(VGG19_Weights, "get_state_dict", offline)
+    with pytest.raises(InputError, match="offline, pass --weights URI"):
+        resolve_weights("vgg19", "imagenet")

@@ -1,0 +1,156 @@
+"""Layout of a run under --output, result rows, resume markers and consolidation.
+
+images/{pair_id}.png              the stylized image
+pairs/{pair_id}/result.parquet    its result row        (overwritten by a retry or re-run)
+pairs/{pair_id}/losses.parquet    its loss table
+done/{pair_id}                    empty marker, written last: the pair is complete and ok
+rejected/row-{n}.parquet          result of a row whose pair_id is malformed or duplicated
+results.parquet, losses.parquet   consolidated at the end, one result row per manifest row
+run.json                          run metadata
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from manifests.fields import field_specs
+from manifests.manifest import ManifestRow
+from manifests.schema import RUN_LOSS_SCHEMA, URI_COLUMNS, results_schema
+from workflows.storage import StorageOptions, filesystem, join
+from workflows.tables import parquet_bytes
+
+
+def image_uri(output: str, pair_id: str) -> str:
+    return join(output, "images", f"{pair_id}.png")
+
+
+def result_uri(output: str, row: ManifestRow) -> str:
+    if not row.own_key:
+        return join(output, "rejected", f"row-{row.row}.parquet")
+    return join(output, "pairs", row.pair_id, "result.parquet")
+
+
+def losses_uri(output: str, pair_id: str) -> str:
+    return join(output, "pairs", pair_id, "losses.parquet")
+
+
+def done_uri(output: str, pair_id: str) -> str:
+    return join(output, "done", pair_id)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def result_record(
+    row: ManifestRow, status: str, error: str | None, **outcome: Any
+) -> dict[str, Any]:
+    """One results-table row: ids, URIs, every StyleParams field, tags, then the outcome."""
+    record: dict[str, Any] = {"pair_id": row.pair_id, "status": status, "error": error}
+    record |= {c: row.values.get(c) for c in URI_COLUMNS}
+    params = row.params.to_dict() if row.params is not None else {}
+    for name in field_specs():
+        record[name] = params.get(name, row.values.get(name))
+    record |= row.tags
+    return record | outcome
+
+
+def result_table(record: dict[str, Any], tag_fields: list[pa.Field]) -> pa.Table:
+    schema = results_schema(tag_fields)
+    full = {name: record.get(name) for name in schema.names}
+    return pa.Table.from_pylist([full], schema=schema)
+
+
+def done_ids(output: str, options: StorageOptions | None = None) -> set[str]:
+    """Ids of pairs already complete and ok (for resume)."""
+    fs, path = filesystem(join(output, "done"), options)
+    try:
+        return {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)}
+    except FileNotFoundError:
+        return set()
+
+
+def _read_many(uris: list[str], options: StorageOptions | None) -> dict[str, bytes]:
+    """Fetch many small objects concurrently where the filesystem supports it (s3fs does)."""
+    if not uris:
+        return {}
+    fs, _ = filesystem(uris[0], options)
+    paths = [filesystem(u, options)[1] for u in uris]
+    blobs = fs.cat(paths, on_error="omit")
+    return {u: blobs[p] for u, p in zip(uris, paths, strict=True) if p in blobs}
+
+
+def consolidate(
+    output: str,
+    rows: Iterable[ManifestRow],
+    tag_fields: list[pa.Field],
+    options: StorageOptions | None = None,
+    chunk: int = 512,
+) -> tuple[int, int]:
+    """Write results.parquet and losses.parquet from the per-pair files, in manifest order,
+    streaming (memory bounded by `chunk`). Returns (result rows, loss rows) written."""
+    schema = results_schema(tag_fields)
+    n_results = n_losses = 0
+    with (
+        _writer(join(output, "results.parquet"), schema, options) as results,
+        _writer(join(output, "losses.parquet"), RUN_LOSS_SCHEMA, options) as losses,
+    ):
+        for batch in _chunks(rows, chunk):
+            uris = [result_uri(output, r) for r in batch]
+            blobs = _read_many(uris, options)
+            tables = [pq.read_table(io.BytesIO(blobs[u])) for u in uris if u in blobs]
+            if tables:
+                table = pa.concat_tables([t.cast(schema) for t in tables])
+                results.write_table(table)
+                n_results += table.num_rows
+                ok = [
+                    r
+                    for r, s in zip(
+                        table["pair_id"].to_pylist(), table["status"].to_pylist(), strict=True
+                    )
+                    if s == "ok"
+                ]
+                loss_blobs = _read_many([losses_uri(output, i) for i in ok], options)
+                for blob in loss_blobs.values():
+                    t = pq.read_table(io.BytesIO(blob)).cast(RUN_LOSS_SCHEMA)
+                    losses.write_table(t)
+                    n_losses += t.num_rows
+    return n_results, n_losses
+
+
+class _writer:
+    """ParquetWriter onto an fsspec file (context manager closing both)."""
+
+    def __init__(self, uri: str, schema: pa.Schema, options: StorageOptions | None) -> None:
+        fs, path = filesystem(uri, options)
+        if hasattr(fs, "makedirs") and fs.protocol in ("file", ("file", "local")):
+            fs.makedirs(fs._parent(path), exist_ok=True)
+        self.file = fs.open(path, "wb")
+        self.writer = pq.ParquetWriter(self.file, schema)
+
+    def __enter__(self) -> pq.ParquetWriter:
+        return self.writer
+
+    def __exit__(self, *exc: object) -> None:
+        self.writer.close()
+        self.file.close()
+
+
+def _chunks(rows: Iterable[ManifestRow], size: int) -> Iterator[list[ManifestRow]]:
+    batch: list[ManifestRow] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+__all__ = ["parquet_bytes"]

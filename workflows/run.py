@@ -1,0 +1,174 @@
+"""`nst run` / `python -m workflows.run`: stylize every row of a Parquet manifest on Ray.
+
+The manifest is streamed, in-flight work is bounded, results are written per pair by the workers
+(so the driver holds no list of results) and consolidated at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from manifests.manifest import ManifestError, check_schema, iter_rows
+from workflows.errors import InputError
+from workflows.images import DEFAULT_MAX_PIXELS
+from workflows.outputs import consolidate, done_ids, now
+from workflows.params_cli import DEFAULT_MODEL, DEFAULT_WEIGHTS, add_model_flags
+from workflows.scheduler import RunCounts, schedule
+from workflows.storage import StorageOptions, join, open_url, parse_storage_options, write_bytes
+from workflows.weights import resolve_weights
+
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_FAILED_ROWS = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Run-level settings of `nst run` (per-pair settings live in the manifest)."""
+
+    manifest: str
+    output: str
+    address: str | None = None
+    model: str = DEFAULT_MODEL
+    weights: str = DEFAULT_WEIGHTS
+    gpus_per_task: float = 1.0
+    cpus_per_task: int = 1
+    num_workers: int | None = None
+    max_in_flight: int | None = None
+    max_retries: int = 2
+    storage_options: StorageOptions | None = None
+    limit: int | None = None
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    quiet: bool = False
+
+
+class Manifest:
+    """A manifest on any fsspec URI: schema checked on open, rows streamed on each iteration."""
+
+    def __init__(self, uri: str, options: StorageOptions | None, limit: int | None) -> None:
+        self.uri, self.options, self.limit = uri, options, limit
+        try:
+            with open_url(uri, "rb", options) as f:
+                meta = pq.ParquetFile(f)
+                self.num_rows = meta.metadata.num_rows
+                schema = meta.schema_arrow
+        except FileNotFoundError:
+            raise ManifestError(f"{uri}: no such file") from None
+        except (OSError, ValueError) as e:
+            raise ManifestError(f"{uri}: not a readable Parquet file ({e})") from None
+        if limit is not None:
+            self.num_rows = min(self.num_rows, limit)
+        self.tag_fields = check_schema(schema)
+        if self.num_rows == 0:
+            raise ManifestError(f"{uri}: the manifest has no rows")
+
+    def rows(self) -> Any:
+        with open_url(self.uri, "rb", self.options) as f:
+            for row in iter_rows(pq.ParquetFile(f).iter_batches(batch_size=1024)):
+                if self.limit is not None and row.row > self.limit:
+                    return
+                yield row
+
+
+def run_job(cfg: RunConfig) -> RunCounts:
+    """Run a whole manifest; raises ManifestError / InputError for fatal problems."""
+    options = cfg.storage_options or {}
+    manifest = Manifest(cfg.manifest, options, cfg.limit)
+    started = now()
+    meta = _metadata(cfg, started, manifest.num_rows)
+    _write_run_json(cfg.output, meta | {"status": "running"}, options)
+    weights = resolve_weights(cfg.model, cfg.weights, options)
+    meta["weights_identity"] = weights.identity
+    skip = done_ids(cfg.output, options)
+    counts = schedule(cfg, manifest.rows(), skip, weights, manifest.tag_fields)
+    consolidate(cfg.output, manifest.rows(), manifest.tag_fields, options)
+    meta |= {"status": "finished", "finished_at": now().isoformat(), "counts": counts.as_dict()}
+    _write_run_json(cfg.output, meta, options)
+    return counts
+
+
+def _metadata(cfg: RunConfig, started: Any, num_rows: int) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package_version = version("nst-batch")
+    except PackageNotFoundError:
+        package_version = "unknown"
+    return {
+        "manifest": cfg.manifest,
+        "output": cfg.output,
+        "rows": num_rows,
+        "model": cfg.model,
+        "weights": cfg.weights if "://" not in cfg.weights else cfg.weights.split("?")[0],
+        "package_version": package_version,
+        "started_at": started.isoformat(),
+    }
+
+
+def _write_run_json(output: str, meta: dict[str, Any], options: StorageOptions) -> None:
+    try:
+        write_bytes(join(output, "run.json"), json.dumps(meta, indent=2).encode(), options)
+    except OSError as e:
+        raise InputError(f"{output}: output not writable ({e})") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", required=True, help="Parquet manifest (path or fsspec URI)")
+    p.add_argument("--output", required=True, help="output folder or prefix (path or URI)")
+    p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or local)")
+    p.add_argument("--gpus-per-task", type=float, default=1.0, help="GPUs per pair (0: CPU)")
+    p.add_argument("--cpus-per-task", type=int, default=1, help="CPUs per worker")
+    p.add_argument("--num-workers", type=int, default=None, help="worker actors (default: fit)")
+    p.add_argument("--max-in-flight", type=int, default=None, help="bound on queued pairs")
+    p.add_argument("--max-retries", type=int, default=2, help="retries of a pair whose worker died")
+    p.add_argument("--limit", type=int, default=None, help="only the first N manifest rows")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_flags(p)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(
+        manifest=args.manifest,
+        output=args.output.rstrip("/"),
+        address=args.address,
+        model=args.model,
+        weights=args.weights,
+        gpus_per_task=args.gpus_per_task,
+        cpus_per_task=args.cpus_per_task,
+        num_workers=args.num_workers,
+        max_in_flight=args.max_in_flight,
+        max_retries=args.max_retries,
+        storage_options=parse_storage_options(args.storage_options),
+        limit=args.limit,
+        max_image_pixels=args.max_image_pixels,
+        quiet=args.quiet,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    try:
+        counts = run_job(cfg)
+    except ManifestError as e:
+        print(f"error: manifest: {e}", file=sys.stderr)
+        return EXIT_FATAL
+    print(counts.summary(cfg.output), file=sys.stderr)
+    return EXIT_FAILED_ROWS if counts.failed else EXIT_OK
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "run", help="stylize every row of a manifest on Ray", description=__doc__
+    )
+    add_arguments(p)
+    p.set_defaults(func=main)
+
+
+if __name__ == "__main__":
+    from workflows.cli import main as cli_main
+
+    sys.exit(cli_main(["run", *sys.argv[1:]]))

@@ -1,0 +1,174 @@
+"""Driver side of `nst run`: connect to Ray, start the worker actors, keep a bounded number of
+pairs in flight, retry pairs whose worker died, count outcomes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import ray
+from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+from tqdm import tqdm
+
+from manifests.manifest import ManifestRow
+from workflows.outputs import now, result_record
+from workflows.weights import ResolvedWeights
+from workflows.worker import PairWorker, WorkerConfig, write_result
+
+if TYPE_CHECKING:
+    from workflows.run import RunConfig
+
+
+@dataclass
+class RunCounts:
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retried: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def summary(self, output: str) -> str:
+        return (
+            f"{self.ok} ok, {self.failed} failed, {self.skipped} skipped (already ok), "
+            f"{self.retried} retried; results in {output}/results.parquet"
+        )
+
+
+def connect(address: str | None) -> None:
+    """Use an initialised Ray; else connect to --address / RAY_ADDRESS; else start local Ray."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    ray.init(address=address, log_to_driver=False) if address else ray.init(log_to_driver=False)
+
+
+def plan_workers(cfg: RunConfig) -> tuple[float, int]:
+    """(GPUs per worker, number of workers) for the cluster as it is now."""
+    resources = ray.cluster_resources()
+    gpus = cfg.gpus_per_task
+    if gpus > 0 and resources.get("GPU", 0) == 0 and cfg.num_workers is None:
+        print(
+            "WARNING: the Ray cluster has no GPU resource; running on CPU (--gpus-per-task 0)",
+            file=sys.stderr,
+        )
+        gpus = 0
+    if cfg.num_workers:
+        workers = cfg.num_workers
+    elif gpus > 0:
+        workers = int(resources["GPU"] // gpus)
+    else:
+        workers = int(resources.get("CPU", 1) // max(1, cfg.cpus_per_task))
+    workers = max(1, workers)
+    if cfg.max_in_flight:
+        workers = min(workers, cfg.max_in_flight)
+    return gpus, workers
+
+
+class _Pool:
+    def __init__(self, cfg: RunConfig, weights: ResolvedWeights, wcfg: WorkerConfig) -> None:
+        gpus, n = plan_workers(cfg)
+        actor = ray.remote(PairWorker).options(  # type: ignore[attr-defined]
+            num_gpus=gpus, num_cpus=cfg.cpus_per_task, max_restarts=-1, max_task_retries=0
+        )
+        # Resolved once on the driver, shared through the object store; held here so that a
+        # restarted actor can still fetch its constructor argument.
+        self.weights_ref = ray.put(weights)
+        self.actors = [actor.remote(self.weights_ref, wcfg) for _ in range(n)]
+        self.depth = max(1, (cfg.max_in_flight or 2 * n) // n)
+        self.load = [0] * n
+        self.in_flight: dict[Any, tuple[ManifestRow, int, int]] = {}
+
+    def full(self) -> bool:
+        return min(self.load) >= self.depth
+
+    def submit(self, row: ManifestRow, attempt: int) -> None:
+        i = self.load.index(min(self.load))
+        self.load[i] += 1
+        self.in_flight[self.actors[i].run.remote(row, attempt)] = (row, attempt, i)
+
+    def next_done(self) -> tuple[ManifestRow, int, Any]:
+        """Wait for one call; (row, attempt, summary dict | exception)."""
+        (ref,), _ = ray.wait(list(self.in_flight), num_returns=1)
+        row, attempt, i = self.in_flight.pop(ref)
+        self.load[i] -= 1
+        try:
+            return row, attempt, ray.get(ref)
+        except (RayActorError, WorkerCrashedError, RayTaskError) as e:
+            return row, attempt, e
+
+    def close(self) -> None:
+        for a in self.actors:
+            ray.kill(a)
+
+
+def schedule(
+    cfg: RunConfig,
+    rows: Iterable[ManifestRow],
+    skip: set[str],
+    weights: ResolvedWeights,
+    tag_fields: list[pa.Field],
+) -> RunCounts:
+    connect(cfg.address)
+    wcfg = WorkerConfig(
+        cfg.output, cfg.storage_options or {}, tag_fields, cfg.max_image_pixels, cfg.cpus_per_task
+    )
+    pool, counts = _Pool(cfg, weights, wcfg), RunCounts()
+    bar = tqdm(disable=cfg.quiet, unit="pair", file=sys.stderr)
+    try:
+        for row in rows:
+            if row.own_key and row.pair_id in skip:
+                counts.skipped += 1
+                continue
+            if row.error is not None:
+                _record_failure(wcfg, row, row.error, 0, counts)
+                continue
+            while pool.full():
+                _collect(pool, cfg, wcfg, counts, bar)
+            pool.submit(row, 1)
+        while pool.in_flight:
+            _collect(pool, cfg, wcfg, counts, bar)
+    finally:
+        bar.close()
+        pool.close()
+    if counts.skipped:
+        print(f"skipped {counts.skipped} pairs already ok in {cfg.output}", file=sys.stderr)
+    return counts
+
+
+def _collect(pool: _Pool, cfg: RunConfig, wcfg: WorkerConfig, counts: RunCounts, bar: Any) -> None:
+    row, attempt, outcome = pool.next_done()
+    if isinstance(outcome, (RayActorError, WorkerCrashedError)):
+        if attempt <= cfg.max_retries:
+            counts.retried += 1
+            pool.submit(row, attempt + 1)
+            return
+        message = f"worker died {attempt} times running this pair (last: {type(outcome).__name__})"
+        _record_failure(wcfg, row, message, attempt, counts)
+    elif isinstance(outcome, RayTaskError):
+        cause = outcome.cause if outcome.cause is not None else outcome
+        _record_failure(
+            wcfg, row, f"{type(cause).__name__}: {cause}".splitlines()[0], attempt, counts
+        )
+    elif outcome["status"] == "ok":
+        counts.ok += 1
+    else:
+        counts.failed += 1
+    bar.update(1)
+    bar.set_postfix(ok=counts.ok, failed=counts.failed, running=len(pool.in_flight), refresh=False)
+
+
+def _record_failure(
+    wcfg: WorkerConfig, row: ManifestRow, message: str, attempt: int, counts: RunCounts
+) -> None:
+    counts.failed += 1
+    record = result_record(row, "error", message, attempt=attempt, finished_at=now())
+    try:
+        write_result(wcfg, row, record)
+    except OSError as e:
+        print(f"could not write the error result of row {row.row}: {e}", file=sys.stderr)

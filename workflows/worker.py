@@ -1,0 +1,111 @@
+"""The Ray actor that stylizes pairs. One actor per GPU (or CPU slot); it keeps its VGG trunks
+for its whole life, so the network is loaded once per worker process, not once per pair.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import ray
+import torch
+
+from manifests.manifest import ManifestRow
+from nst_ops.params import ParamError
+from workflows.errors import InputError
+from workflows.images import to_png
+from workflows.outputs import (
+    done_uri,
+    image_uri,
+    losses_uri,
+    now,
+    result_record,
+    result_table,
+    result_uri,
+)
+from workflows.pair import ExtractorCache, PairInput, run_pair
+from workflows.storage import StorageOptions, write_bytes
+from workflows.tables import loss_table, parquet_bytes
+from workflows.weights import ResolvedWeights
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    output: str
+    options: StorageOptions
+    tag_fields: list[pa.Field]
+    max_pixels: int
+    cpus: int
+
+
+def write_result(cfg: WorkerConfig, row: ManifestRow, record: dict[str, Any]) -> None:
+    """Write a row's result; for an ok row the done marker last (the commit point)."""
+    table = result_table(record, cfg.tag_fields)
+    write_bytes(result_uri(cfg.output, row), parquet_bytes(table), cfg.options)
+    if record["status"] == "ok":
+        write_bytes(done_uri(cfg.output, row.pair_id), b"", cfg.options)
+
+
+class PairWorker:
+    """Ray actor body (wrapped with ray.remote by the driver)."""
+
+    def __init__(self, weights: ResolvedWeights, cfg: WorkerConfig) -> None:
+        self.cfg = cfg
+        self.gpu_ids = [int(g) for g in ray.get_gpu_ids()]
+        cuda = bool(self.gpu_ids) and torch.cuda.is_available()
+        device = torch.device("cuda", 0) if cuda else torch.device("cpu")
+        if not cuda:
+            torch.set_num_threads(max(1, cfg.cpus))
+        self.extractors = ExtractorCache(weights, device)
+        self.node = ray.util.get_node_ip_address()
+
+    def info(self) -> dict[str, Any]:
+        """For tests and logs: process id, model builds so far, GPU ids."""
+        return {"pid": os.getpid(), "builds": self.extractors.builds, "gpu_ids": self.gpu_ids}
+
+    def run(self, row: ManifestRow, attempt: int) -> dict[str, Any]:
+        """Stylize one valid row and write its outputs. Returns a small summary for the driver."""
+        started, t0 = now(), time.perf_counter()
+        assert row.params is not None
+        pair = PairInput(
+            row.values["content_uri"],
+            row.values["style_uri"],
+            row.params,
+            row.values.get("content_mask_uri"),
+            row.values.get("style_mask_uri"),
+        )
+        outcome: dict[str, Any] = {
+            "device": str(self.extractors.device),
+            "gpu_ids": self.gpu_ids,
+            "node": self.node,
+            "attempt": attempt,
+            "started_at": started,
+        }
+        status, error = "ok", None
+        try:
+            result = run_pair(pair, self.extractors, self.cfg.options, self.cfg.max_pixels)
+            out = image_uri(self.cfg.output, row.pair_id)
+            write_bytes(out, to_png(result.image), self.cfg.options)
+            table = parquet_bytes(loss_table(result.losses, row.pair_id))
+            write_bytes(losses_uri(self.cfg.output, row.pair_id), table, self.cfg.options)
+            log = result.losses
+            outcome |= {
+                "output_uri": out,
+                "iterations_run": result.iterations_run,
+                "final_total_loss": log.total_loss[-1],
+                "final_content_loss": log.content_loss[-1],
+                "final_style_loss": log.style_loss[-1],
+                "final_tv_loss": log.tv_loss[-1],
+            }
+        except (InputError, ParamError) as e:
+            status, error = "error", str(e)
+        except torch.cuda.OutOfMemoryError:
+            status = "error"
+            error = f"out of GPU memory at image_size {row.params.image_size}"
+            torch.cuda.empty_cache()
+        outcome |= {"wall_s": time.perf_counter() - t0, "finished_at": now()}
+        write_result(self.cfg, row, result_record(row, status, error, **outcome))
+        return {"pair_id": row.pair_id, "status": status, "error": error}

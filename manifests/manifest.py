@@ -96,10 +96,16 @@ def derive_pair_id(values: dict[str, Any], params: StyleParams | None) -> str:
 
 def params_from_values(values: dict[str, Any]) -> StyleParams:
     """StyleParams from a row's cells; nulls and absent columns mean the default."""
-    given = {k: values[k] for k in field_specs() if values.get(k) is not None}
-    for k, v in given.items():
-        if isinstance(v, list):
-            given[k] = tuple(v)
+    given: dict[str, Any] = {}
+    for name, spec in field_specs().items():
+        value = values.get(name)
+        if value is None:
+            continue
+        if spec.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, list):
+            value = tuple(float(v) if spec.kind == "float_list" else v for v in value)
+        given[name] = value
     return StyleParams(**given)
 
 

@@ -76,4 +76,17 @@ def run_pair(
     content = load_image(pair.content_uri, p.image_size, options, max_pixels)
     style_side = max(16, round(p.image_size * p.style_scale))
     style = load_image(pair.style_uri, style_side, options, max_pixels)
+    for uri, image in ((pair.content_uri, content), (pair.style_uri, style)):
+        _check_size(uri, image, extractor)
     return stylize(content, style, p, extractor, callback=callback)
+
+
+def _check_size(uri: str, image: torch.Tensor, extractor: VGGFeatures) -> None:
+    """Each pooling halves the image: the deepest layer needs a short side of 2^pools px."""
+    need = 2 ** sum(name.startswith("pool") for name in extractor.names)
+    h, w = image.shape[-2:]
+    if min(h, w) < need:
+        raise InputError(
+            f"{uri}: {w}x{h} px at working size is too small for layer {extractor.names[-1]} "
+            f"(short side must be >= {need} px; raise image_size or style_scale)"
+        )

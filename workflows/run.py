@@ -7,7 +7,9 @@ The manifest is streamed, in-flight work is bounded, results are written per pai
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -76,7 +78,10 @@ class Manifest:
 
 def run_job(cfg: RunConfig) -> RunCounts:
     """Run a whole manifest; raises ManifestError / InputError for fatal problems."""
-    options = cfg.storage_options or {}
+    options = dict(cfg.storage_options or {})
+    if os.environ.get("AWS_ENDPOINT_URL"):  # forwarded to the workers with the options
+        options.setdefault("endpoint_url", os.environ["AWS_ENDPOINT_URL"])
+    cfg = dataclasses.replace(cfg, storage_options=options)
     manifest = Manifest(cfg.manifest, options, cfg.limit)
     started = now()
     meta = _metadata(cfg, started, manifest.num_rows)

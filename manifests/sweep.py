@@ -1,0 +1,58 @@
+"""Sweep manifests: the cartesian product of contents × styles × one grid per StyleParams field.
+
+Grid syntax: `name=v1,v2,...`; list-valued fields write their items joined by `+`
+(`style_layers=relu1_1+relu2_1,relu1_1+relu4_2`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from manifests.fields import field_specs, parse_value
+from manifests.schema import manifest_schema
+from nst_ops.params import ParamError, StyleParams
+
+LIST_SEP = "+"
+
+
+def parse_grid(spec: str) -> tuple[str, list[Any]]:
+    """`name=v1,v2` → (name, [parsed v1, parsed v2]); ParamError naming the field."""
+    name, sep, values = spec.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep or not values.strip():
+        raise ParamError("--grid", f"expected name=v1,v2,... got {spec!r}")
+    if name not in field_specs():
+        valid = ", ".join(field_specs())
+        raise ParamError("--grid", f"unknown field {name!r}; valid: {valid}")
+    parsed = [parse_value(name, v, LIST_SEP) for v in values.split(",")]
+    return name, parsed
+
+
+def sweep_table(
+    contents: Sequence[str], styles: Sequence[str], grids: Sequence[tuple[str, list[Any]]]
+) -> pa.Table:
+    """One row per (content, style, grid combination); every combination is validated."""
+    if not contents or not styles:
+        raise ParamError("--content" if not contents else "--style", "matched no images")
+    names = [n for n, _ in grids]
+    if len(set(names)) != len(names):
+        raise ParamError("--grid", "a field is swept twice")
+    rows = []
+    for combo in itertools.product(*(values for _, values in grids)):
+        settings = dict(zip(names, combo, strict=True))
+        StyleParams(**settings)  # raises ParamError for an invalid combination
+        for content, style in itertools.product(contents, styles):
+            rows.append({"content_uri": content, "style_uri": style, **settings})
+    schema = manifest_schema()
+    fields = [schema.field("content_uri"), schema.field("style_uri")]
+    fields += [schema.field(n) for n in names]
+    columns = {f.name: [_plain(r[f.name]) for r in rows] for f in fields}
+    return pa.table(columns, schema=pa.schema(fields))
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

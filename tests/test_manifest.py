@@ -1,0 +1,89 @@
+"""Manifest parsing (pure): schema checks, defaults, ids, tags, row errors; sweeps."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from manifests.manifest import ManifestError, check_schema, derive_pair_id, iter_rows, parse_row
+from manifests.sweep import parse_grid, sweep_table
+from nst_ops.params import ParamError, StyleParams
+
+BASE = {"content_uri": "c.jpg", "style_uri": "s.jpg"}
+
+
+def test_null_and_missing_mean_default() -> None:
+    row = parse_row(1, BASE | {"style_weight": None, "iterations": 7})
+    assert row.params == StyleParams(iterations=7)
+    assert row.error is None
+
+
+def test_derived_id_is_deterministic_and_depends_on_params() -> None:
+    a = parse_row(1, BASE | {"style_weight": 1000})
+    b = parse_row(2, dict(BASE))  # default 1000.0 written or not: same pair
+    c = parse_row(3, BASE | {"style_weight": 10.0})
+    assert a.pair_id == b.pair_id != c.pair_id
+    assert a.pair_id == derive_pair_id(BASE, StyleParams())
+
+
+def test_schema_rejects_unknown_and_wrong_types_keeps_tags() -> None:
+    good = pa.schema([("content_uri", pa.string()), ("style_uri", pa.string()),
+                      ("style_weight", pa.int64()), ("tag_group", pa.string())])  # fmt: skip
+    assert [f.name for f in check_schema(good)] == ["tag_group"]
+    bad = pa.schema([("content_uri", pa.string()), ("bogus", pa.string()),
+                     ("iterations", pa.string())])  # fmt: skip
+    with pytest.raises(ManifestError) as info:
+        check_schema(bad)
+    message = str(info.value)
+    assert "missing required column 'style_uri'" in message
+    assert "unknown column 'bogus'" in message
+    assert "column 'iterations' has type string, expected int64" in message
+
+
+def test_row_errors_name_the_field() -> None:
+    assert parse_row(1, BASE | {"iterations": 0}).error.startswith("iterations: ")
+    assert parse_row(1, BASE | {"style_layers": ["relu9_1"]}).error.startswith("style_layers: ")
+    assert parse_row(1, {"content_uri": "c.jpg", "style_uri": ""}).error.startswith("style_uri")
+
+
+def test_bad_and_duplicate_ids_keep_own_keys_apart() -> None:
+    batch = pa.RecordBatch.from_pylist([
+        BASE | {"pair_id": "a"}, BASE | {"pair_id": "../evil"}, BASE | {"pair_id": "a"},
+        BASE | {"pair_id": "b/c"},
+    ])  # fmt: skip
+    rows = list(iter_rows([batch]))
+    assert [r.own_key for r in rows] == [True, False, False, False]
+    assert "must match" in rows[1].error and "must match" in rows[3].error
+    assert rows[2].error == "duplicate pair_id 'a' (first at row 1)"
+    assert [r.row for r in rows] == [1, 2, 3, 4]
+
+
+def test_tags_carried() -> None:
+    assert parse_row(1, BASE | {"tag_x": 3}).tags == {"tag_x": 3}
+
+
+def test_sweep_is_cartesian_product_with_list_params() -> None:
+    grids = [
+        parse_grid("style_weight=1e2,1e3,1e4"),
+        parse_grid("style_layers=relu1_1+relu2_1,relu1_1+relu4_2+relu5_2"),
+    ]
+    table = sweep_table(["c1", "c2"], ["s1"], grids)
+    assert table.num_rows == 2 * 1 * 3 * 2
+    assert table.schema.field("style_layers").type == pa.list_(pa.string())
+    assert ["relu1_1", "relu4_2", "relu5_2"] in table["style_layers"].to_pylist()
+    assert sorted(set(table["style_weight"].to_pylist())) == [100.0, 1000.0, 10000.0]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("bogus=1", "unknown field 'bogus'"), ("style_weight", "expected name=v1"),
+     ("iterations=x", "cannot parse 'x' as int")],
+)  # fmt: skip
+def test_bad_grids(spec: str, message: str) -> None:
+    with pytest.raises(ParamError, match=message):
+        parse_grid(spec)
+
+
+def test_invalid_combination_rejected() -> None:
+    with pytest.raises(ParamError, match="iterations"):
+        sweep_table(["c"], ["s"], [parse_grid("iterations=0")])

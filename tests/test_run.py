@@ -1,0 +1,176 @@
+"""`nst run` end to end on local Ray with fake GPUs, over a local folder and over S3 (moto)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import ray
+import s3util
+
+from manifests.manifest import parse_row
+from manifests.schema import RUN_LOSS_SCHEMA, results_schema
+from workflows.cli import main
+from workflows.storage import filesystem, read_bytes, write_bytes
+from workflows.tables import parquet_bytes
+
+ITERATIONS = 2
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    with s3util.moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(s3_endpoint: str) -> Iterator[None]:
+    """Workers inherit the (fake) AWS environment, as a real cluster's nodes have their own."""
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "local":
+        yield str(tmp_path / "store")
+        return
+    endpoint = request.getfixturevalue("s3_endpoint")
+    s3util.reset(endpoint)
+    fs, _ = filesystem("s3://bucket")
+    fs.mkdir("bucket")
+    yield "s3://bucket"
+
+
+def put(local: Path, uri: str) -> str:
+    write_bytes(uri, local.read_bytes())
+    return uri
+
+
+def table(uri: str) -> list[dict[str, Any]]:
+    import io
+
+    return pq.read_table(io.BytesIO(read_bytes(uri))).to_pylist()
+
+
+def make_manifest(store: str, examples: Path, weights: Path) -> tuple[str, str]:
+    content = put(examples / "content/tubingen.jpg", f"{store}/in/tubingen.jpg")
+    wave = put(examples / "style/wave.jpg", f"{store}/in/wave.jpg")
+    starry = put(examples / "style/starry_night.jpg", f"{store}/in/starry.jpg")
+    put(Path(__file__), f"{store}/in/notes.jpg")  # a text file named .jpg
+    common = {"image_size": 32, "iterations": ITERATIONS}
+    rows = [
+        {"content_uri": content, "style_uri": wave, "tag_group": "a"} | common,
+        {"content_uri": content, "style_uri": starry, "tag_group": "a", "style_weight": 10.0}
+        | common,
+        {"content_uri": content, "style_uri": wave, "tag_group": "b", "optimizer": "adam"} | common,
+        {"content_uri": content, "style_uri": f"{store}/in/missing.jpg", "tag_group": "b"} | common,
+        {"content_uri": f"{store}/in/notes.jpg", "style_uri": wave, "tag_group": "c"} | common,
+        {"content_uri": content, "style_uri": wave, "tag_group": "c", "iterations": 0},
+    ]
+    manifest = f"{store}/manifest.parquet"
+    columns = {k: [r.get(k) for r in rows] for r in rows for k in r}
+    write_bytes(manifest, parquet_bytes(pa.table(columns)))
+    weights_uri = put(weights, f"{store}/weights/vgg16.pth")
+    return manifest, weights_uri
+
+
+def nst_run(manifest: str, output: str, weights: str, *extra: str) -> int:
+    return main(["run", "--manifest", manifest, "--output", output, "--model", "vgg16",
+                 "--weights", weights, "--quiet", *extra])  # fmt: skip
+
+
+def test_run_end_to_end_and_resume(ray_cluster, store, examples, weights_path, capsys) -> None:
+    manifest, weights = make_manifest(store, examples, weights_path)
+    out = f"{store}/out"
+    assert nst_run(manifest, out, weights) == 3
+
+    results = table(f"{out}/results.parquet")
+    assert len(results) == 6
+    by_group = {(r["tag_group"], r["status"]) for r in results}
+    assert sum(r["status"] == "ok" for r in results) == 3, [r["error"] for r in results]
+    assert ("a", "ok") in by_group
+    errors = {r["error"].split(":")[0] if "://" not in r["error"] else r["error"] for r in results
+              if r["status"] == "error"}  # fmt: skip
+    messages = " | ".join(r["error"] for r in results if r["error"])
+    assert "missing.jpg: no such file" in messages
+    assert "notes.jpg: not an image file" in messages
+    assert "iterations: must be between 1" in messages
+    assert len(errors) == 3
+    for r in results:
+        if r["status"] == "ok":
+            assert len(r["gpu_ids"]) == 1 and r["gpu_ids"][0] in (0, 1)
+            assert r["iterations_run"] == ITERATIONS and r["attempt"] == 1
+            assert r["output_uri"] == f"{out}/images/{r['pair_id']}.png"
+            assert read_bytes(r["output_uri"])[:8] == b"\x89PNG\r\n\x1a\n"
+            assert r["final_total_loss"] > 0
+    losses = table(f"{out}/losses.parquet")
+    assert len(losses) == 3 * (ITERATIONS + 1)
+    meta = json.loads(read_bytes(f"{out}/run.json"))
+    assert meta["weights_identity"] == "sha256:be3200d26788"
+    assert meta["counts"] == {"ok": 3, "failed": 3, "skipped": 0, "retried": 0}
+
+    # Re-run: the ok pairs are skipped, the failed ones run again; no duplicates anywhere.
+    assert nst_run(manifest, out, weights) == 3
+    assert "skipped 3 pairs already ok" in capsys.readouterr().err
+    again = table(f"{out}/results.parquet")
+    assert sorted(r["pair_id"] for r in again) == sorted(r["pair_id"] for r in results)
+    assert len(table(f"{out}/losses.parquet")) == len(losses)
+    assert json.loads(read_bytes(f"{out}/run.json"))["counts"]["skipped"] == 3
+
+
+def test_tables_match_declared_schemas_and_duckdb_reads_them(ray_cluster, tmp_path, examples,
+                                                             weights_path) -> None:  # fmt: skip
+    manifest, weights = make_manifest(str(tmp_path), examples, weights_path)
+    assert nst_run(manifest, str(tmp_path / "out"), weights, "--limit", "2") == 0
+    results = pq.read_table(tmp_path / "out/results.parquet")
+    tag = pa.field("tag_group", pa.string())
+    assert results.schema.equals(results_schema([tag]), check_metadata=False)
+    assert pq.read_table(tmp_path / "out/losses.parquet").schema.equals(
+        RUN_LOSS_SCHEMA, check_metadata=False
+    )
+    mean = duckdb.sql(
+        f"select tag_group, count(*) n from '{tmp_path}/out/results.parquet' group by 1"
+    ).fetchall()
+    assert mean == [("a", 2)]
+
+
+def test_model_loaded_once_per_worker(ray_cluster, examples, weights_path) -> None:
+    from workflows.weights import resolve_weights
+    from workflows.worker import PairWorker, WorkerConfig
+
+    weights = ray.put(resolve_weights("vgg16", str(weights_path)))
+    cfg = WorkerConfig("/tmp/nst-test-worker", {}, [], 10**8, 1)
+    actor = ray.remote(PairWorker).options(num_gpus=1, num_cpus=1).remote(weights, cfg)
+    values = {
+        "content_uri": str(examples / "content/tubingen.jpg"),
+        "style_uri": str(examples / "style/wave.jpg"),
+        "image_size": 32,
+        "iterations": 1,
+    }
+    for seed in range(3):
+        row = parse_row(seed + 1, values | {"seed": seed})
+        summary = ray.get(actor.run.remote(row, 1))
+        assert summary["status"] == "ok", summary["error"]
+    info = ray.get(actor.info.remote())
+    assert info["builds"] == 1 and len(info["gpu_ids"]) == 1
+    ray.kill(actor)
+
+
+def test_bad_manifest_is_fatal_before_any_work(ray_cluster, tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"content_uri": ["a"], "bogus": [1]}), bad)
+    assert nst_run(str(bad), str(tmp_path / "out"), "random") == 1
+    err = capsys.readouterr().err
+    assert "missing required column 'style_uri'" in err and "unknown column 'bogus'" in err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "text.parquet").write_text("hello")
+    assert nst_run(str(tmp_path / "text.parquet"), str(tmp_path / "out"), "random") == 1
+    assert "not a readable Parquet file" in capsys.readouterr().err

@@ -1,0 +1,110 @@
+"""`nst manifest sweep` and `nst manifest validate` (local paths and s3://)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from manifests.manifest import ManifestError
+from manifests.schema import URI_COLUMNS
+from manifests.sweep import parse_grid, sweep_table
+from workflows.run import Manifest
+from workflows.storage import StorageOptions, filesystem, parse_storage_options, write_bytes
+from workflows.tables import parquet_bytes
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def expand_images(specs: list[str], options: StorageOptions | None = None) -> list[str]:
+    """Files, directories/prefixes (every image inside, recursively) and globs → sorted URIs."""
+    found: list[str] = []
+    for spec in specs:
+        fs, path = filesystem(spec, options)
+        if any(c in path for c in "*?["):
+            paths = fs.glob(path)
+        elif fs.isdir(path):
+            paths = [p for p in fs.find(path) if p.lower().endswith(IMAGE_SUFFIXES)]
+        elif fs.exists(path):
+            paths = [path]
+        else:
+            raise ManifestError(f"{spec}: no such file, directory or prefix")
+        found += sorted(_uri(fs, spec, p) for p in paths)
+    return list(dict.fromkeys(found))
+
+
+def _uri(fs: Any, spec: str, path: str) -> str:
+    return fs.unstrip_protocol(path) if "://" in spec else path
+
+
+def sweep_main(args: argparse.Namespace) -> int:
+    options = parse_storage_options(args.storage_options)
+    grids = [parse_grid(g) for g in args.grid]
+    try:
+        contents = expand_images(args.content, options)
+        styles = expand_images(args.style, options)
+    except ManifestError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    table = sweep_table(contents, styles, grids)
+    write_bytes(args.output, parquet_bytes(table), options)
+    print(
+        f"wrote {args.output}: {table.num_rows} rows = {len(contents)} content x "
+        f"{len(styles)} style x {table.num_rows // (len(contents) * len(styles))} settings",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def validate_main(args: argparse.Namespace) -> int:
+    options = parse_storage_options(args.storage_options)
+    try:
+        manifest = Manifest(args.manifest, options, None)
+    except ManifestError as e:
+        print(f"error: manifest: {e}", file=sys.stderr)
+        return 1
+    bad = rows = 0
+    for row in manifest.rows():
+        rows += 1
+        problems = [row.error] if row.error else []
+        if args.check_uris:
+            problems += _missing_uris(row.values, options)
+        for problem in problems:
+            print(f"row {row.row}: {problem}")
+        bad += bool(problems)
+    print(f"{rows} rows, {bad} with errors", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _missing_uris(values: dict[str, Any], options: StorageOptions) -> list[str]:
+    missing = []
+    for column in URI_COLUMNS:
+        uri = values.get(column)
+        if uri:
+            fs, path = filesystem(uri, options)
+            if not fs.exists(path):
+                missing.append(f"{column}: {uri}: no such file")
+    return missing
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("manifest", help="make and check manifests")
+    sub = p.add_subparsers(dest="manifest_command", required=True, metavar="ACTION")
+    sweep = sub.add_parser("sweep", help="cartesian product of images and parameter grids")
+    sweep.add_argument("--content", nargs="+", required=True, help="files, dirs/prefixes, globs")
+    sweep.add_argument("--style", nargs="+", required=True, help="files, dirs/prefixes, globs")
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="sweep a StyleParams field; list items joined by + (repeatable)",
+    )
+    sweep.add_argument("-o", "--output", required=True, help="manifest to write (path or URI)")
+    sweep.add_argument("--storage-options", default=None, metavar="JSON")
+    sweep.set_defaults(func=sweep_main)
+    check = sub.add_parser("validate", help="check every row; prints row-numbered errors")
+    check.add_argument("manifest", help="manifest (path or URI)")
+    check.add_argument("--check-uris", action="store_true", help="also check that URIs exist")
+    check.add_argument("--storage-options", default=None, metavar="JSON")
+    check.set_defaults(func=validate_main)

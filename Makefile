@@ -3,8 +3,16 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SHARED ?= ../shared
+# Offline weights when the shared folder is there; otherwise torchvision's ImageNet VGG19.
+ifneq ($(wildcard $(SHARED)/models/vgg16-hed-features.pth),)
 MODEL ?= vgg16
 WEIGHTS ?= $(SHARED)/models/vgg16-hed-features.pth
+else
+MODEL ?= vgg19
+WEIGHTS ?= imagenet
+endif
+DEMO ?= runs/demo
+DEMO_GPUS ?= 0
 STAMP := $(VENV)/.installed
 
 .PHONY: venv test lint demo clean
@@ -18,17 +26,21 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check nst_ops manifests workflows tests benchmarks
-	$(VENV)/bin/ruff format --check nst_ops manifests workflows tests benchmarks
+	$(VENV)/bin/ruff check nst_ops manifests workflows tests
+	$(VENV)/bin/ruff format --check nst_ops manifests workflows tests
 	$(VENV)/bin/mypy
 
 test: lint
 	$(VENV)/bin/pytest -q
 
 demo: $(STAMP)
-	$(VENV)/bin/nst stylize examples/content/tubingen.jpg examples/style/starry_night.jpg \
-		-o runs/demo/tubingen_starry_night.png --model $(MODEL) --weights $(WEIGHTS) \
-		--image-size 256 --iterations 150
+	$(VENV)/bin/nst manifest sweep --content examples/content \
+		--style examples/style/starry_night.jpg examples/style/wave.jpg \
+		--grid style_weight=100,1000,10000 --grid image_size=128 --grid iterations=60 \
+		-o $(DEMO)/manifest.parquet
+	$(VENV)/bin/nst run --manifest $(DEMO)/manifest.parquet --output $(DEMO) \
+		--model $(MODEL) --weights $(WEIGHTS) --gpus-per-task $(DEMO_GPUS)
+	@echo "demo outputs: $(DEMO)/images, $(DEMO)/results.parquet, $(DEMO)/losses.parquet"
 
 clean:
 	rm -rf runs

@@ -148,7 +148,7 @@ def test_model_loaded_once_per_worker(ray_cluster, examples, weights_path) -> No
 
     weights = ray.put(resolve_weights("vgg16", str(weights_path)))
     cfg = WorkerConfig("/tmp/nst-test-worker", {}, [], 10**8, 1)
-    actor = ray.remote(PairWorker).options(num_gpus=1, num_cpus=1).remote(weights, cfg)
+    actor = ray.remote(PairWorker).options(num_gpus=1, num_cpus=1).remote([weights], cfg)
     values = {
         "content_uri": str(examples / "content/tubingen.jpg"),
         "style_uri": str(examples / "style/wave.jpg"),

@@ -89,7 +89,7 @@ def run_job(cfg: RunConfig) -> RunCounts:
     weights = resolve_weights(cfg.model, cfg.weights, options)
     meta["weights_identity"] = weights.identity
     skip = done_ids(cfg.output, options)
-    counts = schedule(cfg, manifest.rows(), skip, weights, manifest.tag_fields)
+    counts = schedule(cfg, manifest.rows(), skip, weights, manifest.tag_fields, manifest.num_rows)
     consolidate(cfg.output, manifest.rows(), manifest.tag_fields, options)
     meta |= {"status": "finished", "finished_at": now().isoformat(), "counts": counts.as_dict()}
     _write_run_json(cfg.output, meta, options)

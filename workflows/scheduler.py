@@ -76,10 +76,10 @@ class _Pool:
         actor = ray.remote(PairWorker).options(  # type: ignore[attr-defined]
             num_gpus=gpus, num_cpus=cfg.cpus_per_task, max_restarts=-1, max_task_retries=0
         )
-        # Resolved once on the driver, shared through the object store; held here so that a
-        # restarted actor can still fetch its constructor argument.
+        # Resolved once on the driver, shared through the object store. Passed nested (not
+        # resolved by Ray at construction) and held here, so a restarted actor can fetch it.
         self.weights_ref = ray.put(weights)
-        self.actors = [actor.remote(self.weights_ref, wcfg) for _ in range(n)]
+        self.actors = [actor.remote([self.weights_ref], wcfg) for _ in range(n)]
         self.depth = max(1, (cfg.max_in_flight or 2 * n) // n)
         self.load = [0] * n
         self.in_flight: dict[Any, tuple[ManifestRow, int, int]] = {}
@@ -113,20 +113,23 @@ def schedule(
     skip: set[str],
     weights: ResolvedWeights,
     tag_fields: list[pa.Field],
+    total: int | None = None,
 ) -> RunCounts:
     connect(cfg.address)
     wcfg = WorkerConfig(
         cfg.output, cfg.storage_options or {}, tag_fields, cfg.max_image_pixels, cfg.cpus_per_task
     )
     pool, counts = _Pool(cfg, weights, wcfg), RunCounts()
-    bar = tqdm(disable=cfg.quiet, unit="pair", file=sys.stderr)
+    bar = tqdm(total=total, disable=cfg.quiet, unit="pair", file=sys.stderr)
     try:
         for row in rows:
             if row.own_key and row.pair_id in skip:
                 counts.skipped += 1
+                bar.update(1)
                 continue
             if row.error is not None:
                 _record_failure(wcfg, row, row.error, 0, counts)
+                bar.update(1)
                 continue
             while pool.full():
                 _collect(pool, cfg, wcfg, counts, bar)

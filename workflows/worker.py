@@ -52,7 +52,8 @@ def write_result(cfg: WorkerConfig, row: ManifestRow, record: dict[str, Any]) ->
 class PairWorker:
     """Ray actor body (wrapped with ray.remote by the driver)."""
 
-    def __init__(self, weights: ResolvedWeights, cfg: WorkerConfig) -> None:
+    def __init__(self, weights_ref: list[Any], cfg: WorkerConfig) -> None:
+        weights: ResolvedWeights = ray.get(weights_ref[0])
         self.cfg = cfg
         self.gpu_ids = [int(g) for g in ray.get_gpu_ids()]
         cuda = bool(self.gpu_ids) and torch.cuda.is_available()

@@ -38,6 +38,10 @@ demo: $(STAMP)
 		--style examples/style/starry_night.jpg examples/style/wave.jpg \
 		--grid style_weight=100,1000,10000 --grid image_size=128 --grid iterations=60 \
 		-o $(DEMO)/manifest.parquet
+	$(VENV)/bin/nst manifest sweep --content examples/photo/content.jpg --style examples/photo/style.jpg \
+		--content-mask examples/photo/content_seg.png --style-mask examples/photo/style_seg.png \
+		--grid photo_weight=1e4 --grid image_size=128 --grid iterations=60 \
+		-o $(DEMO)/manifest.parquet --append
 	$(VENV)/bin/nst run --manifest $(DEMO)/manifest.parquet --output $(DEMO) \
 		--model $(MODEL) --weights $(WEIGHTS) --gpus-per-task $(DEMO_GPUS)
 	@echo "demo outputs: $(DEMO)/images, $(DEMO)/results.parquet, $(DEMO)/losses.parquet"

@@ -21,6 +21,8 @@ LOSS_FIELDS = [
     pa.field("content_loss", pa.float64()),
     pa.field("style_loss", pa.float64()),
     pa.field("tv_loss", pa.float64()),
+    pa.field("photo_loss", pa.float64()),
+    pa.field("stage", pa.int64()),
     pa.field("style_layer_losses", pa.map_(pa.string(), pa.float64())),
     pa.field("elapsed_s", pa.float64()),
 ]
@@ -47,6 +49,8 @@ RESULT_FIELDS_AFTER_PARAMS = [
     pa.field("final_content_loss", pa.float64()),
     pa.field("final_style_loss", pa.float64()),
     pa.field("final_tv_loss", pa.float64()),
+    pa.field("final_photo_loss", pa.float64()),
+    pa.field("warnings", pa.list_(pa.string())),
     pa.field("wall_s", pa.float64()),
     pa.field("device", pa.string()),
     pa.field("gpu_ids", pa.list_(pa.int64())),

@@ -33,11 +33,17 @@ def parse_grid(spec: str) -> tuple[str, list[Any]]:
 
 
 def sweep_table(
-    contents: Sequence[str], styles: Sequence[str], grids: Sequence[tuple[str, list[Any]]]
+    contents: Sequence[str],
+    styles: Sequence[str],
+    grids: Sequence[tuple[str, list[Any]]],
+    masks: tuple[str, str] | None = None,
 ) -> pa.Table:
-    """One row per (content, style, grid combination); every combination is validated."""
+    """One row per (content, style, grid combination); every combination is validated.
+    `masks` = (content mask, style mask) URIs, for a single content and style only."""
     if not contents or not styles:
         raise ParamError("--content" if not contents else "--style", "matched no images")
+    if masks is not None and (len(contents) != 1 or len(styles) != 1):
+        raise ParamError("--content-mask", "masks need exactly one content and one style image")
     names = [n for n, _ in grids]
     if len(set(names)) != len(names):
         raise ParamError("--grid", "a field is swept twice")
@@ -49,6 +55,10 @@ def sweep_table(
             rows.append({"content_uri": content, "style_uri": style, **settings})
     schema = manifest_schema()
     fields = [schema.field("content_uri"), schema.field("style_uri")]
+    if masks is not None:
+        for row in rows:
+            row["content_mask_uri"], row["style_mask_uri"] = masks
+        fields += [schema.field("content_mask_uri"), schema.field("style_mask_uri")]
     fields += [schema.field(n) for n in names]
     columns = {f.name: [_plain(r[f.name]) for r in rows] for f in fields}
     return pa.table(columns, schema=pa.schema(fields))

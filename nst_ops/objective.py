@@ -10,8 +10,20 @@ import torch
 from torch import Tensor
 
 from nst_ops.losses import content_loss, gram, style_layer_loss, tv_loss
+from nst_ops.masks import masked_gram_targets, masked_style_layer_loss, resize_masks
+from nst_ops.matting import photo_loss
 from nst_ops.params import StyleParams
 from nst_ops.vgg import VGGFeatures
+
+
+@dataclass(frozen=True)
+class Masks:
+    """Semantic masks (Luan et al. 2017) of the K colours present in the content mask:
+    content (K, H, W) at the content's size, style (K, H_s, W_s), weights (K,) 1 or 0."""
+
+    content: Tensor
+    style: Tensor
+    weights: Tensor
 
 
 @dataclass(frozen=True)
@@ -23,11 +35,12 @@ class LossTerms:
     content: Tensor
     style: Tensor
     tv: Tensor
+    photo: Tensor
     style_layers: Tensor
 
     def stacked(self) -> Tensor:
-        """(B, 4 + L): total, content, style, tv, E_l... — one tensor, for cheap logging."""
-        parts = [self.total, self.content, self.style, self.tv]
+        """(B, 5 + L): total, content, style, tv, photo, E_l... — one tensor, for cheap logging."""
+        parts = [self.total, self.content, self.style, self.tv, self.photo]
         return torch.cat([torch.stack(parts, dim=1), self.style_layers], dim=1)
 
 
@@ -35,21 +48,39 @@ class StyleObjective:
     """J for one (content, style) pair; targets P^l and A^l/M^S are computed at construction.
 
     content: (1, 3, H, W), style: (1, 3, H_s, W_s), RGB in [0,1], on the extractor's device.
+    masks: semantic masks (masked style loss); laplacian: sparse (H·W)² matting Laplacian of
+    the content (photorealism term, weighted by params.photo_weight).
     """
 
     def __init__(
-        self, extractor: VGGFeatures, params: StyleParams, content: Tensor, style: Tensor
+        self,
+        extractor: VGGFeatures,
+        params: StyleParams,
+        content: Tensor,
+        style: Tensor,
+        masks: Masks | None = None,
+        laplacian: Tensor | None = None,
     ) -> None:
         self.extractor = extractor
         self.params = params
         self.layers = tuple(dict.fromkeys(params.content_layers + params.style_layers))
+        self.masks, self.laplacian = masks, laplacian
         with torch.no_grad():
-            content_features = extractor(content, params.content_layers)
+            content_features = extractor(content, self.layers)
             style_features = extractor(style, params.style_layers)
-        self.content_targets = {k: v.detach() for k, v in content_features.items()}
-        self.style_targets = {
-            name: gram(f) / (f.shape[2] * f.shape[3]) for name, f in style_features.items()
-        }
+        self.content_targets = {k: content_features[k].detach() for k in params.content_layers}
+        if masks is None:
+            self.style_targets = {
+                name: gram(f) / (f.shape[2] * f.shape[3]) for name, f in style_features.items()
+            }
+        else:
+            self.style_targets = {
+                name: masked_gram_targets(f, masks.style)[0] for name, f in style_features.items()
+            }
+            self.layer_masks = {
+                name: resize_masks(masks.content, tuple(content_features[name].shape[-2:]))
+                for name in params.style_layers
+            }
         self.layer_weights = torch.tensor(
             params.layer_weights, dtype=content.dtype, device=content.device
         )
@@ -62,10 +93,20 @@ class StyleObjective:
             (content_loss(features[name], self.content_targets[name]) for name in p.content_layers),
             torch.zeros((), device=image.device, dtype=image.dtype),
         )
-        per_layer = torch.stack(
-            [style_layer_loss(features[n], self.style_targets[n]) for n in p.style_layers], dim=1
-        )
+        per_layer = torch.stack([self._style_layer(n, features[n]) for n in p.style_layers], dim=1)
         style = per_layer @ self.layer_weights
         tv = tv_loss(image)
         total = p.content_weight * content + p.style_weight * style + p.tv_weight * tv
-        return LossTerms(total, content, style, tv, per_layer)
+        if self.laplacian is not None:
+            photo = photo_loss(image, self.laplacian)
+            total = total + p.photo_weight * photo
+        else:
+            photo = torch.zeros_like(total)
+        return LossTerms(total, content, style, tv, photo, per_layer)
+
+    def _style_layer(self, name: str, features: Tensor) -> Tensor:
+        if self.masks is None:
+            return style_layer_loss(features, self.style_targets[name])
+        return masked_style_layer_loss(
+            features, self.layer_masks[name], self.style_targets[name], self.masks.weights
+        )

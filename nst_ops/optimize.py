@@ -1,40 +1,31 @@
-"""The optimisation loop: pixels of the generated image optimised directly (Gatys et al. 2015).
+"""Style transfer of one pair: Gatys et al. (2015), with Luan et al. (2017)'s semantic masks and
+photorealism term as options.
 
 One **iteration** is one objective-and-gradient evaluation (one forward + backward) for both
-optimizers, so loss tables compare optimizers at equal compute. Row i of the loss log is the loss
-of the image after i updates: rows 0..N for N iterations (row N is a forward-only evaluation of
-the returned image), fewer when `target_loss` stops early.
+optimizers, so loss tables compare optimizers at equal compute. Row i of the loss log is the i-th
+evaluation (row 0: the initial image); the last row is a forward-only evaluation of the returned
+image. With Luan's two stages the rows are numbered continuously and carry their `stage`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from nst_ops.color import combine_luminance, luminance, match_luminance
-from nst_ops.lbfgs import LBFGSState, armijo_ok
-from nst_ops.objective import LossTerms, StyleObjective
+from nst_ops.drivers import Progress, ProgressCallback, Recorder, adam, evaluate, lbfgs
+from nst_ops.guided import guided_filter
+from nst_ops.masks import pair_masks
+from nst_ops.matting import matting_laplacian, to_torch_sparse
+from nst_ops.objective import Masks, StyleObjective
 from nst_ops.params import StyleParams
 from nst_ops.vgg import VGGFeatures
 
-
-@dataclass(frozen=True)
-class Progress:
-    """Reported to the callback: iteration i of `iterations`, the loss of the image after i
-    updates, seconds since the loop started."""
-
-    iteration: int
-    iterations: int
-    total_loss: float
-    elapsed_s: float
-
-
-ProgressCallback = Callable[[Progress], None]
+__all__ = ["LossLog", "Progress", "ProgressCallback", "StyleResult", "stylize"]
 
 
 @dataclass
@@ -46,6 +37,8 @@ class LossLog:
     content_loss: list[float] = field(default_factory=list)
     style_loss: list[float] = field(default_factory=list)
     tv_loss: list[float] = field(default_factory=list)
+    photo_loss: list[float] = field(default_factory=list)
+    stage: list[int] = field(default_factory=list)
     style_layer_losses: list[dict[str, float]] = field(default_factory=list)
     elapsed_s: list[float] = field(default_factory=list)
 
@@ -55,12 +48,14 @@ class LossLog:
 
 @dataclass(frozen=True)
 class StyleResult:
-    """image: (3, H, W) float32 on the CPU, RGB in [0,1]."""
+    """image: (3, H, W) float32 on the CPU, RGB in [0,1]. warnings: e.g. mask colours present in
+    the content mask but absent from the style mask (they get no style)."""
 
     image: Tensor
     losses: LossLog
     iterations_run: int
     reached_target: bool
+    warnings: tuple[str, ...] = ()
 
 
 def initial_image(params: StyleParams, content: Tensor, style: Tensor) -> Tensor:
@@ -82,9 +77,12 @@ def stylize(
     params: StyleParams,
     extractor: VGGFeatures,
     callback: ProgressCallback | None = None,
+    content_mask: Tensor | None = None,
+    style_mask: Tensor | None = None,
 ) -> StyleResult:
     """Stylize `content` (3, H, W) with `style` (3, H_s, W_s), both RGB in [0,1] and already at
-    working size; runs on the extractor's device. Returns the image and its loss log."""
+    working size; optional RGB colour-coded masks (3, h, w) of any size. Runs on the
+    extractor's device. Raises ValueError for unusable masks."""
     device = extractor.mean.device
     content = content.to(device, torch.float32).unsqueeze(0)
     style = style.to(device, torch.float32).unsqueeze(0)
@@ -94,121 +92,79 @@ def stylize(
         style_in = match_luminance(luminance(style), content_in)
     else:
         content_in, style_in = content, style
-    channels = content_in.shape[1]
-    objective = StyleObjective(
-        extractor, params, content_in.expand(-1, 3, -1, -1), style_in.expand(-1, 3, -1, -1)
-    )
-    x = initial_image(params, content_in, style_in[:, :channels])
-    image, log, reached = _optimize(x, objective, params, callback)
-    if channels == 1:
-        image = combine_luminance(image, content)
-    else:
-        image = image.expand(-1, 3, -1, -1)
-    return StyleResult(image[0].cpu(), log, log.iteration[-1], reached)
-
-
-class _Recorder:
-    """Collects one loss row per evaluation; tells the drivers when to stop."""
-
-    def __init__(self, params: StyleParams, callback: ProgressCallback | None) -> None:
-        self.params = params
-        self.callback = callback
-        self.rows: list[Tensor] = []
-        self.times: list[float] = []
-        self.start = time.perf_counter()
-        self.reached = False
-
-    def record(self, terms: LossTerms) -> bool:
-        """Log a row; True when target_loss is reached (the caller stops there)."""
-        self.rows.append(terms.stacked()[0].detach())
-        self.times.append(time.perf_counter() - self.start)
-        i, target = len(self.rows) - 1, self.params.target_loss
-        if self.callback is not None:
-            total = float(self.rows[-1][0])
-            self.callback(Progress(i, self.params.iterations, total, self.times[-1]))
-        self.reached = target is not None and float(self.rows[-1][0]) <= target
-        return self.reached
-
-    @property
-    def evaluations(self) -> int:
-        return len(self.rows)
-
-
-def _evaluate(x: Tensor, objective: StyleObjective, grad: bool) -> tuple[LossTerms, Tensor]:
-    """Loss terms at clamp(x, 0, 1) and, when `grad`, the gradient w.r.t. x (flat, detached)."""
-    if not grad:
-        with torch.no_grad():
-            return objective(x.clamp(0, 1).expand(-1, 3, -1, -1)), x.new_empty(0)
-    x = x.detach().requires_grad_(True)
-    terms = objective(x.clamp(0, 1).expand(-1, 3, -1, -1))
-    (g,) = torch.autograd.grad(terms.total.sum(), x)
-    return terms, g.reshape(-1)
-
-
-def _adam(x: Tensor, objective: StyleObjective, p: StyleParams, rec: _Recorder) -> Tensor:
-    """Projected Adam: a step, then clamp to [0,1]."""
-    x = x.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([x], lr=p.learning_rate)
-    for _ in range(p.iterations):
-        terms, g = _evaluate(x, objective, grad=True)
-        if rec.record(terms):
-            return x.detach()
-        x.grad = g.view_as(x)
-        optimizer.step()
-        with torch.no_grad():
-            x.clamp_(0, 1)
-    return x.detach()
-
-
-def _lbfgs(x: Tensor, objective: StyleObjective, p: StyleParams, rec: _Recorder) -> Tensor:
-    """L-BFGS on f(clamp(x)); returns the last accepted point (always an evaluated one)."""
-    state = LBFGSState()
-    shape = x.shape
-    x = x.detach().reshape(-1).clone()
-    terms, g = _evaluate(x.view(shape), objective, grad=True)
-    if rec.record(terms):
-        return x.view(shape)
-    f = float(terms.total[0].detach())
-    d, step = state.direction(g)
-    while rec.evaluations < p.iterations:
-        x_new = x + step * d
-        terms, g_new = _evaluate(x_new.view(shape), objective, grad=True)
-        if rec.record(terms):
-            return x_new.view(shape)
-        f_new = float(terms.total[0].detach())
-        if armijo_ok(f_new, f, step, float(g.dot(d))):
-            state.update(x_new - x, g_new - g)
-            x, g, f = x_new, g_new, f_new
-            d, step = state.direction(g)
-        else:
-            step *= 0.5
-    return x.view(shape)
-
-
-def _optimize(
-    x: Tensor,
-    objective: StyleObjective,
-    params: StyleParams,
-    callback: ProgressCallback | None,
-) -> tuple[Tensor, LossLog, bool]:
-    rec = _Recorder(params, callback)
-    driver = _adam if params.optimizer == "adam" else _lbfgs
-    x = driver(x, objective, params, rec)
-    if not rec.reached:
-        terms, _ = _evaluate(x, objective, grad=False)  # row N: the returned image
+    masks, warnings = _masks(content_mask, style_mask, content, style)
+    laplacian = _laplacian(content, params, device)
+    x = initial_image(params, content_in, style_in[:, : content_in.shape[1]])
+    stages = _stages(params)
+    rec = Recorder(params, callback, sum(p.iterations for p in stages))
+    rgb = (content_in.expand(-1, 3, -1, -1), style_in.expand(-1, 3, -1, -1))
+    for number, stage_params in enumerate(stages, start=1):
+        rec.stage = number
+        objective = StyleObjective(extractor, stage_params, *rgb, masks, laplacian)
+        x = (adam if params.optimizer == "adam" else lbfgs)(x, objective, stage_params, rec)
+        if rec.reached:
+            break
+        if number < len(stages):
+            continue
+        terms, _ = evaluate(x, objective, grad=False)  # last row: the returned image
         rec.record(terms)
-    log = _to_log(torch.stack(rec.rows).cpu(), rec.times, params.style_layers)
-    return x.clamp(0, 1), log, rec.reached
+    image = _finish(x.clamp(0, 1), content, params)
+    log = _to_log(rec, params.style_layers)
+    return StyleResult(image[0].cpu(), log, log.iteration[-1], rec.reached, warnings)
 
 
-def _to_log(rows: Tensor, times: list[float], style_layers: tuple[str, ...]) -> LossLog:
+def _stages(params: StyleParams) -> list[StyleParams]:
+    """Luan et al.: first `iterations` without the photorealism term, then `iterations` with it."""
+    if params.photo_weight > 0 and params.photo_two_stage:
+        return [params.replace(photo_weight=0.0), params]
+    return [params]
+
+
+def _masks(
+    content_mask: Tensor | None, style_mask: Tensor | None, content: Tensor, style: Tensor
+) -> tuple[Masks | None, tuple[str, ...]]:
+    if content_mask is None and style_mask is None:
+        return None, ()
+    if content_mask is None or style_mask is None:
+        raise ValueError("masks: give both a content mask and a style mask, or neither")
+    device = content.device
+    c, s, weights, missing = pair_masks(
+        content_mask.to(device),
+        style_mask.to(device),
+        (content.shape[-2], content.shape[-1]),
+        (style.shape[-2], style.shape[-1]),
+    )
+    warnings = tuple(f"mask colour {name} is absent from the style mask" for name in missing)
+    return Masks(c, s, weights), warnings
+
+
+def _laplacian(content: Tensor, params: StyleParams, device: torch.device) -> Tensor | None:
+    """Matting Laplacian of the content at working size, on the compute device (or None)."""
+    if params.photo_weight <= 0:
+        return None
+    array = content[0].permute(1, 2, 0).double().cpu().numpy()
+    return to_torch_sparse(matting_laplacian(np.ascontiguousarray(array)), device)
+
+
+def _finish(x: Tensor, content: Tensor, params: StyleParams) -> Tensor:
+    """Recolour a luminance result; apply the optional guided-filter post-processing."""
+    image = combine_luminance(x, content) if x.shape[1] == 1 else x
+    if params.photo_postprocess == "guided":
+        image = guided_filter(content, image)
+    return image
+
+
+def _to_log(rec: Recorder, style_layers: tuple[str, ...]) -> LossLog:
     log = LossLog()
-    for i, (row, elapsed) in enumerate(zip(rows.double().tolist(), times, strict=True)):
+    rows = torch.stack(rec.rows).double().cpu().tolist()
+    for i, (row, stage, elapsed) in enumerate(zip(rows, rec.stages, rec.times, strict=True)):
         log.iteration.append(i)
         log.total_loss.append(row[0])
         log.content_loss.append(row[1])
         log.style_loss.append(row[2])
         log.tv_loss.append(row[3])
-        log.style_layer_losses.append(dict(zip(style_layers, row[4:], strict=True)))
+        log.photo_loss.append(row[4])
+        log.stage.append(stage)
+        log.style_layer_losses.append(dict(zip(style_layers, row[5:], strict=True)))
         log.elapsed_s.append(elapsed)
     return log

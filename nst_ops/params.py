@@ -22,6 +22,7 @@ OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "random", "style")
 POOLINGS = ("max", "avg")
 PRESERVE_COLORS = ("none", "luminance")
+POSTPROCESSES = ("none", "guided")
 
 
 class ParamError(ValueError):
@@ -74,6 +75,15 @@ class StyleParams:
     )
     preserve_color: Literal["none", "luminance"] = field(
         default="none", metadata=_help("none | luminance (Gatys et al. 2016)")
+    )
+    photo_weight: float = field(
+        default=0.0, metadata=_help("lambda: matting-Laplacian photorealism weight (Luan: 1e4)")
+    )
+    photo_two_stage: bool = field(
+        default=True, metadata=_help("with photo_weight > 0: iterations without, then with it")
+    )
+    photo_postprocess: Literal["none", "guided"] = field(
+        default="none", metadata=_help("none | guided (guided filter by the content image)")
     )
 
     def __post_init__(self) -> None:
@@ -165,3 +175,7 @@ def _validate(p: StyleParams) -> None:
     if p.target_loss is not None:
         _number("target_loss", p.target_loss)
     _choice("preserve_color", p.preserve_color, PRESERVE_COLORS)
+    _number("photo_weight", p.photo_weight)
+    if not isinstance(p.photo_two_stage, bool):
+        raise ParamError("photo_two_stage", f"must be true or false, got {p.photo_two_stage!r}")
+    _choice("photo_postprocess", p.photo_postprocess, POSTPROCESSES)

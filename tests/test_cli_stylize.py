@@ -102,3 +102,37 @@ def test_debug_shows_traceback(tmp_path: Path, examples) -> None:
         "-o", str(tmp_path / "o.png"), "--weights", "random",
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_photo_masks_and_two_stages(tmp_path: Path, weights_path: Path, examples) -> None:
+    photo = examples / "photo"
+    out = tmp_path / "photo.png"
+    code = main([
+        "stylize", str(photo / "content.jpg"), str(photo / "style.jpg"), "-o", str(out),
+        "--content-mask", str(photo / "content_seg.png"), "--style-mask", str(photo / "style_seg.png"),
+        "--model", "vgg16", "--weights", str(weights_path), "--quiet", "--image-size", "64",
+        "--iterations", "6", "--photo-weight", "1e6", "--device", "cpu",
+    ])  # fmt: skip
+    assert code == 0
+    rows = pq.read_table(tmp_path / "photo.losses.parquet").to_pylist()
+    assert [r["iteration"] for r in rows] == list(range(13))
+    assert [r["stage"] for r in rows] == [1] * 6 + [2] * 7
+    stage2 = [r["photo_loss"] for r in rows if r["stage"] == 2]
+    assert all(r["photo_loss"] > 0 for r in rows)
+    assert stage2[-1] < stage2[0]
+    for r in rows:  # photo term weighted only in stage 2
+        weight = 1e6 if r["stage"] == 2 else 0.0
+        expected = r["content_loss"] + 1000 * r["style_loss"] + weight * r["photo_loss"]
+        assert r["total_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_mask_that_is_not_an_image_exits_2(tmp_path: Path, examples) -> None:
+    (tmp_path / "mask.png").write_text("no")
+    photo = examples / "photo"
+    result = nst(
+        "stylize", str(photo / "content.jpg"), str(photo / "style.jpg"), "-o", str(tmp_path / "o.png"),
+        "--content-mask", str(tmp_path / "mask.png"), "--style-mask", str(photo / "style_seg.png"),
+        "--weights", "random", "--quiet", "--image-size", "32", "--iterations", "1",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "mask.png: not an image file" in result.stderr.strip().splitlines()[-1]

@@ -65,6 +65,14 @@ def make_manifest(store: str, examples: Path, weights: Path) -> tuple[str, str]:
     wave = put(examples / "style/wave.jpg", f"{store}/in/wave.jpg")
     starry = put(examples / "style/starry_night.jpg", f"{store}/in/starry.jpg")
     put(Path(__file__), f"{store}/in/notes.jpg")  # a text file named .jpg
+    photo = {
+        "content_uri": put(examples / "photo/content.jpg", f"{store}/in/photo.jpg"),
+        "style_uri": put(examples / "photo/style.jpg", f"{store}/in/photo_style.jpg"),
+        "content_mask_uri": put(examples / "photo/content_seg.png", f"{store}/in/c_seg.png"),
+        "style_mask_uri": put(examples / "photo/style_seg.png", f"{store}/in/s_seg.png"),
+        "photo_weight": 1e4,
+        "tag_group": "photo",
+    }
     common = {"image_size": 32, "iterations": ITERATIONS}
     rows = [
         {"content_uri": content, "style_uri": wave, "tag_group": "a"} | common,
@@ -74,6 +82,7 @@ def make_manifest(store: str, examples: Path, weights: Path) -> tuple[str, str]:
         {"content_uri": content, "style_uri": f"{store}/in/missing.jpg", "tag_group": "b"} | common,
         {"content_uri": f"{store}/in/notes.jpg", "style_uri": wave, "tag_group": "c"} | common,
         {"content_uri": content, "style_uri": wave, "tag_group": "c", "iterations": 0},
+        photo | common,
     ]
     manifest = f"{store}/manifest.parquet"
     columns = {k: [r.get(k) for r in rows] for r in rows for k in r}
@@ -93,9 +102,9 @@ def test_run_end_to_end_and_resume(ray_cluster, store, examples, weights_path, c
     assert nst_run(manifest, out, weights) == 3
 
     results = table(f"{out}/results.parquet")
-    assert len(results) == 6
+    assert len(results) == 7
     by_group = {(r["tag_group"], r["status"]) for r in results}
-    assert sum(r["status"] == "ok" for r in results) == 3, [r["error"] for r in results]
+    assert sum(r["status"] == "ok" for r in results) == 4, [r["error"] for r in results]
     assert ("a", "ok") in by_group
     errors = {r["error"].split(":")[0] if "://" not in r["error"] else r["error"] for r in results
               if r["status"] == "error"}  # fmt: skip
@@ -106,24 +115,28 @@ def test_run_end_to_end_and_resume(ray_cluster, store, examples, weights_path, c
     assert len(errors) == 3
     for r in results:
         if r["status"] == "ok":
+            stages = 2 if r["tag_group"] == "photo" else 1
             assert len(r["gpu_ids"]) == 1 and r["gpu_ids"][0] in (0, 1)
-            assert r["iterations_run"] == ITERATIONS and r["attempt"] == 1
+            assert r["iterations_run"] == stages * ITERATIONS and r["attempt"] == 1
+            assert (r["final_photo_loss"] > 0) == (stages == 2)
+            assert r["warnings"] == []
             assert r["output_uri"] == f"{out}/images/{r['pair_id']}.png"
             assert read_bytes(r["output_uri"])[:8] == b"\x89PNG\r\n\x1a\n"
             assert r["final_total_loss"] > 0
     losses = table(f"{out}/losses.parquet")
-    assert len(losses) == 3 * (ITERATIONS + 1)
+    assert len(losses) == 3 * (ITERATIONS + 1) + (2 * ITERATIONS + 1)
+    assert {r["stage"] for r in losses} == {1, 2}
     meta = json.loads(read_bytes(f"{out}/run.json"))
     assert meta["weights_identity"] == "sha256:be3200d26788"
-    assert meta["counts"] == {"ok": 3, "failed": 3, "skipped": 0, "retried": 0}
+    assert meta["counts"] == {"ok": 4, "failed": 3, "skipped": 0, "retried": 0}
 
     # Re-run: the ok pairs are skipped, the failed ones run again; no duplicates anywhere.
     assert nst_run(manifest, out, weights) == 3
-    assert "skipped 3 pairs already ok" in capsys.readouterr().err
+    assert "skipped 4 pairs already ok" in capsys.readouterr().err
     again = table(f"{out}/results.parquet")
     assert sorted(r["pair_id"] for r in again) == sorted(r["pair_id"] for r in results)
     assert len(table(f"{out}/losses.parquet")) == len(losses)
-    assert json.loads(read_bytes(f"{out}/run.json"))["counts"]["skipped"] == 3
+    assert json.loads(read_bytes(f"{out}/run.json"))["counts"]["skipped"] == 4
 
 
 def test_tables_match_declared_schemas_and_duckdb_reads_them(ray_cluster, tmp_path, examples,

@@ -6,12 +6,14 @@ import argparse
 import sys
 from typing import Any
 
+import pyarrow as pa
+
 from manifests.manifest import ManifestError
 from manifests.schema import URI_COLUMNS
 from manifests.sweep import parse_grid, sweep_table
 from workflows.run import Manifest
 from workflows.storage import StorageOptions, filesystem, parse_storage_options, write_bytes
-from workflows.tables import parquet_bytes
+from workflows.tables import parquet_bytes, read_parquet
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -46,14 +48,31 @@ def sweep_main(args: argparse.Namespace) -> int:
     except ManifestError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    table = sweep_table(contents, styles, grids)
+    masks = None
+    if args.content_mask or args.style_mask:
+        if not (args.content_mask and args.style_mask):
+            print("error: --content-mask and --style-mask go together", file=sys.stderr)
+            return 2
+        masks = (args.content_mask, args.style_mask)
+    table = sweep_table(contents, styles, grids, masks)
+    if args.append:
+        table = _append_to(args.output, table, options)
     write_bytes(args.output, parquet_bytes(table), options)
     print(
         f"wrote {args.output}: {table.num_rows} rows = {len(contents)} content x "
-        f"{len(styles)} style x {table.num_rows // (len(contents) * len(styles))} settings",
+        f"{len(styles)} style x settings",
         file=sys.stderr,
     )
     return 0
+
+
+def _append_to(uri: str, table: pa.Table, options: StorageOptions) -> pa.Table:
+    """Existing manifest at `uri` (if any) followed by `table`; columns unified, nulls = default."""
+    fs, path = filesystem(uri, options)
+    if not fs.exists(path):
+        return table
+    existing = read_parquet(uri, options)
+    return pa.concat_tables([existing, table], promote_options="default")
 
 
 def validate_main(args: argparse.Namespace) -> int:
@@ -100,7 +119,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         metavar="NAME=V1,V2",
         help="sweep a StyleParams field; list items joined by + (repeatable)",
     )
+    sweep.add_argument("--content-mask", default=None, help="mask URI (one content only)")
+    sweep.add_argument("--style-mask", default=None, help="mask URI (one style only)")
     sweep.add_argument("-o", "--output", required=True, help="manifest to write (path or URI)")
+    sweep.add_argument("--append", action="store_true", help="append to an existing manifest")
     sweep.add_argument("--storage-options", default=None, metavar="JSON")
     sweep.set_defaults(func=sweep_main)
     check = sub.add_parser("validate", help="check every row; prints row-numbered errors")

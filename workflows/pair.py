@@ -7,13 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from PIL import Image
 
 from nst_ops.optimize import ProgressCallback, StyleResult, stylize
 from nst_ops.params import StyleParams
 from nst_ops.vgg import VGGFeatures, check_layers, layer_names
 from workflows.errors import InputError
-from workflows.images import DEFAULT_MAX_PIXELS, load_image
-from workflows.storage import StorageOptions
+from workflows.images import DEFAULT_MAX_PIXELS, decode_image, load_image, to_tensor
+from workflows.storage import StorageOptions, read_bytes
 from workflows.weights import ResolvedWeights
 
 
@@ -78,7 +79,31 @@ def run_pair(
     style = load_image(pair.style_uri, style_side, options, max_pixels)
     for uri, image in ((pair.content_uri, content), (pair.style_uri, style)):
         _check_size(uri, image, extractor)
-    return stylize(content, style, p, extractor, callback=callback)
+    content_mask = _load_mask(pair.content_mask_uri, p.image_size, options, max_pixels)
+    style_mask = _load_mask(pair.style_mask_uri, style_side, options, max_pixels)
+    try:
+        return stylize(content, style, p, extractor, callback, content_mask, style_mask)
+    except ValueError as e:
+        if str(e).startswith("content mask"):
+            raise InputError(f"{pair.content_mask_uri}: {e}") from None
+        if str(e).startswith("masks:"):
+            raise InputError(str(e)) from None
+        raise
+
+
+def _load_mask(
+    uri: str | None, long_side: int, options: StorageOptions | None, max_pixels: int
+) -> torch.Tensor | None:
+    """Colour-coded mask → (3, h, w) at about the working size (nearest: keeps palette colours)."""
+    if not uri:
+        return None
+    image = decode_image(read_bytes(uri, options), uri, max_pixels)
+    w, h = image.size
+    scale = min(1.0, 2 * long_side / max(w, h))
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        image = image.resize(size, Image.Resampling.NEAREST)
+    return to_tensor(image)
 
 
 def _check_size(uri: str, image: torch.Tensor, extractor: VGGFeatures) -> None:

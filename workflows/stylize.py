@@ -28,6 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument(
         "--losses", default=None, metavar="PATH", help="loss table (default: OUT.losses.parquet)"
     )
+    p.add_argument("--content-mask", default=None, help="colour-coded mask of CONTENT (Luan)")
+    p.add_argument("--style-mask", default=None, help="colour-coded mask of STYLE (Luan)")
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_flags(p)
@@ -46,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     weights = resolve_weights(args.model, args.weights, options)
     extractors = ExtractorCache(weights, device)
-    pair = PairInput(args.content, args.style, params)
+    pair = PairInput(args.content, args.style, params, args.content_mask, args.style_mask)
     bar = tqdm(total=params.iterations, disable=args.quiet, unit="it", file=sys.stderr)
 
     def on_progress(progress: Progress) -> None:
@@ -61,6 +63,8 @@ def main(args: argparse.Namespace) -> int:
     write_bytes(args.output, to_png(result.image), options)
     losses_uri = args.losses or default_losses_path(args.output)
     write_parquet(loss_table(result.losses), losses_uri, options)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if not args.quiet:
         final = result.losses.total_loss[-1]
         print(

@@ -20,6 +20,8 @@ def loss_table(log: LossLog, pair_id: str | None = None) -> pa.Table:
         "content_loss": log.content_loss,
         "style_loss": log.style_loss,
         "tv_loss": log.tv_loss,
+        "photo_loss": log.photo_loss,
+        "stage": log.stage,
         "style_layer_losses": [list(d.items()) for d in log.style_layer_losses],
         "elapsed_s": log.elapsed_s,
     }

@@ -100,6 +100,8 @@ class PairWorker:
                 "final_content_loss": log.content_loss[-1],
                 "final_style_loss": log.style_loss[-1],
                 "final_tv_loss": log.tv_loss[-1],
+                "final_photo_loss": log.photo_loss[-1],
+                "warnings": list(result.warnings),
             }
         except (InputError, ParamError) as e:
             status, error = "error", str(e)

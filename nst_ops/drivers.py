@@ -1,8 +1,8 @@
 """Optimisation drivers: every objective+gradient evaluation is one iteration and one loss row.
 
 `adam`: projected Adam (a step, then clamp to [0,1]). `lbfgs`: projected L-BFGS with Armijo
-backtracking (see nst_ops.lbfgs); every evaluated image lies in [0,1]. Both stop at their evaluation budget or as soon as a row
-reaches `target_loss`.
+backtracking (see nst_ops.lbfgs); every evaluated image lies in [0,1]. Both stop at their
+evaluation budget or as soon as a row reaches `target_loss`.
 """
 
 from __future__ import annotations

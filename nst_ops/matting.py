@@ -3,7 +3,7 @@ Image Matting", used by Luan et al. (2017) as a photorealism regulariser, and it
 
 For every window w_k of (2r+1)² pixels lying inside the image, with colour mean μ_k (3,) and
 covariance Σ_k (3×3):
-    L_ij = Σ_{k: i,j ∈ w_k} ( δ_ij − 1/|w_k| · (1 + (I_i − μ_k)ᵀ (Σ_k + ε/|w_k| · I₃)⁻¹ (I_j − μ_k)) )
+    L_ij = Σ_{k: i,j ∈ w_k} (δ_ij − 1/|w_k| · (1 + (I_i − μ_k)ᵀ (Σ_k + ε/|w_k|·I₃)⁻¹ (I_j − μ_k)))
 """
 
 from __future__ import annotations

@@ -109,7 +109,8 @@ def test_photo_masks_and_two_stages(tmp_path: Path, weights_path: Path, examples
     out = tmp_path / "photo.png"
     code = main([
         "stylize", str(photo / "content.jpg"), str(photo / "style.jpg"), "-o", str(out),
-        "--content-mask", str(photo / "content_seg.png"), "--style-mask", str(photo / "style_seg.png"),
+        "--content-mask", str(photo / "content_seg.png"),
+        "--style-mask", str(photo / "style_seg.png"),
         "--model", "vgg16", "--weights", str(weights_path), "--quiet", "--image-size", "64",
         "--iterations", "6", "--photo-weight", "1e6", "--device", "cpu",
     ])  # fmt: skip
@@ -130,8 +131,9 @@ def test_mask_that_is_not_an_image_exits_2(tmp_path: Path, examples) -> None:
     (tmp_path / "mask.png").write_text("no")
     photo = examples / "photo"
     result = nst(
-        "stylize", str(photo / "content.jpg"), str(photo / "style.jpg"), "-o", str(tmp_path / "o.png"),
-        "--content-mask", str(tmp_path / "mask.png"), "--style-mask", str(photo / "style_seg.png"),
+        "stylize", str(photo / "content.jpg"), str(photo / "style.jpg"),
+        "-o", str(tmp_path / "o.png"), "--content-mask", str(tmp_path / "mask.png"),
+        "--style-mask", str(photo / "style_seg.png"),
         "--weights", "random", "--quiet", "--image-size", "32", "--iterations", "1",
     )  # fmt: skip
     assert result.returncode == 2

@@ -8,6 +8,8 @@ covariance Σ_k (3×3):
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse
 import torch
@@ -71,12 +73,15 @@ def _band_to_csr(band: NDArray[np.float64], h: int, w: int, size: int) -> scipy.
 def to_torch_sparse(matrix: scipy.sparse.spmatrix, device: torch.device | str = "cpu") -> Tensor:
     """scipy sparse → torch sparse CSR float32 on `device`."""
     csr = scipy.sparse.csr_matrix(matrix)
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(csr.indptr.astype(np.int64)),
-        torch.from_numpy(csr.indices.astype(np.int64)),
-        torch.from_numpy(csr.data.astype(np.float32)),
-        size=csr.shape,
-    ).to(device)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(csr.indptr.astype(np.int64)),
+            torch.from_numpy(csr.indices.astype(np.int64)),
+            torch.from_numpy(csr.data.astype(np.float32)),
+            size=csr.shape,
+            check_invariants=False,
+        ).to(device)
 
 
 def photo_loss(image: Tensor, laplacian: Tensor) -> Tensor:

@@ -18,7 +18,7 @@ EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_FAILED_ROWS = 0, 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from workflows import manifest_cli, run, stylize
+    from workflows import manifest_cli, report, run, stylize
 
     parser = argparse.ArgumentParser(prog="nst", description="Neural style transfer in batch.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_parser(sub)
     run.add_parser(sub)
     manifest_cli.add_parser(sub)
+    report.add_parser(sub)
     return parser
 
 

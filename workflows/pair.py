@@ -12,8 +12,10 @@ from PIL import Image
 from nst_ops.optimize import ProgressCallback, StyleResult, stylize
 from nst_ops.params import StyleParams
 from nst_ops.vgg import VGGFeatures, check_layers, layer_names
+from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
+from nst_ops.yardstick import Yardstick, yardstick
 from workflows.errors import InputError
-from workflows.images import DEFAULT_MAX_PIXELS, decode_image, load_image, to_tensor
+from workflows.images import DEFAULT_MAX_PIXELS, decode_image, resize_long_side, to_tensor
 from workflows.storage import StorageOptions, read_bytes
 from workflows.weights import ResolvedWeights
 
@@ -64,31 +66,53 @@ class PairInput:
     style_mask_uri: str | None = None
 
 
+@dataclass(frozen=True)
+class PairOutcome:
+    result: StyleResult
+    yardstick: Yardstick | None
+    iterations_to_target: int | None
+
+
 def run_pair(
     pair: PairInput,
     extractors: ExtractorCache,
     options: StorageOptions | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     callback: ProgressCallback | None = None,
-) -> StyleResult:
-    """Load, resize and stylize one pair. InputError for unusable inputs."""
+    yardstick_size: int = 0,
+) -> PairOutcome:
+    """Load, resize and stylize one pair; with yardstick_size > 0 also evaluate the yardstick
+    (nst_ops.yardstick) with the same weights. InputError for unusable inputs."""
     p = pair.params
     extractor = extractors.get(p)
-    content = load_image(pair.content_uri, p.image_size, options, max_pixels)
+    content_image = decode_image(read_bytes(pair.content_uri, options), pair.content_uri, max_pixels)
+    style_image = decode_image(read_bytes(pair.style_uri, options), pair.style_uri, max_pixels)
     style_side = max(16, round(p.image_size * p.style_scale))
-    style = load_image(pair.style_uri, style_side, options, max_pixels)
+    content = to_tensor(resize_long_side(content_image, p.image_size))
+    style = to_tensor(resize_long_side(style_image, style_side))
     for uri, image in ((pair.content_uri, content), (pair.style_uri, style)):
         _check_size(uri, image, extractor)
     content_mask = _load_mask(pair.content_mask_uri, p.image_size, options, max_pixels)
     style_mask = _load_mask(pair.style_mask_uri, style_side, options, max_pixels)
     try:
-        return stylize(content, style, p, extractor, callback, content_mask, style_mask)
+        result = stylize(content, style, p, extractor, callback, content_mask, style_mask)
     except ValueError as e:
         if str(e).startswith("content mask"):
             raise InputError(f"{pair.content_mask_uri}: {e}") from None
         if str(e).startswith("masks:"):
             raise InputError(str(e)) from None
         raise
+    measure = None
+    if yardstick_size > 0:
+        measure = yardstick(
+            extractors.get(YARDSTICK_PARAMS),
+            result.image,
+            to_tensor(resize_long_side(content_image, yardstick_size)),
+            to_tensor(resize_long_side(style_image, yardstick_size)),
+            yardstick_size,
+        )
+    reached = result.iterations_run if result.reached_target else None
+    return PairOutcome(result, measure, reached)
 
 
 def _load_mask(

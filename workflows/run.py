@@ -45,6 +45,7 @@ class RunConfig:
     storage_options: StorageOptions | None = None
     limit: int | None = None
     max_image_pixels: int = DEFAULT_MAX_PIXELS
+    yardstick_size: int = 256
     quiet: bool = False
 
 
@@ -131,6 +132,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-in-flight", type=int, default=None, help="bound on queued pairs")
     p.add_argument("--max-retries", type=int, default=2, help="retries of a pair whose worker died")
     p.add_argument("--limit", type=int, default=None, help="only the first N manifest rows")
+    p.add_argument(
+        "--yardstick-size",
+        type=int,
+        default=256,
+        help="long side of the fixed yardstick evaluation, px (0: off)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_flags(p)
 
@@ -150,6 +157,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         storage_options=parse_storage_options(args.storage_options),
         limit=args.limit,
         max_image_pixels=args.max_image_pixels,
+        yardstick_size=args.yardstick_size,
         quiet=args.quiet,
     )
 

@@ -117,7 +117,12 @@ def schedule(
 ) -> RunCounts:
     connect(cfg.address)
     wcfg = WorkerConfig(
-        cfg.output, cfg.storage_options or {}, tag_fields, cfg.max_image_pixels, cfg.cpus_per_task
+        cfg.output,
+        cfg.storage_options or {},
+        tag_fields,
+        cfg.max_image_pixels,
+        cfg.cpus_per_task,
+        cfg.yardstick_size,
     )
     pool, counts = _Pool(cfg, weights, wcfg), RunCounts()
     bar = tqdm(total=total, disable=cfg.quiet, unit="pair", file=sys.stderr)

@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        result = run_pair(pair, extractors, options, args.max_image_pixels, on_progress)
+        result = run_pair(pair, extractors, options, args.max_image_pixels, on_progress).result
     finally:
         bar.close()
     write_bytes(args.output, to_png(result.image), options)

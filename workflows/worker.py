@@ -39,6 +39,7 @@ class WorkerConfig:
     tag_fields: list[pa.Field]
     max_pixels: int
     cpus: int
+    yardstick_size: int = 256
 
 
 def write_result(cfg: WorkerConfig, row: ManifestRow, record: dict[str, Any]) -> None:
@@ -87,7 +88,14 @@ class PairWorker:
         }
         status, error = "ok", None
         try:
-            result = run_pair(pair, self.extractors, self.cfg.options, self.cfg.max_pixels)
+            done = run_pair(
+                pair,
+                self.extractors,
+                self.cfg.options,
+                self.cfg.max_pixels,
+                yardstick_size=self.cfg.yardstick_size,
+            )
+            result = done.result
             out = image_uri(self.cfg.output, row.pair_id)
             write_bytes(out, to_png(result.image), self.cfg.options)
             table = parquet_bytes(loss_table(result.losses, row.pair_id))
@@ -102,7 +110,14 @@ class PairWorker:
                 "final_tv_loss": log.tv_loss[-1],
                 "final_photo_loss": log.photo_loss[-1],
                 "warnings": list(result.warnings),
+                "iterations_to_target": done.iterations_to_target,
             }
+            if done.yardstick is not None:
+                outcome |= {
+                    "yardstick_content_loss": done.yardstick.content_loss,
+                    "yardstick_style_loss": done.yardstick.style_loss,
+                    "yardstick_total": done.yardstick.total,
+                }
         except (InputError, ParamError) as e:
             status, error = "error", str(e)
         except torch.cuda.OutOfMemoryError:

@@ -12,9 +12,11 @@ from torch import Tensor
 
 
 def _box(x: Tensor, radius: int) -> Tensor:
-    """Mean over (2r+1)² windows, shrinking at the borders. x: (B, C, H, W)."""
+    """Mean over (2r+1)² windows, shrinking at the borders. x: (..., H, W)."""
     size = 2 * radius + 1
-    return F.avg_pool2d(x, size, stride=1, padding=radius, count_include_pad=False)
+    flat = x.reshape(-1, 1, *x.shape[-2:])
+    mean = F.avg_pool2d(flat, size, stride=1, padding=radius, count_include_pad=False)
+    return mean.reshape(x.shape)
 
 
 def guided_filter(guide: Tensor, src: Tensor, radius: int = 4, eps: float = 1e-3) -> Tensor:

@@ -68,7 +68,7 @@ def open_run(uri: str, options: StorageOptions | None = None) -> Run:
         c
         for c in candidates
         if con.execute(
-            f'select count(distinct "{c}") from results where status = \'ok\''  # noqa: S608
+            f"select count(distinct \"{c}\") from results where status = 'ok'"  # noqa: S608
         ).fetchone()[0]  # type: ignore[index]
         > 1
     ]

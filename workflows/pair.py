@@ -85,8 +85,8 @@ def run_pair(
     (nst_ops.yardstick) with the same weights. InputError for unusable inputs."""
     p = pair.params
     extractor = extractors.get(p)
-    content_image = decode_image(read_bytes(pair.content_uri, options), pair.content_uri, max_pixels)
-    style_image = decode_image(read_bytes(pair.style_uri, options), pair.style_uri, max_pixels)
+    content_image = _decode(pair.content_uri, options, max_pixels)
+    style_image = _decode(pair.style_uri, options, max_pixels)
     style_side = max(16, round(p.image_size * p.style_scale))
     content = to_tensor(resize_long_side(content_image, p.image_size))
     style = to_tensor(resize_long_side(style_image, style_side))
@@ -115,13 +115,17 @@ def run_pair(
     return PairOutcome(result, measure, reached)
 
 
+def _decode(uri: str, options: StorageOptions | None, max_pixels: int) -> Image.Image:
+    return decode_image(read_bytes(uri, options), uri, max_pixels)
+
+
 def _load_mask(
     uri: str | None, long_side: int, options: StorageOptions | None, max_pixels: int
 ) -> torch.Tensor | None:
     """Colour-coded mask → (3, h, w) at about the working size (nearest: keeps palette colours)."""
     if not uri:
         return None
-    image = decode_image(read_bytes(uri, options), uri, max_pixels)
+    image = _decode(uri, options, max_pixels)
     w, h = image.size
     scale = min(1.0, 2 * long_side / max(w, h))
     if scale < 1.0:

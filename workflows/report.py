@@ -124,7 +124,7 @@ def build_report(uri: str, out: Path, options: Any = None, max_pairs: int = 12) 
             _grid(run, pair, *run.swept, out / f"grid_{j}.png", options)
             parts.append(f"<img src='grid_{j}.png'><br>")
     style = "body{font-family:sans-serif;margin:2em} td,th{padding:2px 8px} img{max-width:100%}"
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>nst-batch report</title>"
+    page = "<!doctype html><html><head><meta charset='utf-8'><title>nst-batch report</title>"
     page += f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
     (out / "index.html").write_text(page)
     return text

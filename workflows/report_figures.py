@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from PIL import Image, ImageDraw  # noqa: E402
 from workflows.storage import StorageOptions, read_bytes  # noqa: E402
 
 CELL = 160  # thumbnail height, px
-LABEL = 18  # label strip height, px
+LINE = 12  # label line height, px
+CHAR = 6  # approximate width of a character of Pillow's default font, px
 
 
 def loss_curves(data: pd.DataFrame, param: str, path: Path) -> None:
@@ -25,7 +27,8 @@ def loss_curves(data: pd.DataFrame, param: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for value, group in data.groupby("value", sort=True):
         for ax, column in zip(axes, ("total", "content", "style"), strict=True):
-            ax.plot(group["iteration"], group[column].clip(lower=1e-12), label=str(value))
+            positive = group[group[column] > 0]  # log axis: J_content is 0 at a content init
+            ax.plot(positive["iteration"], positive[column], label=str(value))
     for ax, column in zip(axes, ("total", "content", "style"), strict=True):
         ax.set_yscale("log")
         ax.set_xlabel("iteration")
@@ -53,22 +56,40 @@ def contact_sheet(
 ) -> tuple[int, int]:
     """Grid of output images (rows × cols, None = missing) with labels; returns (rows, cols).
 
-    Layout: a label strip above each column and a label strip above each row's images.
+    Layout: a (wrapped) label above each column and above each row's images.
     """
     thumbs = [[_thumb(uri, options) for uri in row] for row in cells]
     width = max(t.width for row in thumbs for t in row)
     rows, cols = len(thumbs), len(thumbs[0])
-    sheet = Image.new("RGB", (cols * width, LABEL + rows * (CELL + LABEL)), "white")
+    col_text = [_wrap(label, width) for label in col_labels]
+    row_text = [_wrap(label, cols * width) for label in row_labels]
+    head = 4 + LINE * max(len(t) for t in col_text)
+    row_heads = [4 + LINE * len(t) for t in row_text]
+    sheet = Image.new("RGB", (cols * width, head + sum(row_heads) + rows * CELL), "white")
     draw = ImageDraw.Draw(sheet)
-    for c, label in enumerate(col_labels):
-        draw.text((c * width + 4, 3), label[:40], fill=(0, 0, 0))
+    for c, lines in enumerate(col_text):
+        draw.multiline_text((c * width + 3, 2), "\n".join(lines), fill=(0, 0, 0), spacing=2)
+    top = head
     for r, row in enumerate(thumbs):
-        top = LABEL + r * (CELL + LABEL)
-        draw.text((4, top + 3), row_labels[r][:80], fill=(90, 90, 90))
+        draw.multiline_text((3, top + 2), "\n".join(row_text[r]), fill=(90, 90, 90), spacing=2)
+        top += row_heads[r]
         for c, thumb in enumerate(row):
-            sheet.paste(thumb, (c * width, top + LABEL))
+            sheet.paste(thumb, (c * width, top))
+        top += CELL
     sheet.save(path)
     return rows, cols
+
+
+def _wrap(label: str, width: int) -> list[str]:
+    """Break a label into lines that fit `width` px, preferring breaks after + , = and spaces."""
+    per_line = max(8, width // CHAR - 1)
+    lines, line = [], ""
+    for token in re.split(r"(?<=[+,= ])", label):
+        if line and len(line) + len(token) > per_line:
+            lines.append(line)
+            line = ""
+        line += token
+    return [*lines, line] if line else lines or [""]
 
 
 def short(uri: Any) -> str:

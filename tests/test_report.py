@@ -1,0 +1,123 @@
+"""Yardstick independence, the report of a tiny two-parameter sweep, and its rendering."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+from PIL import Image
+
+from manifests.manifest import parse_row
+from workflows.analysis import load_run
+from workflows.cli import main
+from workflows.pair import ExtractorCache, PairInput, run_pair
+from workflows.report_figures import CELL
+from workflows.weights import resolve_weights
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_yardstick_is_independent_of_the_rows_params(weights_path: Path, examples: Path) -> None:
+    from nst_ops.yardstick import DEFAULTS, yardstick
+    from workflows.images import load_image
+
+    cache = ExtractorCache(
+        resolve_weights("vgg16", str(weights_path)), __import__("torch").device("cpu")
+    )
+    content = load_image(str(examples / "content/tubingen.jpg"), 64)
+    style = load_image(str(examples / "style/wave.jpg"), 64)
+    output = content.flip(-1)  # any image
+    values = []
+    for layers in (("relu1_1", "relu2_1"), ("relu3_1", "relu4_2", "relu5_2")):
+        row = parse_row(1, {"content_uri": "c", "style_uri": "s", "style_layers": list(layers),
+                            "pooling": "avg", "style_weight": 7.0})  # fmt: skip
+        assert row.params is not None
+        cache.get(row.params)  # the row's own trunk is built too: the yardstick must not use it
+        values.append(yardstick(cache.get(DEFAULTS), output, content, style, 64))
+    assert values[0] == values[1]
+    assert values[0].total == pytest.approx(values[0].content_loss + 1000 * values[0].style_loss)
+
+
+def test_run_pair_yardstick_and_iterations_to_target(weights_path: Path, examples: Path) -> None:
+    import torch
+
+    cache = ExtractorCache(resolve_weights("vgg16", str(weights_path)), torch.device("cpu"))
+    base = {"content_uri": str(examples / "content/tubingen.jpg"),
+            "style_uri": str(examples / "style/wave.jpg"), "image_size": 32, "iterations": 30,
+            "optimizer": "adam"}  # fmt: skip
+    first = run_pair(PairInput(base["content_uri"], base["style_uri"], parse_row(1, base).params),
+                     cache, yardstick_size=64)  # fmt: skip
+    assert first.yardstick is not None and first.iterations_to_target is None
+    target = first.result.losses.total_loss[5]
+    params = parse_row(1, base | {"target_loss": target}).params
+    second = run_pair(PairInput(base["content_uri"], base["style_uri"], params), cache)
+    assert second.iterations_to_target is not None and second.iterations_to_target <= 5
+
+
+@pytest.fixture(scope="module")
+def report(ray_cluster, tmp_path_factory, weights_path: Path, examples: Path) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    manifest = str(root / "m.parquet")
+    sweep = [
+        "manifest", "sweep", "--content", str(examples / "content"),
+        "--style", str(examples / "style/wave.jpg"), str(examples / "style/the_scream.jpg"),
+        "--grid", "style_weight=10,1000,100000", "--grid", "optimizer=lbfgs,adam",
+        "--grid", "image_size=32", "--grid", "iterations=3", "-o", manifest,
+    ]  # fmt: skip
+    assert main(sweep) == 0
+    run = [
+        "run", "--manifest", manifest, "--output", str(root / "run"), "--model", "vgg16",
+        "--weights", str(weights_path), "--quiet", "--yardstick-size", "48",
+    ]  # fmt: skip
+    assert main(run) == 0
+    assert main(["report", "--run", str(root / "run"), "-o", str(root / "report")]) == 0
+    return root
+
+
+def test_report_files_and_grid_shape(report: Path) -> None:
+    page = (report / "report" / "index.html").read_text()
+    sources = re.findall(r"src='([^']+)'", page)
+    assert sources and all((report / "report" / s).exists() for s in sources)
+    assert {"curves_0.png", "curves_1.png", "grid_0.png", "grid_1.png"} <= set(sources)
+    grid = Image.open(report / "report" / "grid_0.png")
+    thumbs = np.asarray(grid.convert("L"))
+    assert grid.height >= 3 * CELL  # 3 style_weight rows
+    assert grid.width == 2 * round(CELL * 384 / 288)  # 2 optimizer columns of 4:3 thumbnails
+    assert thumbs.std() > 10
+    assert "style_weight" in page and "optimizer" in page and "reduced yardstick" in page
+
+
+def test_load_run_for_notebooks(report: Path) -> None:
+    results, losses = load_run(str(report / "run"))
+    assert len(results) == 12 and set(results["status"]) == {"ok"}
+    assert results["style_layers"].iloc[0] == "relu1_1+relu2_1+relu3_1+relu4_1+relu5_1"
+    assert results["yardstick_total"].notna().all()
+    assert set(losses["pair_id"]) == set(results["pair_id"])
+
+
+def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does)")
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+         f"--screenshot={shot}", "--window-size=1200,1600",
+         (report / "report" / "index.html").as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.std() > 5 and (pixels < 128).mean() > 0.01  # text and images, not blank

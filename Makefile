@@ -15,7 +15,7 @@ DEMO ?= runs/demo
 DEMO_GPUS ?= 0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo clean
+.PHONY: venv test lint demo seed-analysis clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,19 @@ demo: $(STAMP)
 	$(VENV)/bin/nst run --manifest $(DEMO)/manifest.parquet --output $(DEMO) \
 		--model $(MODEL) --weights $(WEIGHTS) --gpus-per-task $(DEMO_GPUS)
 	@echo "demo outputs: $(DEMO)/images, $(DEMO)/results.parquet, $(DEMO)/losses.parquet"
+
+# The seed talk's comparisons: α/β over 4 ratios × two style-layer sets, then the report.
+SEED ?= runs/seed
+seed-analysis: $(STAMP)
+	$(VENV)/bin/nst manifest sweep --content examples/content \
+		--style examples/style/starry_night.jpg examples/style/wave.jpg \
+		--grid style_weight=10,100,1000,10000 \
+		--grid style_layers=relu1_1+relu2_1+relu3_1+relu4_1+relu5_1,relu1_1+relu2_1+relu3_1+relu4_2+relu5_2 \
+		--grid image_size=128 --grid iterations=60 -o $(SEED)/manifest.parquet
+	$(VENV)/bin/nst run --manifest $(SEED)/manifest.parquet --output $(SEED)/run \
+		--model $(MODEL) --weights $(WEIGHTS) --gpus-per-task $(DEMO_GPUS) --yardstick-size 128
+	$(VENV)/bin/nst report --run $(SEED)/run -o $(SEED)/report
+	@echo "open $(SEED)/report/index.html"
 
 clean:
 	rm -rf runs

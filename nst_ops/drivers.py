@@ -48,18 +48,32 @@ class Recorder:
         self.times: list[float] = []
         self.start = time.perf_counter()
         self.reached = False
+        self.diverged_at: int | None = None
+        self.best: tuple[float, Tensor] | None = None  # lowest finite total and its image
 
-    def record(self, terms: LossTerms) -> bool:
-        """Log a row; True when target_loss is reached (the caller stops there)."""
-        self.rows.append(terms.stacked()[0].detach())
+    def record(self, terms: LossTerms, x: Tensor) -> bool:
+        """Log the row of image `x`; True when the caller must stop: target_loss reached, or
+        a non-finite loss (divergence; `stop_image` then gives the best finite image)."""
+        row = terms.stacked()[0].detach()
+        self.rows.append(row)
         self.stages.append(self.stage)
         self.times.append(time.perf_counter() - self.start)
-        i, target = len(self.rows) - 1, self.params.target_loss
+        i, target, total = len(self.rows) - 1, self.params.target_loss, float(row[0])
         if self.callback is not None:
-            total = float(self.rows[-1][0])
             self.callback(Progress(i, self.iterations, total, self.times[-1]))
-        self.reached = target is not None and float(self.rows[-1][0]) <= target
+        if not bool(torch.isfinite(row).all()):
+            self.diverged_at = i
+            return True
+        if self.best is None or total < self.best[0]:
+            self.best = (total, x.detach().clone())
+        self.reached = target is not None and total <= target
         return self.reached
+
+    def stop_image(self, x: Tensor) -> Tensor:
+        """The image to return when stopping at `x`: the best finite one after divergence."""
+        if self.diverged_at is not None and self.best is not None:
+            return self.best[1].view_as(x)
+        return x
 
     @property
     def evaluations(self) -> int:
@@ -84,8 +98,8 @@ def adam(x: Tensor, objective: StyleObjective, p: StyleParams, rec: Recorder) ->
     optimizer = torch.optim.Adam([x], lr=p.learning_rate)
     for _ in range(p.iterations):  # p.iterations evaluations in this stage
         terms, g = evaluate(x, objective, grad=True)
-        if rec.record(terms):
-            return x.detach()
+        if rec.record(terms, x):
+            return rec.stop_image(x.detach())
         x.grad = g.view_as(x)
         optimizer.step()
         with torch.no_grad():
@@ -102,15 +116,15 @@ def lbfgs(x: Tensor, objective: StyleObjective, p: StyleParams, rec: Recorder) -
     shape = x.shape
     x = x.detach().reshape(-1).clamp(0, 1)
     terms, g = evaluate(x.view(shape), objective, grad=True)
-    if rec.record(terms):
-        return x.view(shape)
+    if rec.record(terms, x):
+        return rec.stop_image(x).view(shape)
     f = float(terms.total[0].detach())
     d, step = state.direction(g)
     while rec.evaluations < stop:
         x_new = (x + step * d).clamp_(0, 1)
         terms, g_new = evaluate(x_new.view(shape), objective, grad=True)
-        if rec.record(terms):
-            return x_new.view(shape)
+        if rec.record(terms, x_new):
+            return rec.stop_image(x_new).view(shape)
         f_new = float(terms.total[0].detach())
         s = x_new - x
         if armijo_ok(f_new, f, 1.0, float(g.dot(s))) and float(g.dot(s)) < 0:

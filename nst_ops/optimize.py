@@ -56,6 +56,7 @@ class StyleResult:
     iterations_run: int
     reached_target: bool
     warnings: tuple[str, ...] = ()
+    diverged_at: int | None = None  # row whose loss was non-finite; image = best finite one
 
 
 def initial_image(params: StyleParams, content: Tensor, style: Tensor) -> Tensor:
@@ -102,15 +103,17 @@ def stylize(
         rec.stage = number
         objective = StyleObjective(extractor, stage_params, *rgb, masks, laplacian)
         x = (adam if params.optimizer == "adam" else lbfgs)(x, objective, stage_params, rec)
-        if rec.reached:
+        if rec.reached or rec.diverged_at is not None:
             break
         if number < len(stages):
             continue
         terms, _ = evaluate(x, objective, grad=False)  # last row: the returned image
-        rec.record(terms)
+        rec.record(terms, x)
     image = _finish(x.clamp(0, 1), content, params)
     log = _to_log(rec, params.style_layers)
-    return StyleResult(image[0].cpu(), log, log.iteration[-1], rec.reached, warnings)
+    return StyleResult(
+        image[0].cpu(), log, log.iteration[-1], rec.reached, warnings, rec.diverged_at
+    )
 
 
 def _stages(params: StyleParams) -> list[StyleParams]:

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from manifests.fields import field_specs
 from manifests.manifest import ManifestRow
 from manifests.schema import RUN_LOSS_SCHEMA, URI_COLUMNS, results_schema
-from workflows.storage import StorageOptions, filesystem, join
+from workflows.storage import StorageOptions, filesystem, join, with_retries
 from workflows.tables import parquet_bytes
 
 
@@ -71,9 +71,10 @@ def done_ids(output: str, options: StorageOptions | None = None) -> set[str]:
     """Ids of pairs already complete and ok (for resume)."""
     fs, path = filesystem(join(output, "done"), options)
     try:
-        return {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)}
+        listing = with_retries(output, lambda: fs.ls(path, detail=False, refresh=True))
     except FileNotFoundError:
         return set()
+    return {p.rstrip("/").rsplit("/", 1)[-1] for p in listing}
 
 
 def _read_many(uris: list[str], options: StorageOptions | None) -> dict[str, bytes]:
@@ -82,7 +83,15 @@ def _read_many(uris: list[str], options: StorageOptions | None) -> dict[str, byt
         return {}
     fs, _ = filesystem(uris[0], options)
     paths = [filesystem(u, options)[1] for u in uris]
-    blobs = fs.cat(paths, on_error="omit")
+
+    def fetch() -> dict[str, Any]:
+        blobs = fs.cat(paths, on_error="return")
+        for value in blobs.values():  # a missing file is fine; an unreachable store is not
+            if isinstance(value, Exception) and not isinstance(value, FileNotFoundError):
+                raise value
+        return {p: v for p, v in blobs.items() if isinstance(v, bytes)}
+
+    blobs = with_retries(uris[0], fetch)
     return {u: blobs[p] for u, p in zip(uris, paths, strict=True) if p in blobs}
 
 
@@ -114,7 +123,7 @@ def consolidate(
                     for r, s in zip(
                         table["pair_id"].to_pylist(), table["status"].to_pylist(), strict=True
                     )
-                    if s == "ok"
+                    if s in ("ok", "diverged")
                 ]
                 loss_blobs = _read_many([losses_uri(output, i) for i in ok], options)
                 for blob in loss_blobs.values():

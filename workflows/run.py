@@ -11,18 +11,29 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
-from manifests.manifest import ManifestError, check_schema, iter_rows
+from manifests.manifest import ManifestError, ManifestRow, check_schema, iter_rows
 from workflows.errors import InputError
 from workflows.images import DEFAULT_MAX_PIXELS
 from workflows.outputs import consolidate, done_ids, now
 from workflows.params_cli import DEFAULT_MODEL, DEFAULT_WEIGHTS, add_model_flags
 from workflows.scheduler import RunCounts, schedule
-from workflows.storage import StorageOptions, join, open_url, parse_storage_options, write_bytes
+from workflows.storage import (
+    StorageOptions,
+    configure,
+    filesystem,
+    join,
+    parse_storage_options,
+    read_bytes,
+    write_bytes,
+)
 from workflows.weights import resolve_weights
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_FAILED_ROWS = 0, 1, 2, 3
@@ -46,6 +57,7 @@ class RunConfig:
     limit: int | None = None
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     yardstick_size: int = 256
+    storage_retry_s: float = 60.0
     quiet: bool = False
 
 
@@ -53,14 +65,12 @@ class Manifest:
     """A manifest on any fsspec URI: schema checked on open, rows streamed on each iteration."""
 
     def __init__(self, uri: str, options: StorageOptions | None, limit: int | None) -> None:
-        self.uri, self.options, self.limit = uri, options, limit
+        self.uri, self.limit = uri, limit
+        self.local = _local_copy(uri, options)  # a store outage cannot break the stream later
         try:
-            with open_url(uri, "rb", options) as f:
-                meta = pq.ParquetFile(f)
-                self.num_rows = meta.metadata.num_rows
-                schema = meta.schema_arrow
-        except FileNotFoundError:
-            raise ManifestError(f"{uri}: no such file") from None
+            meta = pq.ParquetFile(self.local)
+            self.num_rows = meta.metadata.num_rows
+            schema = meta.schema_arrow
         except (OSError, ValueError) as e:
             raise ManifestError(f"{uri}: not a readable Parquet file ({e})") from None
         if limit is not None:
@@ -69,12 +79,28 @@ class Manifest:
         if self.num_rows == 0:
             raise ManifestError(f"{uri}: the manifest has no rows")
 
-    def rows(self) -> Any:
-        with open_url(self.uri, "rb", self.options) as f:
-            for row in iter_rows(pq.ParquetFile(f).iter_batches(batch_size=1024)):
-                if self.limit is not None and row.row > self.limit:
-                    return
-                yield row
+    def rows(self) -> Iterator[ManifestRow]:
+        for row in iter_rows(pq.ParquetFile(self.local).iter_batches(batch_size=1024)):
+            if self.limit is not None and row.row > self.limit:
+                return
+            yield row
+
+
+def _local_copy(uri: str, options: StorageOptions | None) -> str:
+    """A local path of the manifest (remote ones are downloaded once, with retries)."""
+    fs, path = filesystem(uri, options)
+    if isinstance(fs, LocalFileSystem):
+        if not fs.exists(path):
+            raise ManifestError(f"{uri}: no such file")
+        return str(path)
+    try:
+        data = read_bytes(uri, options)
+    except InputError as e:
+        raise ManifestError(str(e)) from None
+    handle, local = tempfile.mkstemp(prefix="nst-manifest-", suffix=".parquet")
+    with os.fdopen(handle, "wb") as f:
+        f.write(data)
+    return local
 
 
 def run_job(cfg: RunConfig) -> RunCounts:
@@ -83,6 +109,7 @@ def run_job(cfg: RunConfig) -> RunCounts:
     if os.environ.get("AWS_ENDPOINT_URL"):  # forwarded to the workers with the options
         options.setdefault("endpoint_url", os.environ["AWS_ENDPOINT_URL"])
     cfg = dataclasses.replace(cfg, storage_options=options)
+    configure(cfg.storage_retry_s)
     manifest = Manifest(cfg.manifest, options, cfg.limit)
     started = now()
     meta = _metadata(cfg, started, manifest.num_rows)
@@ -138,6 +165,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=256,
         help="long side of the fixed yardstick evaluation, px (0: off)",
     )
+    p.add_argument(
+        "--storage-retry-seconds",
+        type=float,
+        default=60.0,
+        help="how long reads/writes retry an unreachable store before the row fails",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_flags(p)
 
@@ -158,6 +191,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         limit=args.limit,
         max_image_pixels=args.max_image_pixels,
         yardstick_size=args.yardstick_size,
+        storage_retry_s=args.storage_retry_seconds,
         quiet=args.quiet,
     )
 

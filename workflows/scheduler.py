@@ -15,6 +15,7 @@ from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 from tqdm import tqdm
 
 from manifests.manifest import ManifestRow
+from workflows.errors import StorageError
 from workflows.outputs import now, result_record
 from workflows.weights import ResolvedWeights
 from workflows.worker import PairWorker, WorkerConfig, write_result
@@ -123,6 +124,7 @@ def schedule(
         cfg.max_image_pixels,
         cfg.cpus_per_task,
         cfg.yardstick_size,
+        cfg.storage_retry_s,
     )
     pool, counts = _Pool(cfg, weights, wcfg), RunCounts()
     bar = tqdm(total=total, disable=cfg.quiet, unit="pair", file=sys.stderr)
@@ -178,5 +180,5 @@ def _record_failure(
     record = result_record(row, "error", message, attempt=attempt, finished_at=now())
     try:
         write_result(wcfg, row, record)
-    except OSError as e:
+    except (OSError, StorageError) as e:
         print(f"could not write the error result of row {row.row}: {e}", file=sys.stderr)

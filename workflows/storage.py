@@ -7,14 +7,53 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from workflows.errors import InputError
+from workflows.errors import InputError, StorageError
 
 StorageOptions = dict[str, Any]
+T = TypeVar("T")
+
+# How long reads and writes keep retrying an unreachable store (seconds); see `configure`.
+_retry = {"seconds": float(os.environ.get("NST_STORAGE_RETRY_S", "60"))}
+_NOT_TRANSIENT = (FileNotFoundError, IsADirectoryError, PermissionError, InputError)
+
+
+def configure(retry_seconds: float) -> None:
+    """Set the retry budget of this process (driver and each worker call it)."""
+    _retry["seconds"] = retry_seconds
+
+
+def _transient(error: BaseException) -> bool:
+    """Connection-type failures worth retrying (not: missing files, permissions, bad input)."""
+    if isinstance(error, _NOT_TRANSIENT):
+        return False
+    names = {c.__module__.split(".")[0] for c in type(error).__mro__}
+    return isinstance(error, (OSError, TimeoutError)) or bool(names & {"botocore", "aiohttp"})
+
+
+def with_retries(uri: str, action: Callable[[], T]) -> T:
+    """Run `action`, retrying transient storage failures with exponential backoff (0.5 s → 8 s)
+    until the budget is spent; then StorageError naming the URI (never the credentials)."""
+    deadline = time.monotonic() + _retry["seconds"]
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except Exception as e:
+            if not _transient(e):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise StorageError(
+                    f"{uri}: storage unreachable for {_retry['seconds']:g}s ({type(e).__name__})"
+                ) from None
+            time.sleep(delay)
+            delay = min(8.0, delay * 2)
 
 
 def parse_storage_options(text: str | None) -> StorageOptions:
@@ -40,32 +79,37 @@ def filesystem(uri: str, options: StorageOptions | None = None) -> tuple[Any, st
 
 
 def read_bytes(uri: str, options: StorageOptions | None = None) -> bytes:
-    """Whole object; InputError naming the URI when it does not exist or is unreadable."""
+    """Whole object; InputError naming the URI when it does not exist or is unreadable;
+    StorageError when the store stays unreachable (after retries)."""
     fs, path = filesystem(uri, options)
-    try:
+
+    def read() -> bytes:
         with fs.open(path, "rb") as f:
             data: bytes = f.read()
+        return data
+
+    try:
+        return with_retries(uri, read)
     except FileNotFoundError:
         raise InputError(f"{uri}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{uri}: is a directory, not a file") from None
     except PermissionError:
         raise InputError(f"{uri}: permission denied") from None
-    return data
 
 
 def write_bytes(uri: str, data: bytes, options: StorageOptions | None = None) -> None:
+    """Write a whole object (retrying transient failures; see `with_retries`)."""
     fs, path = filesystem(uri, options)
-    if isinstance(fs, LocalFileSystem):
-        fs.makedirs(fs._parent(path), exist_ok=True)
-    with fs.open(path, "wb") as f:
-        f.write(data)
+
+    def write() -> None:
+        if isinstance(fs, LocalFileSystem):
+            fs.makedirs(fs._parent(path), exist_ok=True)
+        with fs.open(path, "wb") as f:
+            f.write(data)
+
+    with_retries(uri, write)
 
 
 def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts])
-
-
-def open_url(uri: str, mode: str = "rb", options: StorageOptions | None = None) -> Any:
-    fs, path = filesystem(uri, options)
-    return fs.open(path, mode)

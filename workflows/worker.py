@@ -15,7 +15,7 @@ import torch
 
 from manifests.manifest import ManifestRow
 from nst_ops.params import ParamError
-from workflows.errors import InputError
+from workflows.errors import InputError, StorageError
 from workflows.images import to_png
 from workflows.outputs import (
     done_uri,
@@ -27,7 +27,7 @@ from workflows.outputs import (
     result_uri,
 )
 from workflows.pair import ExtractorCache, PairInput, run_pair
-from workflows.storage import StorageOptions, write_bytes
+from workflows.storage import StorageOptions, configure, write_bytes
 from workflows.tables import loss_table, parquet_bytes
 from workflows.weights import ResolvedWeights
 
@@ -40,6 +40,7 @@ class WorkerConfig:
     max_pixels: int
     cpus: int
     yardstick_size: int = 256
+    storage_retry_s: float = 60.0
 
 
 def write_result(cfg: WorkerConfig, row: ManifestRow, record: dict[str, Any]) -> None:
@@ -56,6 +57,7 @@ class PairWorker:
     def __init__(self, weights_ref: list[Any], cfg: WorkerConfig) -> None:
         weights: ResolvedWeights = ray.get(weights_ref[0])
         self.cfg = cfg
+        configure(cfg.storage_retry_s)
         self.gpu_ids = [int(g) for g in ray.get_gpu_ids()]
         cuda = bool(self.gpu_ids) and torch.cuda.is_available()
         device = torch.device("cuda", 0) if cuda else torch.device("cpu")
@@ -96,6 +98,12 @@ class PairWorker:
                 yardstick_size=self.cfg.yardstick_size,
             )
             result = done.result
+            if result.diverged_at is not None:
+                status = "diverged"
+                error = (
+                    f"loss became non-finite at iteration {result.diverged_at}; "
+                    "kept the best finite image"
+                )
             out = image_uri(self.cfg.output, row.pair_id)
             write_bytes(out, to_png(result.image), self.cfg.options)
             table = parquet_bytes(loss_table(result.losses, row.pair_id))
@@ -120,6 +128,8 @@ class PairWorker:
                 }
         except (InputError, ParamError) as e:
             status, error = "error", str(e)
+        except StorageError as e:
+            status, error = "error", f"storage error: {e}"
         except torch.cuda.OutOfMemoryError:
             status = "error"
             error = f"out of GPU memory at image_size {row.params.image_size}"

@@ -161,7 +161,7 @@ def test_model_loaded_once_per_worker(ray_cluster, examples, weights_path) -> No
 
     weights = ray.put(resolve_weights("vgg16", str(weights_path)))
     cfg = WorkerConfig("/tmp/nst-test-worker", {}, [], 10**8, 1)
-    actor = ray.remote(PairWorker).options(num_gpus=1, num_cpus=1).remote([weights], cfg)
+    actor = ray.remote(PairWorker).options(num_gpus=1, num_cpus=1).remote(cfg)
     values = {
         "content_uri": str(examples / "content/tubingen.jpg"),
         "style_uri": str(examples / "style/wave.jpg"),
@@ -170,7 +170,7 @@ def test_model_loaded_once_per_worker(ray_cluster, examples, weights_path) -> No
     }
     for seed in range(3):
         row = parse_row(seed + 1, values | {"seed": seed})
-        summary = ray.get(actor.run.remote(row, 1))
+        summary = ray.get(actor.run.remote(row, 1, [weights]))
         assert summary["status"] == "ok", summary["error"]
     info = ray.get(actor.info.remote())
     assert info["builds"] == 1 and len(info["gpu_ids"]) == 1

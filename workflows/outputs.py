@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import tempfile
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -22,8 +24,7 @@ import pyarrow.parquet as pq
 from manifests.fields import field_specs
 from manifests.manifest import ManifestRow
 from manifests.schema import RUN_LOSS_SCHEMA, URI_COLUMNS, results_schema
-from workflows.storage import StorageOptions, filesystem, join, with_retries
-from workflows.tables import parquet_bytes
+from workflows.storage import StorageOptions, filesystem, join, with_retries, write_bytes
 
 
 def image_uri(output: str, pair_id: str) -> str:
@@ -134,21 +135,24 @@ def consolidate(
 
 
 class _writer:
-    """ParquetWriter onto an fsspec file (context manager closing both)."""
+    """ParquetWriter onto a local temporary file, uploaded (with retries) to `uri` only when
+    the block finishes without error — a store outage never leaves a half-written table."""
 
     def __init__(self, uri: str, schema: pa.Schema, options: StorageOptions | None) -> None:
-        fs, path = filesystem(uri, options)
-        if hasattr(fs, "makedirs") and fs.protocol in ("file", ("file", "local")):
-            fs.makedirs(fs._parent(path), exist_ok=True)
-        self.file = fs.open(path, "wb")
-        self.writer = pq.ParquetWriter(self.file, schema)
+        self.uri, self.options = uri, options
+        self.file = tempfile.NamedTemporaryFile(suffix=".parquet")  # noqa: SIM115
+        self.writer = pq.ParquetWriter(self.file.name, schema)
 
     def __enter__(self) -> pq.ParquetWriter:
         return self.writer
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, *exc: object) -> None:
         self.writer.close()
-        self.file.close()
+        try:
+            if kind is None:
+                write_bytes(self.uri, Path(self.file.name).read_bytes(), self.options)
+        finally:
+            self.file.close()
 
 
 def _chunks(rows: Iterable[ManifestRow], size: int) -> Iterator[list[ManifestRow]]:
@@ -160,6 +164,3 @@ def _chunks(rows: Iterable[ManifestRow], size: int) -> Iterator[list[ManifestRow
             batch = []
     if batch:
         yield batch
-
-
-__all__ = ["parquet_bytes"]

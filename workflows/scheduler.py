@@ -72,18 +72,23 @@ def plan_workers(cfg: RunConfig) -> tuple[float, int]:
 
 
 class _Pool:
+    """Worker actors, one per slot; a dead actor is replaced by a new one (the driver does this
+    rather than Ray's restarts, so that every failed call is a real attempt)."""
+
     def __init__(self, cfg: RunConfig, weights: ResolvedWeights, wcfg: WorkerConfig) -> None:
         gpus, n = plan_workers(cfg)
-        actor = ray.remote(PairWorker).options(  # type: ignore[attr-defined]
-            num_gpus=gpus, num_cpus=cfg.cpus_per_task, max_restarts=-1, max_task_retries=0
+        self.actor_class = ray.remote(PairWorker).options(  # type: ignore[attr-defined]
+            num_gpus=gpus, num_cpus=cfg.cpus_per_task, max_restarts=0
         )
-        # Resolved once on the driver, shared through the object store. Passed nested (not
-        # resolved by Ray at construction) and held here, so a restarted actor can fetch it.
+        self.wcfg = wcfg
+        # Resolved once on the driver, shared through the object store; every call carries the
+        # (tiny) reference and a worker fetches the weights once.
         self.weights_ref = ray.put(weights)
-        self.actors = [actor.remote([self.weights_ref], wcfg) for _ in range(n)]
+        self.actors = [self.actor_class.remote(wcfg) for _ in range(n)]
+        self.generation = [0] * n
         self.depth = max(1, (cfg.max_in_flight or 2 * n) // n)
         self.load = [0] * n
-        self.in_flight: dict[Any, tuple[ManifestRow, int, int]] = {}
+        self.in_flight: dict[Any, tuple[ManifestRow, int, int, int]] = {}
 
     def full(self) -> bool:
         return min(self.load) >= self.depth
@@ -91,16 +96,22 @@ class _Pool:
     def submit(self, row: ManifestRow, attempt: int) -> None:
         i = self.load.index(min(self.load))
         self.load[i] += 1
-        self.in_flight[self.actors[i].run.remote(row, attempt)] = (row, attempt, i)
+        call = self.actors[i].run.remote(row, attempt, [self.weights_ref])
+        self.in_flight[call] = (row, attempt, i, self.generation[i])
 
     def next_done(self) -> tuple[ManifestRow, int, Any]:
-        """Wait for one call; (row, attempt, summary dict | exception)."""
+        """Wait for one call; (row, attempt, summary dict | exception). Replaces dead actors."""
         (ref,), _ = ray.wait(list(self.in_flight), num_returns=1)
-        row, attempt, i = self.in_flight.pop(ref)
+        row, attempt, i, generation = self.in_flight.pop(ref)
         self.load[i] -= 1
         try:
             return row, attempt, ray.get(ref)
-        except (RayActorError, WorkerCrashedError, RayTaskError) as e:
+        except (RayActorError, WorkerCrashedError) as e:
+            if generation == self.generation[i]:  # first news of this death: a new worker
+                self.generation[i] += 1
+                self.actors[i] = self.actor_class.remote(self.wcfg)
+            return row, attempt, e
+        except RayTaskError as e:
             return row, attempt, e
 
     def close(self) -> None:

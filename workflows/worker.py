@@ -54,25 +54,35 @@ def write_result(cfg: WorkerConfig, row: ManifestRow, record: dict[str, Any]) ->
 class PairWorker:
     """Ray actor body (wrapped with ray.remote by the driver)."""
 
-    def __init__(self, weights_ref: list[Any], cfg: WorkerConfig) -> None:
-        weights: ResolvedWeights = ray.get(weights_ref[0])
+    def __init__(self, cfg: WorkerConfig) -> None:
         self.cfg = cfg
         configure(cfg.storage_retry_s)
         self.gpu_ids = [int(g) for g in ray.get_gpu_ids()]
         cuda = bool(self.gpu_ids) and torch.cuda.is_available()
-        device = torch.device("cuda", 0) if cuda else torch.device("cpu")
+        self.device = torch.device("cuda", 0) if cuda else torch.device("cpu")
         if not cuda:
             torch.set_num_threads(max(1, cfg.cpus))
-        self.extractors = ExtractorCache(weights, device)
+        self.extractors: ExtractorCache | None = None
         self.node = ray.util.get_node_ip_address()
+
+    def _extractors(self, weights_ref: list[Any]) -> ExtractorCache:
+        """Weights come from the object store on first use (and again after a restart)."""
+        if self.extractors is None:
+            weights: ResolvedWeights = ray.get(weights_ref[0])
+            self.extractors = ExtractorCache(weights, self.device)
+        return self.extractors
 
     def info(self) -> dict[str, Any]:
         """For tests and logs: process id, model builds so far, GPU ids."""
-        return {"pid": os.getpid(), "builds": self.extractors.builds, "gpu_ids": self.gpu_ids}
+        builds = self.extractors.builds if self.extractors else 0
+        return {"pid": os.getpid(), "builds": builds, "gpu_ids": self.gpu_ids}
 
-    def run(self, row: ManifestRow, attempt: int) -> dict[str, Any]:
-        """Stylize one valid row and write its outputs. Returns a small summary for the driver."""
+    def run(self, row: ManifestRow, attempt: int, weights_ref: list[Any]) -> dict[str, Any]:
+        """Stylize one valid row and write its outputs. Returns a small summary for the driver.
+
+        `weights_ref` is [ObjectRef of ResolvedWeights] (nested: resolved here, once)."""
         started, t0 = now(), time.perf_counter()
+        extractors = self._extractors(weights_ref)
         assert row.params is not None
         pair = PairInput(
             row.values["content_uri"],
@@ -82,7 +92,7 @@ class PairWorker:
             row.values.get("style_mask_uri"),
         )
         outcome: dict[str, Any] = {
-            "device": str(self.extractors.device),
+            "device": str(self.device),
             "gpu_ids": self.gpu_ids,
             "node": self.node,
             "attempt": attempt,
@@ -92,7 +102,7 @@ class PairWorker:
         try:
             done = run_pair(
                 pair,
-                self.extractors,
+                extractors,
                 self.cfg.options,
                 self.cfg.max_pixels,
                 yardstick_size=self.cfg.yardstick_size,

@@ -1,0 +1,201 @@
+"""Faults that must be survived: a worker killed mid-pair, the S3 endpoint going away, out of GPU
+memory; and credentials never leaking into outputs or logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import ray
+import s3util
+import torch
+
+from manifests.manifest import parse_row
+from workflows import worker as worker_module
+from workflows.cli import main
+from workflows.storage import filesystem, read_bytes, write_bytes
+from workflows.tables import parquet_bytes
+from workflows.weights import resolve_weights
+from workflows.worker import PairWorker, WorkerConfig
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    with s3util.moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(s3_endpoint: str) -> Iterator[None]:
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def manifest(uri: str, examples: Path, rows: int, iterations: int, size: int = 64) -> str:
+    content = str(examples / "content/tubingen.jpg")
+    styles = [str(examples / f"style/{n}.jpg") for n in ("wave", "starry_night", "the_scream")]
+    columns: dict[str, list[Any]] = {
+        "content_uri": [content] * rows,
+        "style_uri": [styles[i % 3] for i in range(rows)],
+        "seed": list(range(rows)),
+        "init": ["random"] * rows,
+        "image_size": [size] * rows,
+        "iterations": [iterations] * rows,
+    }
+    write_bytes(uri, parquet_bytes(pa.table(columns)))
+    return uri
+
+
+def run_args(manifest_uri: str, output: str, weights: Path, *extra: str) -> list[str]:
+    return ["run", "--manifest", manifest_uri, "--output", output, "--model", "vgg16",
+            "--weights", str(weights), "--quiet", "--yardstick-size", "0", *extra]  # fmt: skip
+
+
+def parquet(uri: str) -> list[dict[str, Any]]:
+    return pq.read_table(io.BytesIO(read_bytes(uri))).to_pylist()
+
+
+def check_exactly_once(output: str, rows: int, iterations: int) -> list[dict[str, Any]]:
+    results = parquet(f"{output}/results.parquet")
+    assert len(results) == rows and len({r["pair_id"] for r in results}) == rows
+    assert all(r["status"] == "ok" for r in results), [r["error"] for r in results]
+    losses = parquet(f"{output}/losses.parquet")
+    assert len(losses) == rows * (iterations + 1)
+    assert len({(r["pair_id"], r["iteration"]) for r in losses}) == len(losses)
+    fs, path = filesystem(f"{output}/images")
+    assert len(fs.ls(path, refresh=True)) == rows
+    return results
+
+
+def pair_workers() -> list[psutil.Process]:
+    """PairWorker actor processes of this test's Ray instance (descendants of its raylet)."""
+    node = ray._private.worker._global_node
+    (raylet,) = node.all_processes["raylet"]
+    found = []
+    for proc in psutil.Process(raylet.process.pid).children(recursive=True):
+        try:
+            text = " ".join(proc.cmdline()) + proc.name()
+        except psutil.NoSuchProcess:
+            continue
+        if "PairWorker" in text:
+            found.append(proc)
+    return found
+
+
+def test_worker_killed_mid_pair_is_retried_exactly_once(ray_cluster, tmp_path, examples,
+                                                        weights_path) -> None:  # fmt: skip
+    uri = manifest(str(tmp_path / "m.parquet"), examples, rows=4, iterations=40)
+    output = str(tmp_path / "out")
+    codes: list[int] = []
+    job = threading.Thread(target=lambda: codes.append(main(run_args(uri, output, weights_path))))
+    job.start()
+    deadline = time.monotonic() + 60
+    while not pair_workers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3.0)  # the workers are busy with their first pairs now
+    victims = pair_workers()
+    assert victims, "no worker process found"
+    os.kill(victims[0].pid, signal.SIGKILL)
+    job.join(timeout=300)
+    assert codes == [0]
+    results = check_exactly_once(output, rows=4, iterations=40)
+    assert max(r["attempt"] for r in results) >= 2
+    meta = json.loads(read_bytes(f"{output}/run.json"))
+    assert meta["counts"]["retried"] >= 1 and meta["counts"]["ok"] == 4
+
+
+def test_s3_outage_is_retried(ray_cluster, s3_endpoint, examples, weights_path) -> None:
+    s3util.reset(s3_endpoint)
+    filesystem("s3://outage")[0].mkdir("outage")
+    uri = manifest("s3://outage/m.parquet", examples, rows=4, iterations=30)
+    codes: list[int] = []
+    args = run_args(uri, "s3://outage/out", weights_path, "--storage-retry-seconds", "60")
+    job = threading.Thread(target=lambda: codes.append(main(args)))
+    job.start()
+    time.sleep(4.0)
+    with s3util.outage(s3_endpoint, seconds=6.0):
+        pass
+    job.join(timeout=300)
+    assert codes == [0]
+    check_exactly_once("s3://outage/out", rows=4, iterations=30)
+
+
+def test_s3_down_for_good_fails_clearly_then_rerun_completes(ray_cluster, s3_endpoint, examples,
+                                                             weights_path, capsys) -> None:  # fmt: skip
+    s3util.reset(s3_endpoint)
+    filesystem("s3://down")[0].mkdir("down")
+    uri = manifest("s3://down/m.parquet", examples, rows=3, iterations=20)
+    args = run_args(uri, "s3://down/out", weights_path, "--storage-retry-seconds", "3")
+    codes: list[int] = []
+    job = threading.Thread(target=lambda: codes.append(main(args)))
+    job.start()
+    time.sleep(3.0)
+    started = time.monotonic()
+    with s3util.outage(s3_endpoint, seconds=None) as restart:
+        job.join(timeout=240)
+        assert time.monotonic() - started < 200, "did not give up within the retry budget"
+        restart()
+    assert codes == [1]
+    assert "storage error:" in capsys.readouterr().err
+    assert main(args[:-2] + ["--storage-retry-seconds", "30"]) == 0
+    check_exactly_once("s3://down/out", rows=3, iterations=20)
+
+
+def test_out_of_gpu_memory_fails_the_row_and_the_worker_goes_on(ray_cluster, tmp_path, examples,
+                                                                weights_path, monkeypatch) -> None:  # fmt: skip
+    weights = ray.put(resolve_weights("vgg16", str(weights_path)))
+    worker = PairWorker(WorkerConfig(str(tmp_path / "out"), {}, [], 10**8, 1, 0))
+    real = worker_module.run_pair
+    calls = {"n": 0}
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(worker_module, "run_pair", flaky)
+    values = {"content_uri": str(examples / "content/tubingen.jpg"),
+              "style_uri": str(examples / "style/wave.jpg"), "image_size": 48, "iterations": 2}  # fmt: skip
+    first = worker.run(parse_row(1, values), 1, [weights])
+    assert first["status"] == "error"
+    assert first["error"] == "out of GPU memory at image_size 48"
+    second = worker.run(parse_row(2, values | {"seed": 1}), 1, [weights])
+    assert second["status"] == "ok"
+
+
+SECRET_KEY, SECRET = "AKIATESTSECRETKEY123", "sup3r-s3cr3t-v4lue-do-not-log"
+
+
+def test_credentials_never_appear_in_outputs_or_logs(ray_cluster, s3_endpoint, examples,
+                                                     weights_path, capfd) -> None:  # fmt: skip
+    s3util.reset(s3_endpoint)
+    filesystem("s3://sec")[0].mkdir("sec")
+    uri = manifest("s3://sec/m.parquet", examples, rows=2, iterations=2, size=32)
+    write_bytes("s3://sec/bad.parquet", parquet_bytes(pa.table({
+        "content_uri": ["s3://sec/missing.jpg"], "style_uri": ["s3://sec/missing2.jpg"]})))  # fmt: skip
+    options = json.dumps({"key": SECRET_KEY, "secret": SECRET})
+    for m in (uri, "s3://sec/bad.parquet"):
+        main(run_args(m, f"s3://sec/out-{m[-9:-8]}", weights_path, "--storage-options", options))
+    main(["--debug", "manifest", "validate", "s3://sec/bad.parquet", "--check-uris",
+          "--storage-options", options])  # fmt: skip
+    captured = capfd.readouterr()
+    texts = [captured.out, captured.err]
+    fs, _ = filesystem("s3://sec")
+    texts += [fs.cat(p).decode("latin-1") for p in fs.find("sec")]
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    texts += [p.read_text(errors="replace") for p in logs.rglob("*") if p.is_file()]
+    for text in texts:
+        assert SECRET not in text and SECRET_KEY not in text

@@ -94,8 +94,9 @@ def pair_workers() -> list[psutil.Process]:
     return found
 
 
-def test_worker_killed_mid_pair_is_retried_exactly_once(ray_cluster, tmp_path, examples,
-                                                        weights_path) -> None:  # fmt: skip
+def test_worker_killed_mid_pair_is_retried_exactly_once(
+    ray_cluster, tmp_path, examples, weights_path
+) -> None:
     uri = manifest(str(tmp_path / "m.parquet"), examples, rows=4, iterations=40)
     output = str(tmp_path / "out")
     codes: list[int] = []
@@ -132,8 +133,9 @@ def test_s3_outage_is_retried(ray_cluster, s3_endpoint, examples, weights_path) 
     check_exactly_once("s3://outage/out", rows=4, iterations=30)
 
 
-def test_s3_down_for_good_fails_clearly_then_rerun_completes(ray_cluster, s3_endpoint, examples,
-                                                             weights_path, capsys) -> None:  # fmt: skip
+def test_s3_down_for_good_fails_clearly_then_rerun_completes(
+    ray_cluster, s3_endpoint, examples, weights_path, capsys
+) -> None:
     s3util.reset(s3_endpoint)
     filesystem("s3://down")[0].mkdir("down")
     uri = manifest("s3://down/m.parquet", examples, rows=3, iterations=20)
@@ -153,8 +155,9 @@ def test_s3_down_for_good_fails_clearly_then_rerun_completes(ray_cluster, s3_end
     check_exactly_once("s3://down/out", rows=3, iterations=20)
 
 
-def test_out_of_gpu_memory_fails_the_row_and_the_worker_goes_on(ray_cluster, tmp_path, examples,
-                                                                weights_path, monkeypatch) -> None:  # fmt: skip
+def test_out_of_gpu_memory_fails_the_row_and_the_worker_goes_on(
+    ray_cluster, tmp_path, examples, weights_path, monkeypatch
+) -> None:
     weights = ray.put(resolve_weights("vgg16", str(weights_path)))
     worker = PairWorker(WorkerConfig(str(tmp_path / "out"), {}, [], 10**8, 1, 0))
     real = worker_module.run_pair
@@ -167,8 +170,12 @@ def test_out_of_gpu_memory_fails_the_row_and_the_worker_goes_on(ray_cluster, tmp
         return real(*args, **kwargs)
 
     monkeypatch.setattr(worker_module, "run_pair", flaky)
-    values = {"content_uri": str(examples / "content/tubingen.jpg"),
-              "style_uri": str(examples / "style/wave.jpg"), "image_size": 48, "iterations": 2}  # fmt: skip
+    values = {
+        "content_uri": str(examples / "content/tubingen.jpg"),
+        "style_uri": str(examples / "style/wave.jpg"),
+        "image_size": 48,
+        "iterations": 2,
+    }
     first = worker.run(parse_row(1, values), 1, [weights])
     assert first["status"] == "error"
     assert first["error"] == "out of GPU memory at image_size 48"
@@ -179,13 +186,14 @@ def test_out_of_gpu_memory_fails_the_row_and_the_worker_goes_on(ray_cluster, tmp
 SECRET_KEY, SECRET = "AKIATESTSECRETKEY123", "sup3r-s3cr3t-v4lue-do-not-log"
 
 
-def test_credentials_never_appear_in_outputs_or_logs(ray_cluster, s3_endpoint, examples,
-                                                     weights_path, capfd) -> None:  # fmt: skip
+def test_credentials_never_appear_in_outputs_or_logs(
+    ray_cluster, s3_endpoint, examples, weights_path, capfd
+) -> None:
     s3util.reset(s3_endpoint)
     filesystem("s3://sec")[0].mkdir("sec")
     uri = manifest("s3://sec/m.parquet", examples, rows=2, iterations=2, size=32)
-    write_bytes("s3://sec/bad.parquet", parquet_bytes(pa.table({
-        "content_uri": ["s3://sec/missing.jpg"], "style_uri": ["s3://sec/missing2.jpg"]})))  # fmt: skip
+    bad = pa.table({"content_uri": ["s3://sec/missing.jpg"], "style_uri": ["s3://sec/x.jpg"]})
+    write_bytes("s3://sec/bad.parquet", parquet_bytes(bad))
     options = json.dumps({"key": SECRET_KEY, "secret": SECRET})
     for m in (uri, "s3://sec/bad.parquet"):
         main(run_args(m, f"s3://sec/out-{m[-9:-8]}", weights_path, "--storage-options", options))

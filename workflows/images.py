@@ -18,8 +18,11 @@ from workflows.storage import StorageOptions, read_bytes
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's default bomb limit
 
 
-def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Bytes → PIL RGB image; InputError naming `name` on anything unusable."""
+def decode_image(
+    data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+) -> Image.Image:
+    """Bytes → PIL RGB image; InputError naming `name` on anything unusable. With draft_size,
+    JPEGs are decoded at the smallest scale still ≥ that size (big photos stay cheap)."""
     if not data:
         raise InputError(f"{name}: empty file (0 bytes)")
     try:
@@ -32,6 +35,8 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
                     f"{name}: {w}x{h} pixels exceeds the limit of {max_pixels} "
                     "(decompression-bomb guard; raise it with --max-image-pixels)"
                 )
+            if draft_size is not None and image.format == "JPEG":
+                image.draft("RGB", (draft_size, draft_size))
             image = ImageOps.exif_transpose(image)
             image.load()
     except InputError:

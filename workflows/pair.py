@@ -85,9 +85,11 @@ def run_pair(
     (nst_ops.yardstick) with the same weights. InputError for unusable inputs."""
     p = pair.params
     extractor = extractors.get(p)
-    content_image = _decode(pair.content_uri, options, max_pixels)
-    style_image = _decode(pair.style_uri, options, max_pixels)
     style_side = max(16, round(p.image_size * p.style_scale))
+    content_image = _decode(
+        pair.content_uri, options, max_pixels, max(p.image_size, yardstick_size)
+    )
+    style_image = _decode(pair.style_uri, options, max_pixels, max(style_side, yardstick_size))
     content = to_tensor(resize_long_side(content_image, p.image_size))
     style = to_tensor(resize_long_side(style_image, style_side))
     for uri, image in ((pair.content_uri, content), (pair.style_uri, style)):
@@ -115,8 +117,10 @@ def run_pair(
     return PairOutcome(result, measure, reached)
 
 
-def _decode(uri: str, options: StorageOptions | None, max_pixels: int) -> Image.Image:
-    return decode_image(read_bytes(uri, options), uri, max_pixels)
+def _decode(
+    uri: str, options: StorageOptions | None, max_pixels: int, draft: int | None = None
+) -> Image.Image:
+    return decode_image(read_bytes(uri, options), uri, max_pixels, draft)
 
 
 def _load_mask(

@@ -1,0 +1,65 @@
+"""The driver killed mid-run (with its local Ray), then the same command again: completed pairs
+are skipped, the others finish, and the tables hold exactly one row per manifest row."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+from conftest import REPO
+
+ROWS, ITERATIONS = 6, 30
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants (the driver and the Ray it started)."""
+    parent = psutil.Process(pid)
+    family = [*parent.children(recursive=True), parent]
+    for proc in family:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(family, timeout=30)
+
+
+def test_driver_killed_then_rerun_completes_exactly_once(tmp_path: Path, examples: Path,
+                                                         weights_path: Path) -> None:  # fmt: skip
+    manifest = tmp_path / "m.parquet"
+    pq.write_table(pa.table({
+        "content_uri": [str(examples / "content/tubingen.jpg")] * ROWS,
+        "style_uri": [str(examples / "style/wave.jpg")] * ROWS,
+        "seed": list(range(ROWS)), "init": ["random"] * ROWS,
+        "image_size": [48] * ROWS, "iterations": [ITERATIONS] * ROWS,
+    }), manifest)  # fmt: skip
+    output = tmp_path / "out"
+    command = [sys.executable, "-m", "workflows.run", "--manifest", str(manifest), "--output",
+               str(output), "--model", "vgg16", "--weights", str(weights_path), "--quiet",
+               "--yardstick-size", "0"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list((output / "done").glob("*"))) < 1:
+        time.sleep(0.2)
+    done_before = len(list((output / "done").glob("*")))
+    kill_tree(first.pid)
+    assert 1 <= done_before < ROWS, "kill the driver mid-run"
+    assert not (output / "results.parquet").exists()
+
+    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "pairs already ok" in second.stderr
+    results = pq.read_table(output / "results.parquet").to_pylist()
+    assert len(results) == ROWS and len({r["pair_id"] for r in results}) == ROWS
+    assert all(r["status"] == "ok" for r in results)
+    losses = pq.read_table(output / "losses.parquet").to_pylist()
+    assert len(losses) == ROWS * (ITERATIONS + 1)
+    assert len(list((output / "images").glob("*.png"))) == ROWS

@@ -15,14 +15,29 @@ from manifests.schema import LOSS_SCHEMA
 from workflows.cli import main
 
 
-def nst(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workflows.cli", *args], cwd=REPO, capture_output=True, text=True
+@pytest.fixture
+def nst(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run the CLI in-process: (exit status, stdout, stderr)."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        try:
+            code = main(list(args))
+        except SystemExit as e:
+            code = int(e.code or 0)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+    return run
+
+
+def test_console_entry_point_help_lists_every_param_with_default() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "workflows.cli", "stylize", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
-
-
-def test_help_lists_every_param_with_default() -> None:
-    out = nst("stylize", "--help").stdout
+    out = result.stdout
     for spec in field_specs().values():
         assert spec.flag in out
     assert "(default: 1000)" in out and "(default: relu4_2)" in out
@@ -60,7 +75,7 @@ def test_stylize_writes_image_and_loss_table(tmp_path: Path, weights_path: Path,
     ],
 )
 def test_bad_images_exit_2_naming_the_file(
-    tmp_path: Path, examples, content: str, message: str
+    tmp_path: Path, examples, content: str, message: str, nst
 ) -> None:
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "text.jpg").write_text("not a picture\n")
@@ -87,7 +102,7 @@ def _png_prefix() -> bytes:
     return buf.getvalue()[:70]
 
 
-def test_bad_parameter_exits_2_naming_the_flag(tmp_path: Path, examples) -> None:
+def test_bad_parameter_exits_2_naming_the_flag(tmp_path: Path, examples, nst) -> None:
     result = nst(
         "stylize", str(examples / "content/tubingen.jpg"), str(examples / "style/wave.jpg"),
         "-o", str(tmp_path / "o.png"), "--style-weight", "-3",
@@ -96,7 +111,7 @@ def test_bad_parameter_exits_2_naming_the_flag(tmp_path: Path, examples) -> None
     assert result.stderr.strip() == "error: --style-weight: must be >= 0, got -3.0"
 
 
-def test_debug_shows_traceback(tmp_path: Path, examples) -> None:
+def test_debug_shows_traceback(tmp_path: Path, examples, nst) -> None:
     result = nst(
         "--debug", "stylize", "nope.jpg", str(examples / "style/wave.jpg"),
         "-o", str(tmp_path / "o.png"), "--weights", "random",
@@ -127,7 +142,7 @@ def test_photo_masks_and_two_stages(tmp_path: Path, weights_path: Path, examples
         assert r["total_loss"] == pytest.approx(expected, rel=1e-5)
 
 
-def test_mask_that_is_not_an_image_exits_2(tmp_path: Path, examples) -> None:
+def test_mask_that_is_not_an_image_exits_2(tmp_path: Path, examples, nst) -> None:
     (tmp_path / "mask.png").write_text("no")
     photo = examples / "photo"
     result = nst(

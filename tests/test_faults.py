@@ -138,12 +138,12 @@ def test_s3_down_for_good_fails_clearly_then_rerun_completes(
 ) -> None:
     s3util.reset(s3_endpoint)
     filesystem("s3://down")[0].mkdir("down")
-    uri = manifest("s3://down/m.parquet", examples, rows=3, iterations=20)
+    uri = manifest("s3://down/m.parquet", examples, rows=2, iterations=12, size=48)
     args = run_args(uri, "s3://down/out", weights_path, "--storage-retry-seconds", "3")
     codes: list[int] = []
     job = threading.Thread(target=lambda: codes.append(main(args)))
     job.start()
-    time.sleep(3.0)
+    time.sleep(2.0)
     started = time.monotonic()
     with s3util.outage(s3_endpoint, seconds=None) as restart:
         job.join(timeout=240)
@@ -152,7 +152,7 @@ def test_s3_down_for_good_fails_clearly_then_rerun_completes(
     assert codes == [1]
     assert "storage error:" in capsys.readouterr().err
     assert main(args[:-2] + ["--storage-retry-seconds", "30"]) == 0
-    check_exactly_once("s3://down/out", rows=3, iterations=20)
+    check_exactly_once("s3://down/out", rows=2, iterations=12)
 
 
 def test_out_of_gpu_memory_fails_the_row_and_the_worker_goes_on(

@@ -24,13 +24,14 @@ _ARROW = {
     "str": pa.string(),
     "str_list": pa.list_(pa.string()),
     "float_list": pa.list_(pa.float64()),
+    "int_list": pa.list_(pa.int64()),
 }
 
 
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
-    kind: str  # float | int | bool | str | str_list | float_list
+    kind: str  # float | int | bool | str | str_list | float_list | int_list
     optional: bool
     default: Any
     help: str
@@ -54,7 +55,7 @@ def _kind(tp: Any) -> tuple[str, bool, tuple[str, ...] | None]:
     if typing.get_origin(tp) is Literal:
         return "str", False, tuple(str(a) for a in args)
     if typing.get_origin(tp) is tuple:
-        return ("str_list" if args[0] is str else "float_list"), False, None
+        return {str: "str_list", float: "float_list", int: "int_list"}[args[0]], False, None
     return {float: "float", int: "int", bool: "bool", str: "str"}[tp], False, None
 
 
@@ -92,6 +93,8 @@ def parse_value(name: str, text: str, list_sep: str = ",") -> Any:
             return tuple(v.strip() for v in text.split(list_sep) if v.strip())
         if spec.kind == "float_list":
             return tuple(float(v) for v in text.split(list_sep) if v.strip())
+        if spec.kind == "int_list":
+            return tuple(int(v) for v in text.split(list_sep) if v.strip())
     except ValueError:
         raise ParamError(name, f"cannot parse {text!r} as {spec.kind}") from None
     return text

@@ -23,6 +23,7 @@ LOSS_FIELDS = [
     pa.field("tv_loss", pa.float64()),
     pa.field("photo_loss", pa.float64()),
     pa.field("stage", pa.int64()),
+    pa.field("scale", pa.int64()),
     pa.field("style_layer_losses", pa.map_(pa.string(), pa.float64())),
     pa.field("elapsed_s", pa.float64()),
 ]

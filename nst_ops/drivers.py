@@ -44,6 +44,8 @@ class Recorder:
         self.iterations = iterations  # over all stages, for progress reports
         self.stage = 1
         self.stages: list[int] = []
+        self.scale = params.image_size
+        self.scales: list[int] = []
         self.rows: list[Tensor] = []
         self.times: list[float] = []
         self.start = time.perf_counter()
@@ -57,6 +59,7 @@ class Recorder:
         row = terms.stacked()[0].detach()
         self.rows.append(row)
         self.stages.append(self.stage)
+        self.scales.append(self.scale)
         self.times.append(time.perf_counter() - self.start)
         i, target, total = len(self.rows) - 1, self.params.target_loss, float(row[0])
         if self.callback is not None:

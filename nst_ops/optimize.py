@@ -19,7 +19,7 @@ from torch import Tensor
 from nst_ops.color import combine_luminance, luminance, match_luminance
 from nst_ops.drivers import Progress, ProgressCallback, Recorder, adam, evaluate, lbfgs
 from nst_ops.guided import guided_filter
-from nst_ops.masks import pair_masks
+from nst_ops.masks import pair_masks, resize_masks
 from nst_ops.matting import matting_laplacian, to_torch_sparse
 from nst_ops.objective import Masks, StyleObjective
 from nst_ops.params import StyleParams
@@ -39,6 +39,7 @@ class LossLog:
     tv_loss: list[float] = field(default_factory=list)
     photo_loss: list[float] = field(default_factory=list)
     stage: list[int] = field(default_factory=list)
+    scale: list[int] = field(default_factory=list)
     style_layer_losses: list[dict[str, float]] = field(default_factory=list)
     elapsed_s: list[float] = field(default_factory=list)
 
@@ -72,6 +73,44 @@ def initial_image(params: StyleParams, content: Tensor, style: Tensor) -> Tensor
     return noise.to(content.device)
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One part of the optimisation: Luan's stage, the working long side, and the params
+    (with this segment's iterations and photo weight)."""
+
+    stage: int
+    scale: int
+    params: StyleParams
+
+
+def plan(params: StyleParams) -> list[Segment]:
+    """Segments in order. Multi-scale (`scales`): the iterations of the first stage are split
+    evenly across the scales (the remainder to the finest), coarse to fine. With photo_weight > 0
+    and photo_two_stage (Luan et al.): then `iterations` more at full size with the term."""
+    two_stage = params.photo_weight > 0 and params.photo_two_stage
+    first = params.replace(photo_weight=0.0) if two_stage else params
+    scales = params.scale_sizes
+    share, rest = divmod(first.iterations, len(scales))
+    counts = [share] * (len(scales) - 1) + [share + rest]
+    segments = [
+        Segment(1, size, first.replace(iterations=n))
+        for size, n in zip(scales, counts, strict=True)
+        if n > 0
+    ]
+    if two_stage:
+        segments.append(Segment(2, params.image_size, params))
+    return segments
+
+
+def _rescale(image: Tensor, factor: float) -> Tensor:
+    """(1, C, H, W) scaled by `factor` (antialiased bilinear); identity for factor 1."""
+    if factor == 1.0:
+        return image
+    h, w = image.shape[-2:]
+    size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    return F.interpolate(image, size=size, mode="bilinear", antialias=True).clamp(0, 1)
+
+
 def stylize(
     content: Tensor,
     style: Tensor,
@@ -82,8 +121,8 @@ def stylize(
     style_mask: Tensor | None = None,
 ) -> StyleResult:
     """Stylize `content` (3, H, W) with `style` (3, H_s, W_s), both RGB in [0,1] and already at
-    working size; optional RGB colour-coded masks (3, h, w) of any size. Runs on the
-    extractor's device. Raises ValueError for unusable masks."""
+    working size (long side image_size); optional RGB colour-coded masks (3, h, w) of any size.
+    Runs on the extractor's device. Raises ValueError for unusable masks."""
     device = extractor.mean.device
     content = content.to(device, torch.float32).unsqueeze(0)
     style = style.to(device, torch.float32).unsqueeze(0)
@@ -94,21 +133,23 @@ def stylize(
     else:
         content_in, style_in = content, style
     masks, warnings = _masks(content_mask, style_mask, content, style)
-    laplacian = _laplacian(content, params, device)
+    segments = plan(params)
+    rec = Recorder(params, callback, sum(seg.params.iterations for seg in segments))
     x = initial_image(params, content_in, style_in[:, : content_in.shape[1]])
-    stages = _stages(params)
-    rec = Recorder(params, callback, sum(p.iterations for p in stages))
-    rgb = (content_in.expand(-1, 3, -1, -1), style_in.expand(-1, 3, -1, -1))
-    for number, stage_params in enumerate(stages, start=1):
-        rec.stage = number
-        objective = StyleObjective(extractor, stage_params, *rgb, masks, laplacian)
-        x = (adam if params.optimizer == "adam" else lbfgs)(x, objective, stage_params, rec)
+    photo = params.photo_weight > 0
+    for k, seg in enumerate(segments):
+        objective, size = _objective(extractor, seg, params, content_in, style_in, masks, photo)
+        if tuple(x.shape[-2:]) != size:  # coarse to fine: start from the upsampled result
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True).clamp(0, 1)
+        rec.stage, rec.scale = seg.stage, seg.scale
+        x = (adam if params.optimizer == "adam" else lbfgs)(x, objective, seg.params, rec)
         if rec.reached or rec.diverged_at is not None:
             break
-        if number < len(stages):
-            continue
-        terms, _ = evaluate(x, objective, grad=False)  # last row: the returned image
-        rec.record(terms, x)
+        if k == len(segments) - 1:
+            terms, _ = evaluate(x, objective, grad=False)  # last row: the returned image
+            rec.record(terms, x)
+    if tuple(x.shape[-2:]) != tuple(content.shape[-2:]):  # stopped early at a coarse scale
+        x = F.interpolate(x, size=content.shape[-2:], mode="bilinear")
     image = _finish(x.clamp(0, 1), content, params)
     log = _to_log(rec, params.style_layers)
     return StyleResult(
@@ -116,11 +157,29 @@ def stylize(
     )
 
 
-def _stages(params: StyleParams) -> list[StyleParams]:
-    """Luan et al.: first `iterations` without the photorealism term, then `iterations` with it."""
-    if params.photo_weight > 0 and params.photo_two_stage:
-        return [params.replace(photo_weight=0.0), params]
-    return [params]
+def _objective(
+    extractor: VGGFeatures,
+    seg: Segment,
+    params: StyleParams,
+    content: Tensor,
+    style: Tensor,
+    masks: Masks | None,
+    photo: bool,
+) -> tuple[StyleObjective, tuple[int, int]]:
+    """The objective of one segment, with images, masks and (when the pair uses the
+    photorealism term) the Laplacian at its scale; and the image size (H, W) there."""
+    factor = seg.scale / params.image_size
+    c, st = _rescale(content, factor), _rescale(style, factor)
+    if masks is not None and factor != 1.0:
+        masks = Masks(
+            resize_masks(masks.content, tuple(c.shape[-2:])),
+            resize_masks(masks.style, tuple(st.shape[-2:])),
+            masks.weights,
+        )
+    laplacian = _laplacian(c) if photo else None
+    rgb = (c.expand(-1, 3, -1, -1), st.expand(-1, 3, -1, -1))
+    size = (c.shape[-2], c.shape[-1])
+    return StyleObjective(extractor, seg.params, *rgb, masks, laplacian), size
 
 
 def _masks(
@@ -141,12 +200,10 @@ def _masks(
     return Masks(c, s, weights), warnings
 
 
-def _laplacian(content: Tensor, params: StyleParams, device: torch.device) -> Tensor | None:
-    """Matting Laplacian of the content at working size, on the compute device (or None)."""
-    if params.photo_weight <= 0:
-        return None
-    array = content[0].permute(1, 2, 0).double().cpu().numpy()
-    return to_torch_sparse(matting_laplacian(np.ascontiguousarray(array)), device)
+def _laplacian(content: Tensor) -> Tensor:
+    """Matting Laplacian of the content (1, C, H, W) as a sparse tensor on its device."""
+    rgb = content.expand(-1, 3, -1, -1)[0].permute(1, 2, 0).double().cpu().numpy()
+    return to_torch_sparse(matting_laplacian(np.ascontiguousarray(rgb)), content.device)
 
 
 def _finish(x: Tensor, content: Tensor, params: StyleParams) -> Tensor:
@@ -160,7 +217,9 @@ def _finish(x: Tensor, content: Tensor, params: StyleParams) -> Tensor:
 def _to_log(rec: Recorder, style_layers: tuple[str, ...]) -> LossLog:
     log = LossLog()
     rows = torch.stack(rec.rows).double().cpu().tolist()
-    for i, (row, stage, elapsed) in enumerate(zip(rows, rec.stages, rec.times, strict=True)):
+    for i, (row, stage, scale, elapsed) in enumerate(
+        zip(rows, rec.stages, rec.scales, rec.times, strict=True)
+    ):
         log.iteration.append(i)
         log.total_loss.append(row[0])
         log.content_loss.append(row[1])
@@ -168,6 +227,7 @@ def _to_log(rec: Recorder, style_layers: tuple[str, ...]) -> LossLog:
         log.tv_loss.append(row[3])
         log.photo_loss.append(row[4])
         log.stage.append(stage)
+        log.scale.append(scale)
         log.style_layer_losses.append(dict(zip(style_layers, row[5:], strict=True)))
         log.elapsed_s.append(elapsed)
     return log

@@ -85,9 +85,13 @@ class StyleParams:
     photo_postprocess: Literal["none", "guided"] = field(
         default="none", metadata=_help("none | guided (guided filter by the content image)")
     )
+    scales: tuple[int, ...] | None = field(
+        default=None,
+        metadata=_help("coarse-to-fine long sides ending at image_size, or one count N < 16"),
+    )
 
     def __post_init__(self) -> None:
-        for name in ("content_layers", "style_layers", "style_layer_weights"):
+        for name in ("content_layers", "style_layers", "style_layer_weights", "scales"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 if isinstance(value, str):
@@ -101,6 +105,16 @@ class StyleParams:
         if self.style_layer_weights is None:
             return tuple(1.0 / len(self.style_layers) for _ in self.style_layers)
         return self.style_layer_weights
+
+    @property
+    def scale_sizes(self) -> tuple[int, ...]:
+        """Long sides of the multi-scale schedule (a count N: image_size/2^(N-1) … image_size)."""
+        if self.scales is None:
+            return (self.image_size,)
+        if len(self.scales) == 1 and self.scales[0] < MIN_IMAGE_SIZE:
+            n = self.scales[0]
+            return tuple(max(MIN_IMAGE_SIZE, self.image_size >> k) for k in range(n - 1, -1, -1))
+        return self.scales
 
     def replace(self, **changes: Any) -> StyleParams:
         return dataclasses.replace(self, **changes)
@@ -179,3 +193,26 @@ def _validate(p: StyleParams) -> None:
     if not isinstance(p.photo_two_stage, bool):
         raise ParamError("photo_two_stage", f"must be true or false, got {p.photo_two_stage!r}")
     _choice("photo_postprocess", p.photo_postprocess, POSTPROCESSES)
+    _scales(p)
+
+
+def _scales(p: StyleParams) -> None:
+    if p.scales is None:
+        return
+    if not p.scales:
+        raise ParamError("scales", "needs at least one size (or leave it empty for none)")
+    for v in p.scales:
+        _integer("scales", v, 1, MAX_IMAGE_SIZE)
+    if len(p.scales) == 1 and p.scales[0] < MIN_IMAGE_SIZE:
+        if p.iterations < p.scales[0]:
+            raise ParamError("scales", f"{p.scales[0]} scales need >= that many iterations")
+        return
+    sizes = p.scales
+    if any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)) or sizes[-1] != p.image_size:
+        raise ParamError(
+            "scales", f"must increase and end at image_size {p.image_size}; got {list(sizes)}"
+        )
+    if sizes[0] < MIN_IMAGE_SIZE:
+        raise ParamError("scales", f"sizes must be >= {MIN_IMAGE_SIZE}; got {list(sizes)}")
+    if p.iterations < len(sizes):
+        raise ParamError("scales", f"{len(sizes)} scales need >= that many iterations")

@@ -89,3 +89,31 @@ def test_seed_variant_conv2_layers_just_work(pair, extractor) -> None:
 def test_inits(pair, extractor, init: str) -> None:
     result = run(pair, extractor, init=init, iterations=2)
     assert result.losses.content_loss[0] > 0
+
+
+def test_multiscale_plan_and_loss_table(pair, extractor) -> None:
+    from nst_ops.optimize import plan
+
+    params = StyleParams(image_size=SIZE, iterations=7, scales=(32, SIZE))
+    assert [(s.scale, s.params.iterations) for s in plan(params)] == [(32, 3), (SIZE, 4)]
+    counted = StyleParams(image_size=256, iterations=9, scales=(3,))
+    assert counted.scale_sizes == (64, 128, 256)
+    result = run(pair, extractor, iterations=7, scales=(32, SIZE), optimizer="adam")
+    log = result.losses
+    assert log.iteration == list(range(8))
+    assert log.scale == [32] * 3 + [SIZE] * 5
+    assert result.image.shape == pair[0].shape
+    # the content loss at the coarse scale is measured on coarse features: smaller magnitudes
+    assert log.style_loss[-1] < log.style_loss[0]
+
+
+@pytest.mark.parametrize(
+    ("scales", "message"),
+    [((64, 32), "must increase and end at image_size"), ((32, 48), "end at image_size 64"),
+     ((8, 64), "sizes must be >= 16"), ((20,), "must increase")],
+)  # fmt: skip
+def test_bad_scales(scales: tuple[int, ...], message: str) -> None:
+    from nst_ops.params import ParamError
+
+    with pytest.raises(ParamError, match=message):
+        StyleParams(image_size=SIZE, scales=scales)

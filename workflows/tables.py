@@ -22,6 +22,7 @@ def loss_table(log: LossLog, pair_id: str | None = None) -> pa.Table:
         "tv_loss": log.tv_loss,
         "photo_loss": log.photo_loss,
         "stage": log.stage,
+        "scale": log.scale,
         "style_layer_losses": [list(d.items()) for d in log.style_layer_losses],
         "elapsed_s": log.elapsed_s,
     }

@@ -16,6 +16,8 @@ from torchvision.models.vgg import cfgs, make_layers
 # torchvision's VGG configurations: "D" = vgg16, "E" = vgg19 (channels; "M" = pooling).
 _CFG_KEYS = {"vgg16": "D", "vgg19": "E"}
 MODELS = tuple(_CFG_KEYS)
+# fp32; tf32 (CUDA matmuls/convolutions in TF32, set process-wide by the caller); bf16 (autocast)
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -77,8 +79,14 @@ class VGGFeatures(nn.Module):
         state_dict: Mapping[str, Tensor] | None = None,
         pooling: str = "max",
         seed: int = 0,
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(
+                f"precision: must be one of {', '.join(PRECISIONS)}; got {precision!r}"
+            )
+        self.precision = precision
         wanted = set(layers)
         check_layers(model, wanted)
         all_names = layer_names(model)
@@ -102,12 +110,16 @@ class VGGFeatures(nn.Module):
             raise ValueError(f"layers {sorted(missing)} lie beyond this truncated trunk")
         out: dict[str, Tensor] = {}
         x = (image - self.mean) / self.std
-        for name, module in zip(self.names, self.layers, strict=True):
-            x = module(x)
-            if name in wanted:
-                out[name] = x
-                if len(out) == len(wanted):
-                    break
+        if x.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        bf16 = self.precision == "bf16"
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            for name, module in zip(self.names, self.layers, strict=True):
+                x = module(x)
+                if name in wanted:
+                    out[name] = x.float() if bf16 else x  # losses and Grams stay in fp32
+                    if len(out) == len(wanted):
+                        break
         return out
 
 

@@ -59,3 +59,14 @@ def test_random_init_is_seeded_and_leaves_global_rng_alone() -> None:
     b = VGGFeatures("vgg16", ["relu1_1"], None, seed=3)
     assert torch.equal(a.layers[0].weight, b.layers[0].weight)
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_bf16_autocast_features_are_fp32_and_close() -> None:
+    exact = VGGFeatures("vgg16", ["relu3_1"], None)
+    bf16 = VGGFeatures("vgg16", ["relu3_1"], None, precision="bf16")
+    image = torch.rand(1, 3, 32, 32)
+    a, b = exact(image, ["relu3_1"])["relu3_1"], bf16(image, ["relu3_1"])["relu3_1"]
+    assert b.dtype == torch.float32
+    assert (a - b).abs().max() < 0.05 * a.abs().max()
+    with pytest.raises(ValueError, match="precision: must be one of fp32, tf32, bf16"):
+        VGGFeatures("vgg16", ["relu3_1"], None, precision="fp8")

@@ -36,8 +36,15 @@ class ExtractorCache:
 
     weights: ResolvedWeights
     device: torch.device
+    precision: str = "fp32"
     built: dict[tuple[str, int], VGGFeatures] = field(default_factory=dict)
     builds: int = 0
+
+    def __post_init__(self) -> None:
+        if self.device.type == "cuda":
+            tf32 = self.precision == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
 
     def get(self, params: StyleParams) -> VGGFeatures:
         layers = params.content_layers + params.style_layers
@@ -50,9 +57,15 @@ class ExtractorCache:
         if key not in self.built:
             deepest = layer_names(self.weights.model)[depth]
             extractor = VGGFeatures(
-                self.weights.model, [deepest], self.weights.state_dict, params.pooling
-            )
-            self.built[key] = extractor.to(self.device)
+                self.weights.model,
+                [deepest],
+                self.weights.state_dict,
+                params.pooling,
+                precision=self.precision,
+            ).to(self.device)
+            if self.device.type == "cuda":
+                extractor = extractor.to(memory_format=torch.channels_last)
+            self.built[key] = extractor
             self.builds += 1
         return self.built[key]
 

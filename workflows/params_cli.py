@@ -8,7 +8,7 @@ from typing import Any
 
 from manifests.fields import field_specs, format_value, parse_value
 from nst_ops.params import StyleParams
-from nst_ops.vgg import MODELS
+from nst_ops.vgg import MODELS, PRECISIONS
 from workflows.images import DEFAULT_MAX_PIXELS
 
 DEFAULT_MODEL = "vgg19"
@@ -55,6 +55,12 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="JSON",
         help="fsspec storage options for s3:// etc. (never logged)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="fp32 | tf32 (CUDA TF32 matmuls) | bf16 (autocast VGG, losses in fp32)",
     )
     parser.add_argument(
         "--max-image-pixels",

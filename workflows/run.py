@@ -58,6 +58,7 @@ class RunConfig:
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     yardstick_size: int = 256
     storage_retry_s: float = 60.0
+    precision: str = "fp32"
     quiet: bool = False
 
 
@@ -136,6 +137,7 @@ def _metadata(cfg: RunConfig, started: Any, num_rows: int) -> dict[str, Any]:
         "output": cfg.output,
         "rows": num_rows,
         "model": cfg.model,
+        "precision": cfg.precision,
         "weights": cfg.weights if "://" not in cfg.weights else cfg.weights.split("?")[0],
         "package_version": package_version,
         "started_at": started.isoformat(),
@@ -192,6 +194,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         max_image_pixels=args.max_image_pixels,
         yardstick_size=args.yardstick_size,
         storage_retry_s=args.storage_retry_seconds,
+        precision=args.precision,
         quiet=args.quiet,
     )
 

@@ -136,6 +136,7 @@ def schedule(
         cfg.cpus_per_task,
         cfg.yardstick_size,
         cfg.storage_retry_s,
+        cfg.precision,
     )
     pool, counts = _Pool(cfg, weights, wcfg), RunCounts()
     bar = tqdm(total=total, disable=cfg.quiet, unit="pair", file=sys.stderr)

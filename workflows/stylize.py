@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
     options = parse_storage_options(args.storage_options)
     device = pick_device(args.device)
     weights = resolve_weights(args.model, args.weights, options)
-    extractors = ExtractorCache(weights, device)
+    extractors = ExtractorCache(weights, device, args.precision)
     pair = PairInput(args.content, args.style, params, args.content_mask, args.style_mask)
     bar = tqdm(total=params.iterations, disable=args.quiet, unit="it", file=sys.stderr)
 

@@ -41,6 +41,7 @@ class WorkerConfig:
     cpus: int
     yardstick_size: int = 256
     storage_retry_s: float = 60.0
+    precision: str = "fp32"
 
 
 def write_result(cfg: WorkerConfig, row: ManifestRow, record: dict[str, Any]) -> None:
@@ -69,7 +70,7 @@ class PairWorker:
         """Weights come from the object store on first use (and again after a restart)."""
         if self.extractors is None:
             weights: ResolvedWeights = ray.get(weights_ref[0])
-            self.extractors = ExtractorCache(weights, self.device)
+            self.extractors = ExtractorCache(weights, self.device, self.cfg.precision)
         return self.extractors
 
     def info(self) -> dict[str, Any]:

@@ -1,0 +1,41 @@
+"""CUDA checks (marker `gpu`; skipped without a device, run by benchmarks/gpu_check.sh)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from nst_ops.optimize import stylize
+from nst_ops.params import StyleParams
+from workflows.images import load_image
+from workflows.pair import ExtractorCache
+from workflows.weights import resolve_weights
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_cuda_stylize_halves_the_loss(weights_path: Path, examples: Path, precision: str,
+                                      optimizer: str) -> None:  # fmt: skip
+    cache = ExtractorCache(
+        resolve_weights("vgg16", str(weights_path)), torch.device("cuda"), precision
+    )
+    params = StyleParams(image_size=256, iterations=50, optimizer=optimizer)
+    content = load_image(str(examples / "content/tubingen.jpg"), 256)
+    style = load_image(str(examples / "style/starry_night.jpg"), 256)
+    result = stylize(content, style, params, cache.get(params))
+    assert result.losses.total_loss[-1] <= 0.5 * result.losses.total_loss[0]
+    assert result.image.device.type == "cpu" and result.image.isfinite().all()
+
+
+@pytest.mark.gpu
+def test_cuda_photo_term_runs_on_device(weights_path: Path, examples: Path) -> None:
+    cache = ExtractorCache(resolve_weights("vgg16", str(weights_path)), torch.device("cuda"))
+    params = StyleParams(image_size=128, iterations=10, photo_weight=1e4)
+    content = load_image(str(examples / "photo/content.jpg"), 128)
+    style = load_image(str(examples / "photo/style.jpg"), 128)
+    masks = [load_image(str(examples / f"photo/{n}_seg.png"), 128) for n in ("content", "style")]
+    result = stylize(content, style, params, cache.get(params), None, *masks)
+    assert result.losses.stage[-1] == 2 and result.losses.photo_loss[-1] > 0

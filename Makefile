@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check nst_ops manifests workflows tests
-	$(VENV)/bin/ruff format --check nst_ops manifests workflows tests
+	$(VENV)/bin/ruff check nst_ops manifests workflows tests benchmarks
+	$(VENV)/bin/ruff format --check nst_ops manifests workflows tests benchmarks
 	$(VENV)/bin/mypy
 
 test: lint

@@ -46,6 +46,7 @@ class Recorder:
         self.stages: list[int] = []
         self.scale = params.image_size
         self.scales: list[int] = []
+        self.target_active = True  # target_loss applies to the final segment's objective only
         self.rows: list[Tensor] = []
         self.times: list[float] = []
         self.start = time.perf_counter()
@@ -69,7 +70,7 @@ class Recorder:
             return True
         if self.best is None or total < self.best[0]:
             self.best = (total, x.detach().clone())
-        self.reached = target is not None and total <= target
+        self.reached = self.target_active and target is not None and total <= target
         return self.reached
 
     def stop_image(self, x: Tensor) -> Tensor:

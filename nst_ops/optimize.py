@@ -142,6 +142,7 @@ def stylize(
         if tuple(x.shape[-2:]) != size:  # coarse to fine: start from the upsampled result
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True).clamp(0, 1)
         rec.stage, rec.scale = seg.stage, seg.scale
+        rec.target_active = k == len(segments) - 1
         x = (adam if params.optimizer == "adam" else lbfgs)(x, objective, seg.params, rec)
         if rec.reached or rec.diverged_at is not None:
             break

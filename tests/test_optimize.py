@@ -117,3 +117,11 @@ def test_bad_scales(scales: tuple[int, ...], message: str) -> None:
 
     with pytest.raises(ParamError, match=message):
         StyleParams(image_size=SIZE, scales=scales)
+
+
+def test_target_loss_applies_to_the_final_scale_only(pair, extractor) -> None:
+    # a target every coarse-scale row meets: it must not stop before the final scale
+    result = run(pair, extractor, iterations=6, scales=(32, SIZE), optimizer="adam",
+                 target_loss=1e30)  # fmt: skip
+    assert result.reached_target
+    assert result.losses.scale[-1] == SIZE and result.losses.scale.count(32) == 3

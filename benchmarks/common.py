@@ -1,0 +1,42 @@
+"""Shared helpers of the benchmarks: weights, images, machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("NST_SHARED", REPO.parent / "shared"))
+WEIGHTS = os.environ.get("NST_WEIGHTS", str(SHARED / "models" / "vgg16-hed-features.pth"))
+
+
+def weights_spec(model: str) -> str:
+    """The shared VGG16 trunk offline; `random` for VGG19 (speed does not depend on weights)."""
+    return WEIGHTS if model == "vgg16" and Path(WEIGHTS).exists() else "random"
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def matmul_flops_per_s(device: torch.device, n: int = 2048, repeat: int = 10) -> float:
+    """Measured fp32 matmul rate of this machine (FLOP/s)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    sync(device)
+    return 2 * n**3 * repeat / (time.perf_counter() - start)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 with fake credentials in the environment."""
+    import s3util
+
+    with s3util.moto_server() as endpoint:
+        yield endpoint
+
+
+def _local_ray() -> Iterator[None]:
+    import ray
+
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    """One local Ray per test module, with 2 fake GPUs."""
+    yield from _local_ray()
+
+
+@pytest.fixture(scope="module")
+def ray_s3(s3_endpoint: str) -> Iterator[None]:
+    """Local Ray started after moto: its workers inherit the (fake) AWS environment, as a real
+    cluster's nodes have their own."""
+    yield from _local_ray()

@@ -9,14 +9,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 import ray
 import s3util
 import torch
@@ -28,19 +26,6 @@ from workflows.storage import filesystem, read_bytes, write_bytes
 from workflows.tables import parquet_bytes
 from workflows.weights import resolve_weights
 from workflows.worker import PairWorker, WorkerConfig
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with s3util.moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module")
-def ray_cluster(s3_endpoint: str) -> Iterator[None]:
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def manifest(uri: str, examples: Path, rows: int, iterations: int, size: int = 64) -> str:
@@ -95,7 +80,7 @@ def pair_workers() -> list[psutil.Process]:
 
 
 def test_worker_killed_mid_pair_is_retried_exactly_once(
-    ray_cluster, tmp_path, examples, weights_path
+    ray_s3, tmp_path, examples, weights_path
 ) -> None:
     uri = manifest(str(tmp_path / "m.parquet"), examples, rows=4, iterations=40)
     output = str(tmp_path / "out")
@@ -117,7 +102,7 @@ def test_worker_killed_mid_pair_is_retried_exactly_once(
     assert meta["counts"]["retried"] >= 1 and meta["counts"]["ok"] == 4
 
 
-def test_s3_outage_is_retried(ray_cluster, s3_endpoint, examples, weights_path) -> None:
+def test_s3_outage_is_retried(ray_s3, s3_endpoint, examples, weights_path) -> None:
     s3util.reset(s3_endpoint)
     filesystem("s3://outage")[0].mkdir("outage")
     uri = manifest("s3://outage/m.parquet", examples, rows=4, iterations=30)
@@ -134,7 +119,7 @@ def test_s3_outage_is_retried(ray_cluster, s3_endpoint, examples, weights_path) 
 
 
 def test_s3_down_for_good_fails_clearly_then_rerun_completes(
-    ray_cluster, s3_endpoint, examples, weights_path, capsys
+    ray_s3, s3_endpoint, examples, weights_path, capsys
 ) -> None:
     s3util.reset(s3_endpoint)
     filesystem("s3://down")[0].mkdir("down")
@@ -156,7 +141,7 @@ def test_s3_down_for_good_fails_clearly_then_rerun_completes(
 
 
 def test_out_of_gpu_memory_fails_the_row_and_the_worker_goes_on(
-    ray_cluster, tmp_path, examples, weights_path, monkeypatch
+    ray_s3, tmp_path, examples, weights_path, monkeypatch
 ) -> None:
     weights = ray.put(resolve_weights("vgg16", str(weights_path)))
     worker = PairWorker(WorkerConfig(str(tmp_path / "out"), {}, [], 10**8, 1, 0))
@@ -187,7 +172,7 @@ SECRET_KEY, SECRET = "AKIATESTSECRETKEY123", "sup3r-s3cr3t-v4lue-do-not-log"
 
 
 def test_credentials_never_appear_in_outputs_or_logs(
-    ray_cluster, s3_endpoint, examples, weights_path, capfd
+    ray_s3, s3_endpoint, examples, weights_path, capfd
 ) -> None:
     s3util.reset(s3_endpoint)
     filesystem("s3://sec")[0].mkdir("sec")

@@ -5,12 +5,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 from PIL import Image
 
 from manifests.manifest import parse_row
@@ -19,13 +17,6 @@ from workflows.cli import main
 from workflows.pair import ExtractorCache, PairInput, run_pair
 from workflows.report_figures import CELL
 from workflows.weights import resolve_weights
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_yardstick_is_independent_of_the_rows_params(weights_path: Path, examples: Path) -> None:

@@ -23,20 +23,6 @@ from workflows.tables import parquet_bytes
 ITERATIONS = 2
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with s3util.moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module")
-def ray_cluster(s3_endpoint: str) -> Iterator[None]:
-    """Workers inherit the (fake) AWS environment, as a real cluster's nodes have their own."""
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.fixture(params=["local", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "local":
@@ -96,7 +82,7 @@ def nst_run(manifest: str, output: str, weights: str, *extra: str) -> int:
                  "--weights", weights, "--quiet", *extra])  # fmt: skip
 
 
-def test_run_end_to_end_and_resume(ray_cluster, store, examples, weights_path, capsys) -> None:
+def test_run_end_to_end_and_resume(ray_s3, store, examples, weights_path, capsys) -> None:
     manifest, weights = make_manifest(store, examples, weights_path)
     out = f"{store}/out"
     assert nst_run(manifest, out, weights) == 3
@@ -139,7 +125,7 @@ def test_run_end_to_end_and_resume(ray_cluster, store, examples, weights_path, c
     assert json.loads(read_bytes(f"{out}/run.json"))["counts"]["skipped"] == 4
 
 
-def test_tables_match_declared_schemas_and_duckdb_reads_them(ray_cluster, tmp_path, examples,
+def test_tables_match_declared_schemas_and_duckdb_reads_them(ray_s3, tmp_path, examples,
                                                              weights_path) -> None:  # fmt: skip
     manifest, weights = make_manifest(str(tmp_path), examples, weights_path)
     assert nst_run(manifest, str(tmp_path / "out"), weights, "--limit", "2") == 0
@@ -155,7 +141,7 @@ def test_tables_match_declared_schemas_and_duckdb_reads_them(ray_cluster, tmp_pa
     assert mean == [("a", 2)]
 
 
-def test_model_loaded_once_per_worker(ray_cluster, examples, weights_path) -> None:
+def test_model_loaded_once_per_worker(ray_s3, examples, weights_path) -> None:
     from workflows.weights import resolve_weights
     from workflows.worker import PairWorker, WorkerConfig
 
@@ -177,7 +163,7 @@ def test_model_loaded_once_per_worker(ray_cluster, examples, weights_path) -> No
     ray.kill(actor)
 
 
-def test_bad_manifest_is_fatal_before_any_work(ray_cluster, tmp_path, capsys) -> None:
+def test_bad_manifest_is_fatal_before_any_work(ray_s3, tmp_path, capsys) -> None:
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"content_uri": ["a"], "bogus": [1]}), bad)
     assert nst_run(str(bad), str(tmp_path / "out"), "random") == 1

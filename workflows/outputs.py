@@ -127,10 +127,13 @@ def consolidate(
                     if s in ("ok", "diverged")
                 ]
                 loss_blobs = _read_many([losses_uri(output, i) for i in ok], options)
-                for blob in loss_blobs.values():
-                    t = pq.read_table(io.BytesIO(blob)).cast(RUN_LOSS_SCHEMA)
-                    losses.write_table(t)
-                    n_losses += t.num_rows
+                parts = [
+                    pq.read_table(io.BytesIO(b)).cast(RUN_LOSS_SCHEMA) for b in loss_blobs.values()
+                ]
+                if parts:  # one row group per chunk, not per pair
+                    chunk_losses = pa.concat_tables(parts)
+                    losses.write_table(chunk_losses)
+                    n_losses += chunk_losses.num_rows
     return n_results, n_losses
 
 

@@ -97,9 +97,11 @@ def evaluate(x: Tensor, objective: StyleObjective, grad: bool) -> tuple[LossTerm
 
 
 def adam(x: Tensor, objective: StyleObjective, p: StyleParams, rec: Recorder) -> Tensor:
-    """Projected Adam: a step, then clamp to [0,1]."""
+    """Projected Adam: a step, then clamp to [0,1]. With ema_decay > 0 the returned image is
+    the exponential moving average of the iterates (iterate averaging), started at x."""
     x = x.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=p.learning_rate)
+    ema = x.detach().clone() if p.ema_decay > 0 else None
     for _ in range(p.iterations):  # p.iterations evaluations in this stage
         terms, g = evaluate(x, objective, grad=True)
         if rec.record(terms, x):
@@ -108,7 +110,9 @@ def adam(x: Tensor, objective: StyleObjective, p: StyleParams, rec: Recorder) ->
         optimizer.step()
         with torch.no_grad():
             x.clamp_(0, 1)
-    return x.detach()
+            if ema is not None:
+                ema.mul_(p.ema_decay).add_(x, alpha=1.0 - p.ema_decay)
+    return ema if ema is not None else x.detach()
 
 
 def lbfgs(x: Tensor, objective: StyleObjective, p: StyleParams, rec: Recorder) -> Tensor:

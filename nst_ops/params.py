@@ -85,6 +85,9 @@ class StyleParams:
     photo_postprocess: Literal["none", "guided"] = field(
         default="none", metadata=_help("none | guided (guided filter by the content image)")
     )
+    ema_decay: float = field(
+        default=0.0, metadata=_help("Adam only: return an EMA of the image with this decay")
+    )
     scales: tuple[int, ...] | None = field(
         default=None,
         metadata=_help("coarse-to-fine long sides ending at image_size, or one count N < 16"),
@@ -193,6 +196,11 @@ def _validate(p: StyleParams) -> None:
     if not isinstance(p.photo_two_stage, bool):
         raise ParamError("photo_two_stage", f"must be true or false, got {p.photo_two_stage!r}")
     _choice("photo_postprocess", p.photo_postprocess, POSTPROCESSES)
+    _number("ema_decay", p.ema_decay)
+    if p.ema_decay >= 1:
+        raise ParamError("ema_decay", f"must be < 1, got {p.ema_decay}")
+    if p.ema_decay > 0 and p.optimizer != "adam":
+        raise ParamError("ema_decay", "applies to optimizer adam only")
     _scales(p)
 
 

@@ -192,3 +192,25 @@ def test_credentials_never_appear_in_outputs_or_logs(
     texts += [p.read_text(errors="replace") for p in logs.rglob("*") if p.is_file()]
     for text in texts:
         assert SECRET not in text and SECRET_KEY not in text
+
+
+def test_divergence_reports_status_diverged(ray_s3, tmp_path, examples, weights_path) -> None:
+    weights = ray.put(resolve_weights("vgg16", str(weights_path)))
+    output = tmp_path / "out"
+    worker = PairWorker(WorkerConfig(str(output), {}, [], 10**8, 1, 0))
+    values = {
+        "content_uri": str(examples / "content/tubingen.jpg"),
+        "style_uri": str(examples / "style/wave.jpg"),
+        "image_size": 32,
+        "iterations": 3,
+        "style_weight": 1e308,  # β·J_style overflows to inf
+        "optimizer": "adam",
+    }
+    summary = worker.run(parse_row(1, values), 1, [weights])
+    assert summary["status"] == "diverged"
+    assert summary["error"].startswith("loss became non-finite at iteration 0")
+    row = parse_row(1, values)
+    result = pq.read_table(output / "pairs" / row.pair_id / "result.parquet").to_pylist()[0]
+    assert result["status"] == "diverged" and result["iterations_run"] == 0
+    assert (output / "images" / f"{row.pair_id}.png").exists()
+    assert not (output / "done" / row.pair_id).exists()  # a re-run tries it again

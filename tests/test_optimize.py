@@ -125,3 +125,19 @@ def test_target_loss_applies_to_the_final_scale_only(pair, extractor) -> None:
                  target_loss=1e30)  # fmt: skip
     assert result.reached_target
     assert result.losses.scale[-1] == SIZE and result.losses.scale.count(32) == 3
+
+
+def test_adam_ema_returns_the_averaged_image(pair, extractor) -> None:
+    plain = run(pair, extractor, optimizer="adam", iterations=12, learning_rate=0.05)
+    averaged = run(pair, extractor, optimizer="adam", iterations=12, learning_rate=0.05,
+                   ema_decay=0.5)  # fmt: skip
+    # identical trajectories (same rows) until the final row, which evaluates the returned image
+    assert averaged.losses.total_loss[:-1] == plain.losses.total_loss[:-1]
+    assert averaged.losses.total_loss[-1] != plain.losses.total_loss[-1]
+    assert not torch.equal(averaged.image, plain.image)
+    from nst_ops.params import ParamError
+
+    with pytest.raises(ParamError, match="adam only"):
+        StyleParams(ema_decay=0.9)
+    with pytest.raises(ParamError, match="must be < 1"):
+        StyleParams(optimizer="adam", ema_decay=1.0)

@@ -95,6 +95,40 @@ def _statements(run: Run) -> list[str]:
     return out
 
 
+def _pair_statements(run: Run, pairs: list[tuple[str, str]]) -> list[str]:
+    """Per (content, style): the setting with the lowest yardstick total, against the row with
+    every swept parameter at its default (else the worst row)."""
+    if not run.swept:
+        return []
+    cols = ", ".join(f'"{p}"' for p in run.swept)
+    out = []
+    for pair in pairs:
+        rows = run.df(
+            f"select {cols}, yardstick_total, yardstick_style_loss, yardstick_content_loss "  # noqa: S608
+            "from results where status = 'ok' and content_uri = ? and style_uri = ? "
+            "and yardstick_total is not null order by yardstick_total",
+            list(pair),
+        )
+        if len(rows) < 2:
+            continue
+        best = rows.iloc[0]
+        defaults = rows[[all(_label(p, r[p]).endswith("(default)") for p in run.swept)
+                         for _, r in rows.iterrows()]]  # fmt: skip
+        base = defaults.iloc[0] if len(defaults) else rows.iloc[-1]
+        setting = ", ".join(_label(p, best[p]) for p in run.swept)
+        if base.equals(best):
+            out.append(f"{short(pair[0])} x {short(pair[1])}: the defaults ({setting}) won.")
+            continue
+        style = 100 * (1 - best["yardstick_style_loss"] / base["yardstick_style_loss"])
+        total = 100 * (1 - best["yardstick_total"] / base["yardstick_total"])
+        versus = ", ".join(_label(p, base[p]) for p in run.swept)
+        out.append(
+            f"{short(pair[0])} x {short(pair[1])}: {setting} reduced the yardstick total by "
+            f"{total:.1f}% and yardstick style loss by {style:.1f}% vs {versus}."
+        )
+    return out
+
+
 def build_report(uri: str, out: Path, options: Any = None, max_pairs: int = 12) -> list[str]:
     """Write out/index.html and figures; return the key tables as text lines."""
     run = open_run(uri, options)
@@ -111,10 +145,11 @@ def build_report(uri: str, out: Path, options: Any = None, max_pairs: int = 12) 
         table = param_table(run, param)
         parts.append(f"<h3>{html.escape(param)}</h3><img src='curves_{i}.png'>{_table(table)}")
         text += [f"== {param}", table[KEY_COLUMNS].to_string(index=False)]
-    parts.append("<h2>Findings</h2><ul>")
-    parts += [f"<li>{html.escape(s)}</li>" for s in _statements(run)] + ["</ul>"]
-    text += _statements(run)
     pairs, total = _pairs(run, max_pairs)
+    findings = _statements(run) + _pair_statements(run, pairs)
+    parts.append("<h2>Findings</h2><ul>")
+    parts += [f"<li>{html.escape(s)}</li>" for s in findings] + ["</ul>"]
+    text += findings
     parts.append(f"<h2>Contact sheets</h2><p>{len(pairs)} of {total} (content, style) pairs.</p>")
     for j, pair in enumerate(pairs):
         for i, param in enumerate(run.swept):

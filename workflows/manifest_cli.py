@@ -55,12 +55,14 @@ def sweep_main(args: argparse.Namespace) -> int:
             return 2
         masks = (args.content_mask, args.style_mask)
     table = sweep_table(contents, styles, grids, masks)
+    new_rows = table.num_rows
     if args.append:
         table = _append_to(args.output, table, options)
     write_bytes(args.output, parquet_bytes(table), options)
+    added = len(contents) * len(styles)
     print(
-        f"wrote {args.output}: {table.num_rows} rows = {len(contents)} content x "
-        f"{len(styles)} style x settings",
+        f"wrote {args.output}: {table.num_rows} rows ({len(contents)} content x {len(styles)} "
+        f"style x {new_rows // added} settings{' appended' if args.append else ''})",
         file=sys.stderr,
     )
     return 0

@@ -83,15 +83,7 @@ class PairWorker:
 
         `weights_ref` is [ObjectRef of ResolvedWeights] (nested: resolved here, once)."""
         started, t0 = now(), time.perf_counter()
-        extractors = self._extractors(weights_ref)
         assert row.params is not None
-        pair = PairInput(
-            row.values["content_uri"],
-            row.values["style_uri"],
-            row.params,
-            row.values.get("content_mask_uri"),
-            row.values.get("style_mask_uri"),
-        )
         outcome: dict[str, Any] = {
             "device": str(self.device),
             "gpu_ids": self.gpu_ids,
@@ -101,42 +93,8 @@ class PairWorker:
         }
         status, error = "ok", None
         try:
-            done = run_pair(
-                pair,
-                extractors,
-                self.cfg.options,
-                self.cfg.max_pixels,
-                yardstick_size=self.cfg.yardstick_size,
-            )
-            result = done.result
-            if result.diverged_at is not None:
-                status = "diverged"
-                error = (
-                    f"loss became non-finite at iteration {result.diverged_at}; "
-                    "kept the best finite image"
-                )
-            out = image_uri(self.cfg.output, row.pair_id)
-            write_bytes(out, to_png(result.image), self.cfg.options)
-            table = parquet_bytes(loss_table(result.losses, row.pair_id))
-            write_bytes(losses_uri(self.cfg.output, row.pair_id), table, self.cfg.options)
-            log = result.losses
-            outcome |= {
-                "output_uri": out,
-                "iterations_run": result.iterations_run,
-                "final_total_loss": log.total_loss[-1],
-                "final_content_loss": log.content_loss[-1],
-                "final_style_loss": log.style_loss[-1],
-                "final_tv_loss": log.tv_loss[-1],
-                "final_photo_loss": log.photo_loss[-1],
-                "warnings": list(result.warnings),
-                "iterations_to_target": done.iterations_to_target,
-            }
-            if done.yardstick is not None:
-                outcome |= {
-                    "yardstick_content_loss": done.yardstick.content_loss,
-                    "yardstick_style_loss": done.yardstick.style_loss,
-                    "yardstick_total": done.yardstick.total,
-                }
+            status, error, written = self._stylize(row, self._extractors(weights_ref))
+            outcome |= written
         except (InputError, ParamError) as e:
             status, error = "error", str(e)
         except StorageError as e:
@@ -148,3 +106,47 @@ class PairWorker:
         outcome |= {"wall_s": time.perf_counter() - t0, "finished_at": now()}
         write_result(self.cfg, row, result_record(row, status, error, **outcome))
         return {"pair_id": row.pair_id, "status": status, "error": error}
+
+    def _stylize(
+        self, row: ManifestRow, extractors: ExtractorCache
+    ) -> tuple[str, str | None, dict[str, Any]]:
+        """Run the pair, write its image and loss table; (status, error, result columns)."""
+        assert row.params is not None
+        values = row.values
+        pair = PairInput(
+            values["content_uri"],
+            values["style_uri"],
+            row.params,
+            values.get("content_mask_uri"),
+            values.get("style_mask_uri"),
+        )
+        cfg = self.cfg
+        done = run_pair(pair, extractors, cfg.options, cfg.max_pixels, None, cfg.yardstick_size)
+        result, log = done.result, done.result.losses
+        out = image_uri(cfg.output, row.pair_id)
+        write_bytes(out, to_png(result.image), cfg.options)
+        table = parquet_bytes(loss_table(log, row.pair_id))
+        write_bytes(losses_uri(cfg.output, row.pair_id), table, cfg.options)
+        columns: dict[str, Any] = {
+            "output_uri": out,
+            "iterations_run": result.iterations_run,
+            "final_total_loss": log.total_loss[-1],
+            "final_content_loss": log.content_loss[-1],
+            "final_style_loss": log.style_loss[-1],
+            "final_tv_loss": log.tv_loss[-1],
+            "final_photo_loss": log.photo_loss[-1],
+            "warnings": list(result.warnings),
+            "iterations_to_target": done.iterations_to_target,
+        }
+        if done.yardstick is not None:
+            columns["yardstick_content_loss"] = done.yardstick.content_loss
+            columns["yardstick_style_loss"] = done.yardstick.style_loss
+            columns["yardstick_total"] = done.yardstick.total
+        if result.diverged_at is not None:
+            at = result.diverged_at
+            return (
+                "diverged",
+                f"loss became non-finite at iteration {at}; kept the best finite image",
+                columns,
+            )
+        return "ok", None, columns

@@ -43,6 +43,11 @@ def manifest(uri: str, examples: Path, rows: int, iterations: int, size: int = 6
     return uri
 
 
+def fresh_bucket(endpoint: str, name: str) -> None:
+    s3util.reset(endpoint)
+    filesystem(f"s3://{name}")[0].mkdir(name)
+
+
 def run_args(manifest_uri: str, output: str, weights: Path, *extra: str) -> list[str]:
     return ["run", "--manifest", manifest_uri, "--output", output, "--model", "vgg16",
             "--weights", str(weights), "--quiet", "--yardstick-size", "0", *extra]  # fmt: skip
@@ -103,8 +108,7 @@ def test_worker_killed_mid_pair_is_retried_exactly_once(
 
 
 def test_s3_outage_is_retried(ray_s3, s3_endpoint, examples, weights_path) -> None:
-    s3util.reset(s3_endpoint)
-    filesystem("s3://outage")[0].mkdir("outage")
+    fresh_bucket(s3_endpoint, "outage")
     uri = manifest("s3://outage/m.parquet", examples, rows=4, iterations=30)
     codes: list[int] = []
     args = run_args(uri, "s3://outage/out", weights_path, "--storage-retry-seconds", "60")
@@ -121,8 +125,7 @@ def test_s3_outage_is_retried(ray_s3, s3_endpoint, examples, weights_path) -> No
 def test_s3_down_for_good_fails_clearly_then_rerun_completes(
     ray_s3, s3_endpoint, examples, weights_path, capsys
 ) -> None:
-    s3util.reset(s3_endpoint)
-    filesystem("s3://down")[0].mkdir("down")
+    fresh_bucket(s3_endpoint, "down")
     uri = manifest("s3://down/m.parquet", examples, rows=2, iterations=12, size=48)
     args = run_args(uri, "s3://down/out", weights_path, "--storage-retry-seconds", "3")
     codes: list[int] = []
@@ -174,8 +177,7 @@ SECRET_KEY, SECRET = "AKIATESTSECRETKEY123", "sup3r-s3cr3t-v4lue-do-not-log"
 def test_credentials_never_appear_in_outputs_or_logs(
     ray_s3, s3_endpoint, examples, weights_path, capfd
 ) -> None:
-    s3util.reset(s3_endpoint)
-    filesystem("s3://sec")[0].mkdir("sec")
+    fresh_bucket(s3_endpoint, "sec")
     uri = manifest("s3://sec/m.parquet", examples, rows=2, iterations=2, size=32)
     bad = pa.table({"content_uri": ["s3://sec/missing.jpg"], "style_uri": ["s3://sec/x.jpg"]})
     write_bytes("s3://sec/bad.parquet", parquet_bytes(bad))

@@ -169,6 +169,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--storage-retry-seconds",
+        dest="storage_retry_s",
+        metavar="SECONDS",
         type=float,
         default=60.0,
         help="how long reads/writes retry an unreachable store before the row fails",
@@ -178,25 +180,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    return RunConfig(
-        manifest=args.manifest,
-        output=args.output.rstrip("/"),
-        address=args.address,
-        model=args.model,
-        weights=args.weights,
-        gpus_per_task=args.gpus_per_task,
-        cpus_per_task=args.cpus_per_task,
-        num_workers=args.num_workers,
-        max_in_flight=args.max_in_flight,
-        max_retries=args.max_retries,
-        storage_options=parse_storage_options(args.storage_options),
-        limit=args.limit,
-        max_image_pixels=args.max_image_pixels,
-        yardstick_size=args.yardstick_size,
-        storage_retry_s=args.storage_retry_seconds,
-        precision=args.precision,
-        quiet=args.quiet,
-    )
+    """RunConfig from the parsed flags (each field has a flag of the same name)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
+    given["output"] = args.output.rstrip("/")
+    given["storage_options"] = parse_storage_options(args.storage_options)
+    return RunConfig(**given)
 
 
 def main(args: argparse.Namespace) -> int:

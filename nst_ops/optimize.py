@@ -136,9 +136,11 @@ def stylize(
     segments = plan(params)
     rec = Recorder(params, callback, sum(seg.params.iterations for seg in segments))
     x = initial_image(params, content_in, style_in[:, : content_in.shape[1]])
-    photo = params.photo_weight > 0
+    laplacians: dict[tuple[int, int], Tensor] | None = {} if params.photo_weight > 0 else None
     for k, seg in enumerate(segments):
-        objective, size = _objective(extractor, seg, params, content_in, style_in, masks, photo)
+        objective, size = _objective(
+            extractor, seg, params, content_in, style_in, masks, laplacians
+        )
         if tuple(x.shape[-2:]) != size:  # coarse to fine: start from the upsampled result
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True).clamp(0, 1)
         rec.stage, rec.scale = seg.stage, seg.scale
@@ -165,10 +167,11 @@ def _objective(
     content: Tensor,
     style: Tensor,
     masks: Masks | None,
-    photo: bool,
+    laplacians: dict[tuple[int, int], Tensor] | None,
 ) -> tuple[StyleObjective, tuple[int, int]]:
     """The objective of one segment, with images, masks and (when the pair uses the
-    photorealism term) the Laplacian at its scale; and the image size (H, W) there."""
+    photorealism term: `laplacians` is a per-size cache) the Laplacian at its scale; and the
+    image size (H, W) there."""
     factor = seg.scale / params.image_size
     c, st = _rescale(content, factor), _rescale(style, factor)
     if masks is not None and factor != 1.0:
@@ -177,9 +180,13 @@ def _objective(
             resize_masks(masks.style, tuple(st.shape[-2:])),
             masks.weights,
         )
-    laplacian = _laplacian(c) if photo else None
-    rgb = (c.expand(-1, 3, -1, -1), st.expand(-1, 3, -1, -1))
     size = (c.shape[-2], c.shape[-1])
+    laplacian = None
+    if laplacians is not None:
+        if size not in laplacians:
+            laplacians[size] = _laplacian(c)
+        laplacian = laplacians[size]
+    rgb = (c.expand(-1, 3, -1, -1), st.expand(-1, 3, -1, -1))
     return StyleObjective(extractor, seg.params, *rgb, masks, laplacian), size
 
 

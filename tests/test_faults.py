@@ -87,7 +87,7 @@ def pair_workers() -> list[psutil.Process]:
 def test_worker_killed_mid_pair_is_retried_exactly_once(
     ray_s3, tmp_path, examples, weights_path
 ) -> None:
-    uri = manifest(str(tmp_path / "m.parquet"), examples, rows=4, iterations=40)
+    uri = manifest(str(tmp_path / "m.parquet"), examples, rows=4, iterations=80)
     output = str(tmp_path / "out")
     codes: list[int] = []
     job = threading.Thread(target=lambda: codes.append(main(run_args(uri, output, weights_path))))
@@ -101,7 +101,7 @@ def test_worker_killed_mid_pair_is_retried_exactly_once(
     os.kill(victims[0].pid, signal.SIGKILL)
     job.join(timeout=300)
     assert codes == [0]
-    results = check_exactly_once(output, rows=4, iterations=40)
+    results = check_exactly_once(output, rows=4, iterations=80)
     assert max(r["attempt"] for r in results) >= 2
     meta = json.loads(read_bytes(f"{output}/run.json"))
     assert meta["counts"]["retried"] >= 1 and meta["counts"]["ok"] == 4

@@ -1,10 +1,16 @@
 """The total objective J = α·J_content + β·J_style + tv_weight·TV (Gatys et al. 2015), with the
 content and style targets computed once.
+
+One objective serves a batch of B pairs optimised together (`StyleObjective.stack`): each image
+has its own targets and weights, and J of image b depends on image b alone, so the gradient of
+Σ_b J_b is each image's own gradient.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -81,12 +87,55 @@ class StyleObjective:
                 name: resize_masks(masks.content, tuple(content_features[name].shape[-2:]))
                 for name in params.style_layers
             }
+        # Per image (B = 1 here; `stack` concatenates): α, β, tv_weight, photo_weight and w_l.
+        self.weights = torch.tensor(
+            [[params.content_weight, params.style_weight, params.tv_weight, params.photo_weight]],
+            dtype=content.dtype,
+            device=content.device,
+        )
         self.layer_weights = torch.tensor(
-            params.layer_weights, dtype=content.dtype, device=content.device
+            [params.layer_weights], dtype=content.dtype, device=content.device
         )
 
+    @property
+    def batch_size(self) -> int:
+        return int(self.weights.shape[0])
+
+    @classmethod
+    def stack(cls, objectives: list[StyleObjective]) -> StyleObjective:
+        """One objective for B pairs: same extractor and layers, no masks, no photorealism term
+        (those stay one pair per batch). Targets and weights are concatenated in order."""
+        if len(objectives) == 1:
+            return objectives[0]
+        first = objectives[0]
+        for o in objectives:
+            if o.extractor is not first.extractor or o.layers != first.layers:
+                raise ValueError("batch: pairs differ in network or layers")
+            if o.masks is not None or o.laplacian is not None:
+                raise ValueError("batch: masks and the photorealism term run one pair per batch")
+        return first._with(objectives, torch.cat)
+
+    def select(self, keep: list[int]) -> StyleObjective:
+        """The objective of images `keep` (positions in this batch), e.g. after some stopped."""
+        if keep == list(range(self.batch_size)):
+            return self
+        index = torch.tensor(keep, device=self.weights.device)
+        return self._with([self], lambda parts: parts[0].index_select(0, index))
+
+    def _with(self, sources: list[StyleObjective], combine: Any) -> StyleObjective:
+        new = copy.copy(self)
+        new.content_targets = {
+            k: combine([o.content_targets[k] for o in sources]) for k in self.content_targets
+        }
+        new.style_targets = {
+            k: combine([o.style_targets[k] for o in sources]) for k in self.style_targets
+        }
+        new.weights = combine([o.weights for o in sources])
+        new.layer_weights = combine([o.layer_weights for o in sources])
+        return new
+
     def __call__(self, image: Tensor) -> LossTerms:
-        """image (B, 3, H, W) in [0,1] → LossTerms."""
+        """image (B, 3, H, W) in [0,1], B = batch_size → LossTerms."""
         p = self.params
         features = self.extractor(image, self.layers)
         content = sum(
@@ -94,12 +143,13 @@ class StyleObjective:
             torch.zeros((), device=image.device, dtype=image.dtype),
         )
         per_layer = torch.stack([self._style_layer(n, features[n]) for n in p.style_layers], dim=1)
-        style = per_layer @ self.layer_weights
+        style = (per_layer * self.layer_weights).sum(1)
         tv = tv_loss(image)
-        total = p.content_weight * content + p.style_weight * style + p.tv_weight * tv
+        w = self.weights
+        total = w[:, 0] * content + w[:, 1] * style + w[:, 2] * tv
         if self.laplacian is not None:
             photo = photo_loss(image, self.laplacian)
-            total = total + p.photo_weight * photo
+            total = total + w[:, 3] * photo
         else:
             photo = torch.zeros_like(total)
         return LossTerms(total, content, style, tv, photo, per_layer)

@@ -9,23 +9,39 @@ image. With Luan's two stages the rows are numbered continuously and carry their
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from nst_ops.color import combine_luminance, luminance, match_luminance
-from nst_ops.drivers import Progress, ProgressCallback, Recorder, adam, evaluate, lbfgs
+from nst_ops.drivers import (
+    Progress,
+    ProgressCallback,
+    Recorder,
+    adam,
+    evaluate,
+    lbfgs,
+    record_all,
+)
 from nst_ops.guided import guided_filter
-from nst_ops.masks import pair_masks, resize_masks
-from nst_ops.matting import matting_laplacian, to_torch_sparse
 from nst_ops.objective import Masks, StyleObjective
-from nst_ops.params import StyleParams
+from nst_ops.params import StyleParams, batch_key
+from nst_ops.segments import Segment, initial_image, plan, prepare_masks, segment_objective
 from nst_ops.vgg import VGGFeatures
 
-__all__ = ["LossLog", "Progress", "ProgressCallback", "StyleResult", "stylize"]
+__all__ = [
+    "LossLog",
+    "Pair",
+    "Progress",
+    "ProgressCallback",
+    "StyleResult",
+    "batch_groups",
+    "stylize",
+    "stylize_batch",
+]
 
 
 @dataclass
@@ -60,55 +76,18 @@ class StyleResult:
     diverged_at: int | None = None  # row whose loss was non-finite; image = best finite one
 
 
-def initial_image(params: StyleParams, content: Tensor, style: Tensor) -> Tensor:
-    """The starting point (1, C, H, W) in [0,1] for init = content | random | style."""
-    if params.init == "content":
-        return content.clone(memory_format=torch.contiguous_format)
-    if params.init == "style":
-        size = content.shape[-2:]
-        resized = F.interpolate(style, size=size, mode="bilinear", antialias=True)
-        return resized.clamp(0, 1).contiguous()
-    generator = torch.Generator(device="cpu").manual_seed(params.seed)
-    noise = torch.rand(content.shape, generator=generator, dtype=content.dtype)
-    return noise.to(content.device)
-
-
 @dataclass(frozen=True)
-class Segment:
-    """One part of the optimisation: Luan's stage, the working long side, and the params
-    (with this segment's iterations and photo weight)."""
+class Pair:
+    """One pair of a batch: content (3, H, W) and style (3, H_s, W_s), RGB in [0,1] and already
+    at working size (long side image_size); optional RGB colour-coded masks (3, h, w) of any
+    size; a progress callback of its own."""
 
-    stage: int
-    scale: int
+    content: Tensor
+    style: Tensor
     params: StyleParams
-
-
-def plan(params: StyleParams) -> list[Segment]:
-    """Segments in order. Multi-scale (`scales`): the iterations of the first stage are split
-    evenly across the scales (the remainder to the finest), coarse to fine. With photo_weight > 0
-    and photo_two_stage (Luan et al.): then `iterations` more at full size with the term."""
-    two_stage = params.photo_weight > 0 and params.photo_two_stage
-    first = params.replace(photo_weight=0.0) if two_stage else params
-    scales = params.scale_sizes
-    share, rest = divmod(first.iterations, len(scales))
-    counts = [share] * (len(scales) - 1) + [share + rest]
-    segments = [
-        Segment(1, size, first.replace(iterations=n))
-        for size, n in zip(scales, counts, strict=True)
-        if n > 0
-    ]
-    if two_stage:
-        segments.append(Segment(2, params.image_size, params))
-    return segments
-
-
-def _rescale(image: Tensor, factor: float) -> Tensor:
-    """(1, C, H, W) scaled by `factor` (antialiased bilinear); identity for factor 1."""
-    if factor == 1.0:
-        return image
-    h, w = image.shape[-2:]
-    size = (max(1, round(h * factor)), max(1, round(w * factor)))
-    return F.interpolate(image, size=size, mode="bilinear", antialias=True).clamp(0, 1)
+    content_mask: Tensor | None = None
+    style_mask: Tensor | None = None
+    callback: ProgressCallback | None = None
 
 
 def stylize(
@@ -123,95 +102,115 @@ def stylize(
     """Stylize `content` (3, H, W) with `style` (3, H_s, W_s), both RGB in [0,1] and already at
     working size (long side image_size); optional RGB colour-coded masks (3, h, w) of any size.
     Runs on the extractor's device. Raises ValueError for unusable masks."""
+    pair = Pair(content, style, params, content_mask, style_mask, callback)
+    return stylize_batch([pair], extractor)[0]
+
+
+def batch_groups(pairs: Sequence[Pair]) -> list[list[int]]:
+    """Partition pair indices into batches that `stylize_batch` accepts, in order: equal
+    batch_key and content size; masked or photorealistic pairs alone."""
+    groups: dict[object, list[int]] = {}
+    for i, pair in enumerate(pairs):
+        alone = pair.content_mask is not None or pair.params.photo_weight > 0
+        key = ("alone", i) if alone else (batch_key(pair.params), tuple(pair.content.shape))
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def stylize_batch(pairs: Sequence[Pair], extractor: VGGFeatures) -> list[StyleResult]:
+    """Stylize B pairs together, one batched forward/backward per iteration (pairs-per-gpu).
+    Each pair's loss rows and result are those of `stylize` run alone, up to float rounding.
+    The pairs must form one of `batch_groups` (else ValueError)."""
+    if len(batch_groups(pairs)) != 1:
+        raise ValueError("batch: pairs differ in size or in batch_key params, or use masks/photo")
     device = extractor.mean.device
-    content = content.to(device, torch.float32).unsqueeze(0)
-    style = style.to(device, torch.float32).unsqueeze(0)
+    batch = [_prepare(pair, device) for pair in pairs]
+    live, count = list(range(len(batch))), len(batch[0].segments)
+    for k in range(count):
+        live = _run_segment(extractor, batch, live, k, last=k == count - 1)
+        if not live:
+            break
+    return [_result(b) for b in batch]
+
+
+@dataclass
+class _Prepared:
+    """A pair on the device: content (1, 3, H, W) as given; content_in/style_in what the
+    objective sees (luminance for preserve_color); `image` the current iterate."""
+
+    params: StyleParams
+    content: Tensor
+    content_in: Tensor
+    style_in: Tensor
+    masks: Masks | None
+    warnings: tuple[str, ...]
+    segments: list[Segment]
+    rec: Recorder
+    image: Tensor
+    laplacians: dict[tuple[int, int], Tensor] | None
+
+
+def _prepare(pair: Pair, device: torch.device) -> _Prepared:
+    params = pair.params
+    content = pair.content.to(device, torch.float32).unsqueeze(0)
+    style = pair.style.to(device, torch.float32).unsqueeze(0)
     if params.preserve_color == "luminance":
         # Gatys et al. 2016: transfer on luminance only, keep the content's chrominance.
         content_in = luminance(content)
         style_in = match_luminance(luminance(style), content_in)
     else:
         content_in, style_in = content, style
-    masks, warnings = _masks(content_mask, style_mask, content, style)
+    masks, warnings = prepare_masks(pair.content_mask, pair.style_mask, content, style)
     segments = plan(params)
-    rec = Recorder(params, callback, sum(seg.params.iterations for seg in segments))
+    rec = Recorder(params, pair.callback, sum(seg.params.iterations for seg in segments))
     x = initial_image(params, content_in, style_in[:, : content_in.shape[1]])
     laplacians: dict[tuple[int, int], Tensor] | None = {} if params.photo_weight > 0 else None
-    for k, seg in enumerate(segments):
-        objective, size = _objective(
-            extractor, seg, params, content_in, style_in, masks, laplacians
+    return _Prepared(
+        params, content, content_in, style_in, masks, warnings, segments, rec, x, laplacians
+    )
+
+
+def _run_segment(
+    extractor: VGGFeatures, batch: list[_Prepared], live: list[int], k: int, last: bool
+) -> list[int]:
+    """Run segment k for the live pairs (coarse to fine: each starts from its upsampled
+    result); after the last, a forward-only row of each returned image. The pairs still going."""
+    objectives = []
+    for j in live:
+        b, seg = batch[j], batch[j].segments[k]
+        objective, size = segment_objective(
+            extractor, seg, b.params, b.content_in, b.style_in, b.masks, b.laplacians
         )
-        if tuple(x.shape[-2:]) != size:  # coarse to fine: start from the upsampled result
-            x = F.interpolate(x, size=size, mode="bilinear", antialias=True).clamp(0, 1)
-        rec.stage, rec.scale = seg.stage, seg.scale
-        rec.target_active = k == len(segments) - 1
-        x = (adam if params.optimizer == "adam" else lbfgs)(x, objective, seg.params, rec)
-        if rec.reached or rec.diverged_at is not None:
-            break
-        if k == len(segments) - 1:
-            terms, _ = evaluate(x, objective, grad=False)  # last row: the returned image
-            rec.record(terms, x)
-    if tuple(x.shape[-2:]) != tuple(content.shape[-2:]):  # stopped early at a coarse scale
-        x = F.interpolate(x, size=content.shape[-2:], mode="bilinear")
-    image = _finish(x.clamp(0, 1), content, params)
-    log = _to_log(rec, params.style_layers)
+        if tuple(b.image.shape[-2:]) != size:
+            b.image = F.interpolate(b.image, size=size, mode="bilinear", antialias=True)
+            b.image = b.image.clamp(0, 1)
+        b.rec.stage, b.rec.scale = seg.stage, seg.scale
+        b.rec.target_active = last  # target_loss applies to the final segment only
+        objectives.append(objective)
+    objective = StyleObjective.stack(objectives)
+    driver = adam if batch[live[0]].params.optimizer == "adam" else lbfgs
+    x = torch.cat([batch[j].image for j in live])
+    params = [batch[j].segments[k].params for j in live]
+    images = driver(x, objective, params, [batch[j].rec for j in live])
+    for j, image in zip(live, images, strict=True):
+        batch[j].image = image
+    going = [i for i, j in enumerate(live) if not batch[j].rec.stopped]
+    if last and going:
+        x = torch.cat([batch[live[i]].image for i in going])
+        terms, _ = evaluate(x, objective.select(going), grad=False)
+        record_all([batch[live[i]].rec for i in going], terms, x)
+    return [live[i] for i in going]
+
+
+def _result(b: _Prepared) -> StyleResult:
+    x = b.image
+    if tuple(x.shape[-2:]) != tuple(b.content.shape[-2:]):  # stopped early at a coarse scale
+        x = F.interpolate(x, size=b.content.shape[-2:], mode="bilinear")
+    image = _finish(x.clamp(0, 1), b.content, b.params)
+    log = _to_log(b.rec, b.params.style_layers)
     return StyleResult(
-        image[0].cpu(), log, log.iteration[-1], rec.reached, warnings, rec.diverged_at
+        image[0].cpu(), log, log.iteration[-1], b.rec.reached, b.warnings, b.rec.diverged_at
     )
-
-
-def _objective(
-    extractor: VGGFeatures,
-    seg: Segment,
-    params: StyleParams,
-    content: Tensor,
-    style: Tensor,
-    masks: Masks | None,
-    laplacians: dict[tuple[int, int], Tensor] | None,
-) -> tuple[StyleObjective, tuple[int, int]]:
-    """The objective of one segment, with images, masks and (when the pair uses the
-    photorealism term: `laplacians` is a per-size cache) the Laplacian at its scale; and the
-    image size (H, W) there."""
-    factor = seg.scale / params.image_size
-    c, st = _rescale(content, factor), _rescale(style, factor)
-    if masks is not None and factor != 1.0:
-        masks = Masks(
-            resize_masks(masks.content, tuple(c.shape[-2:])),
-            resize_masks(masks.style, tuple(st.shape[-2:])),
-            masks.weights,
-        )
-    size = (c.shape[-2], c.shape[-1])
-    laplacian = None
-    if laplacians is not None:
-        if size not in laplacians:
-            laplacians[size] = _laplacian(c)
-        laplacian = laplacians[size]
-    rgb = (c.expand(-1, 3, -1, -1), st.expand(-1, 3, -1, -1))
-    return StyleObjective(extractor, seg.params, *rgb, masks, laplacian), size
-
-
-def _masks(
-    content_mask: Tensor | None, style_mask: Tensor | None, content: Tensor, style: Tensor
-) -> tuple[Masks | None, tuple[str, ...]]:
-    if content_mask is None and style_mask is None:
-        return None, ()
-    if content_mask is None or style_mask is None:
-        raise ValueError("masks: give both a content mask and a style mask, or neither")
-    device = content.device
-    c, s, weights, missing = pair_masks(
-        content_mask.to(device),
-        style_mask.to(device),
-        (content.shape[-2], content.shape[-1]),
-        (style.shape[-2], style.shape[-1]),
-    )
-    warnings = tuple(f"mask colour {name} is absent from the style mask" for name in missing)
-    return Masks(c, s, weights), warnings
-
-
-def _laplacian(content: Tensor) -> Tensor:
-    """Matting Laplacian of the content (1, C, H, W) as a sparse tensor on its device."""
-    rgb = content.expand(-1, 3, -1, -1)[0].permute(1, 2, 0).double().cpu().numpy()
-    return to_torch_sparse(matting_laplacian(np.ascontiguousarray(rgb)), content.device)
 
 
 def _finish(x: Tensor, content: Tensor, params: StyleParams) -> Tensor:

@@ -132,6 +132,32 @@ def param_fields() -> tuple[dataclasses.Field[Any], ...]:
     return dataclasses.fields(StyleParams)
 
 
+# Fields in which the pairs of one batch (pairs-per-gpu) may differ: per-image weights,
+# optimizer settings, start and stopping. All other fields must be equal (`batch_key`).
+PER_IMAGE_FIELDS = frozenset(
+    {
+        "content_weight",
+        "style_weight",
+        "tv_weight",
+        "style_layer_weights",
+        "learning_rate",
+        "ema_decay",
+        "init",
+        "seed",
+        "target_loss",
+        "style_scale",
+        "photo_postprocess",
+    }
+)
+
+
+def batch_key(params: StyleParams) -> tuple[tuple[str, Any], ...]:
+    """Pairs with equal keys (and equal content size) can be optimised as one batch."""
+    return tuple(
+        (f.name, getattr(params, f.name)) for f in param_fields() if f.name not in PER_IMAGE_FIELDS
+    )
+
+
 def _number(name: str, value: Any, minimum: float = 0.0, positive: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ParamError(name, f"must be a number, got {value!r}")

@@ -92,7 +92,7 @@ def test_inits(pair, extractor, init: str) -> None:
 
 
 def test_multiscale_plan_and_loss_table(pair, extractor) -> None:
-    from nst_ops.optimize import plan
+    from nst_ops.segments import plan
 
     params = StyleParams(image_size=SIZE, iterations=7, scales=(32, SIZE))
     assert [(s.scale, s.params.iterations) for s in plan(params)] == [(32, 3), (SIZE, 4)]

@@ -57,6 +57,7 @@ RESULT_FIELDS_AFTER_PARAMS = [
     pa.field("yardstick_total", pa.float64()),
     pa.field("iterations_to_target", pa.int64()),
     pa.field("wall_s", pa.float64()),
+    pa.field("batch_size", pa.int64()),  # pairs optimised together (pairs-per-gpu)
     pa.field("device", pa.string()),
     pa.field("gpu_ids", pa.list_(pa.int64())),
     pa.field("node", pa.string()),

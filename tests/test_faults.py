@@ -148,7 +148,7 @@ def test_out_of_gpu_memory_fails_the_row_and_the_worker_goes_on(
 ) -> None:
     weights = ray.put(resolve_weights("vgg16", str(weights_path)))
     worker = PairWorker(WorkerConfig(str(tmp_path / "out"), {}, [], 10**8, 1, 0))
-    real = worker_module.run_pair
+    real = worker_module.stylize_loaded
     calls = {"n": 0}
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -157,17 +157,17 @@ def test_out_of_gpu_memory_fails_the_row_and_the_worker_goes_on(
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(worker_module, "run_pair", flaky)
+    monkeypatch.setattr(worker_module, "stylize_loaded", flaky)
     values = {
         "content_uri": str(examples / "content/tubingen.jpg"),
         "style_uri": str(examples / "style/wave.jpg"),
         "image_size": 48,
         "iterations": 2,
     }
-    first = worker.run(parse_row(1, values), 1, [weights])
+    (first,) = worker.run([parse_row(1, values)], 1, [weights])
     assert first["status"] == "error"
     assert first["error"] == "out of GPU memory at image_size 48"
-    second = worker.run(parse_row(2, values | {"seed": 1}), 1, [weights])
+    (second,) = worker.run([parse_row(2, values | {"seed": 1})], 1, [weights])
     assert second["status"] == "ok"
 
 
@@ -208,7 +208,7 @@ def test_divergence_reports_status_diverged(ray_s3, tmp_path, examples, weights_
         "style_weight": 1e308,  # β·J_style overflows to inf
         "optimizer": "adam",
     }
-    summary = worker.run(parse_row(1, values), 1, [weights])
+    (summary,) = worker.run([parse_row(1, values)], 1, [weights])
     assert summary["status"] == "diverged"
     assert summary["error"].startswith("loss became non-finite at iteration 0")
     row = parse_row(1, values)

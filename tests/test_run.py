@@ -156,7 +156,7 @@ def test_model_loaded_once_per_worker(ray_s3, examples, weights_path) -> None:
     }
     for seed in range(3):
         row = parse_row(seed + 1, values | {"seed": seed})
-        summary = ray.get(actor.run.remote(row, 1, [weights]))
+        (summary,) = ray.get(actor.run.remote([row], 1, [weights]))
         assert summary["status"] == "ok", summary["error"]
     info = ray.get(actor.info.remote())
     assert info["builds"] == 1 and len(info["gpu_ids"]) == 1
@@ -173,3 +173,35 @@ def test_bad_manifest_is_fatal_before_any_work(ray_s3, tmp_path, capsys) -> None
     (tmp_path / "text.parquet").write_text("hello")
     assert nst_run(str(tmp_path / "text.parquet"), str(tmp_path / "out"), "random") == 1
     assert "not a readable Parquet file" in capsys.readouterr().err
+
+
+def test_pairs_per_gpu_batches_compatible_rows(ray_s3, tmp_path, examples, weights_path) -> None:
+    content, wave = str(examples / "content/tubingen.jpg"), str(examples / "style/wave.jpg")
+    starry = str(examples / "style/starry_night.jpg")
+    common = {"content_uri": content, "image_size": 32, "iterations": 4}
+    rows = [
+        common | {"style_uri": wave},
+        common | {"style_uri": starry, "style_weight": 1e4, "seed": 2, "init": "random"},
+        common | {"style_uri": str(tmp_path / "missing.jpg")},  # fails alone; the rest go on
+        common | {"style_uri": wave, "content_weight": 3.0},
+        common | {"style_uri": wave, "iterations": 3},  # another batch_key: its own batch
+        common | {"style_uri": starry, "optimizer": "adam"},
+    ]
+    manifest = str(tmp_path / "m.parquet")
+    pq.write_table(pa.table({k: [r.get(k) for r in rows] for r in rows for k in r}), manifest)
+    weights = str(weights_path)
+    assert nst_run(manifest, str(tmp_path / "one"), weights) == 3
+    assert nst_run(manifest, str(tmp_path / "four"), weights, "--pairs-per-gpu", "4") == 3
+    one, four = (
+        pq.read_table(tmp_path / d / "results.parquet").to_pylist() for d in ("one", "four")
+    )
+    assert [r["batch_size"] for r in four] == [3, 3, None, 3, 1, 1]
+    assert [r["batch_size"] for r in one] == [1, 1, None, 1, 1, 1]
+    assert [r["status"] for r in four] == ["ok", "ok", "error", "ok", "ok", "ok"]
+    assert "missing.jpg: no such file" in four[2]["error"]
+    losses = {d: duckdb.sql(f"select pair_id, iteration, total_loss, style_loss from "
+                            f"'{tmp_path}/{d}/losses.parquet' order by 1, 2").fetchall()
+              for d in ("one", "four")}  # fmt: skip
+    assert len(losses["one"]) == len(losses["four"]) == 4 * 5 + 4
+    for a, b in zip(losses["one"], losses["four"], strict=True):
+        assert a[:2] == b[:2] and a[2:] == pytest.approx(b[2:], rel=1e-4)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from nst_ops.optimize import ProgressCallback, StyleResult, stylize
+from nst_ops.optimize import Pair, ProgressCallback, StyleResult, stylize_batch
 from nst_ops.params import StyleParams
 from nst_ops.vgg import VGGFeatures, check_layers, layer_names
 from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
@@ -86,16 +86,26 @@ class PairOutcome:
     iterations_to_target: int | None
 
 
-def run_pair(
+@dataclass(frozen=True)
+class LoadedPair:
+    """A pair's tensors at working size (`pair`) and the decoded originals (for the
+    yardstick, which measures at its own size)."""
+
+    pair: Pair
+    content_image: Image.Image
+    style_image: Image.Image
+    source: PairInput
+
+
+def load_pair(
     pair: PairInput,
     extractors: ExtractorCache,
     options: StorageOptions | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    callback: ProgressCallback | None = None,
     yardstick_size: int = 0,
-) -> PairOutcome:
-    """Load, resize and stylize one pair; with yardstick_size > 0 also evaluate the yardstick
-    (nst_ops.yardstick) with the same weights. InputError for unusable inputs."""
+    callback: ProgressCallback | None = None,
+) -> LoadedPair:
+    """Read, decode, resize and check a pair's images and masks. InputError when unusable."""
     p = pair.params
     extractor = extractors.get(p)
     style_side = max(16, round(p.image_size * p.style_scale))
@@ -109,25 +119,54 @@ def run_pair(
         _check_size(uri, image, extractor)
     content_mask = _load_mask(pair.content_mask_uri, p.image_size, options, max_pixels)
     style_mask = _load_mask(pair.style_mask_uri, style_side, options, max_pixels)
+    tensors = Pair(content, style, p, content_mask, style_mask, callback)
+    return LoadedPair(tensors, content_image, style_image, pair)
+
+
+def stylize_loaded(pairs: list[LoadedPair], extractors: ExtractorCache) -> list[StyleResult]:
+    """Stylize pairs that form one batch (nst_ops.optimize.batch_groups) together."""
     try:
-        result = stylize(content, style, p, extractor, callback, content_mask, style_mask)
-    except ValueError as e:
+        return stylize_batch([p.pair for p in pairs], extractors.get(pairs[0].pair.params))
+    except ValueError as e:  # masks are checked when the optimisation starts
+        source = pairs[0].source
         if str(e).startswith("content mask"):
-            raise InputError(f"{pair.content_mask_uri}: {e}") from None
+            raise InputError(f"{source.content_mask_uri}: {e}") from None
         if str(e).startswith("masks:"):
             raise InputError(str(e)) from None
         raise
-    measure = None
+
+
+def measure(
+    loaded: LoadedPair, result: StyleResult, extractors: ExtractorCache, yardstick_size: int
+) -> PairOutcome:
+    """The outcome of a stylized pair; with yardstick_size > 0 its yardstick (nst_ops.yardstick)
+    with the same weights."""
+    value = None
     if yardstick_size > 0:
-        measure = yardstick(
+        value = yardstick(
             extractors.get(YARDSTICK_PARAMS),
             result.image,
-            to_tensor(resize_long_side(content_image, yardstick_size)),
-            to_tensor(resize_long_side(style_image, yardstick_size)),
+            to_tensor(resize_long_side(loaded.content_image, yardstick_size)),
+            to_tensor(resize_long_side(loaded.style_image, yardstick_size)),
             yardstick_size,
         )
     reached = result.iterations_run if result.reached_target else None
-    return PairOutcome(result, measure, reached)
+    return PairOutcome(result, value, reached)
+
+
+def run_pair(
+    pair: PairInput,
+    extractors: ExtractorCache,
+    options: StorageOptions | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    callback: ProgressCallback | None = None,
+    yardstick_size: int = 0,
+) -> PairOutcome:
+    """Load, resize and stylize one pair; with yardstick_size > 0 also evaluate the yardstick.
+    InputError for unusable inputs."""
+    loaded = load_pair(pair, extractors, options, max_pixels, yardstick_size, callback)
+    (result,) = stylize_loaded([loaded], extractors)
+    return measure(loaded, result, extractors, yardstick_size)
 
 
 def _decode(

@@ -53,6 +53,7 @@ class RunConfig:
     num_workers: int | None = None
     max_in_flight: int | None = None
     max_retries: int = 2
+    pairs_per_gpu: int = 1
     storage_options: StorageOptions | None = None
     limit: int | None = None
     max_image_pixels: int = DEFAULT_MAX_PIXELS
@@ -160,6 +161,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", type=int, default=None, help="worker actors (default: fit)")
     p.add_argument("--max-in-flight", type=int, default=None, help="bound on queued pairs")
     p.add_argument("--max-retries", type=int, default=2, help="retries of a pair whose worker died")
+    p.add_argument(
+        "--pairs-per-gpu",
+        type=_positive,
+        default=1,
+        help="pairs optimised together in one batch per worker (compatible rows only)",
+    )
     p.add_argument("--limit", type=int, default=None, help="only the first N manifest rows")
     p.add_argument(
         "--yardstick-size",
@@ -177,6 +184,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_flags(p)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

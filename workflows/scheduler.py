@@ -15,6 +15,7 @@ from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 from tqdm import tqdm
 
 from manifests.manifest import ManifestRow
+from nst_ops.params import batch_key
 from workflows.errors import StorageError
 from workflows.outputs import now, result_record
 from workflows.weights import ResolvedWeights
@@ -71,6 +72,36 @@ def plan_workers(cfg: RunConfig) -> tuple[float, int]:
     return gpus, workers
 
 
+class _Batcher:
+    """Groups valid rows by nst_ops' batch_key into batches of up to `size` rows. At most
+    `limit` rows wait (then the largest group leaves, partial), so memory stays bounded."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size, self.limit = size, max(size, limit)
+        self.groups: dict[Any, list[ManifestRow]] = {}
+        self.waiting = 0
+
+    def add(self, row: ManifestRow) -> list[list[ManifestRow]]:
+        """Batches ready to submit after adding `row`."""
+        assert row.params is not None
+        group = self.groups.setdefault(batch_key(row.params), [])
+        group.append(row)
+        self.waiting += 1
+        if len(group) >= self.size:
+            return [self._take(batch_key(row.params))]
+        if self.waiting > self.limit:
+            return [self._take(max(self.groups, key=lambda k: len(self.groups[k])))]
+        return []
+
+    def flush(self) -> list[list[ManifestRow]]:
+        return [self._take(key) for key in list(self.groups)]
+
+    def _take(self, key: Any) -> list[ManifestRow]:
+        rows = self.groups.pop(key)
+        self.waiting -= len(rows)
+        return rows
+
+
 class _Pool:
     """Worker actors, one per slot; a dead actor is replaced by a new one (the driver does this
     rather than Ray's restarts, so that every failed call is a real attempt)."""
@@ -86,33 +117,35 @@ class _Pool:
         self.weights_ref = ray.put(weights)
         self.actors = [self.actor_class.remote(wcfg) for _ in range(n)]
         self.generation = [0] * n
-        self.depth = max(1, (cfg.max_in_flight or 2 * n) // n)
+        per_call = cfg.pairs_per_gpu  # a call carries up to pairs-per-gpu rows
+        self.depth = max(1, (cfg.max_in_flight or 2 * n * per_call) // (n * per_call))
         self.load = [0] * n
-        self.in_flight: dict[Any, tuple[ManifestRow, int, int, int]] = {}
+        self.in_flight: dict[Any, tuple[list[ManifestRow], int, int, int]] = {}
 
     def full(self) -> bool:
         return min(self.load) >= self.depth
 
-    def submit(self, row: ManifestRow, attempt: int) -> None:
+    def submit(self, rows: list[ManifestRow], attempt: int) -> None:
+        """One call of rows (a batch of up to pairs-per-gpu) to the least loaded worker."""
         i = self.load.index(min(self.load))
         self.load[i] += 1
-        call = self.actors[i].run.remote(row, attempt, [self.weights_ref])
-        self.in_flight[call] = (row, attempt, i, self.generation[i])
+        call = self.actors[i].run.remote(rows, attempt, [self.weights_ref])
+        self.in_flight[call] = (rows, attempt, i, self.generation[i])
 
-    def next_done(self) -> tuple[ManifestRow, int, Any]:
-        """Wait for one call; (row, attempt, summary dict | exception). Replaces dead actors."""
+    def next_done(self) -> tuple[list[ManifestRow], int, Any]:
+        """Wait for one call; (rows, attempt, summary dicts | exception). Replaces dead actors."""
         (ref,), _ = ray.wait(list(self.in_flight), num_returns=1)
-        row, attempt, i, generation = self.in_flight.pop(ref)
+        rows, attempt, i, generation = self.in_flight.pop(ref)
         self.load[i] -= 1
         try:
-            return row, attempt, ray.get(ref)
+            return rows, attempt, ray.get(ref)
         except (RayActorError, WorkerCrashedError) as e:
             if generation == self.generation[i]:  # first news of this death: a new worker
                 self.generation[i] += 1
                 self.actors[i] = self.actor_class.remote(self.wcfg)
-            return row, attempt, e
+            return rows, attempt, e
         except RayTaskError as e:
-            return row, attempt, e
+            return rows, attempt, e
 
     def close(self) -> None:
         for a in self.actors:
@@ -139,6 +172,7 @@ def schedule(
         cfg.precision,
     )
     pool, counts = _Pool(cfg, weights, wcfg), RunCounts()
+    batcher = _Batcher(cfg.pairs_per_gpu, 4 * cfg.pairs_per_gpu * len(pool.actors))
     bar = tqdm(total=total, disable=cfg.quiet, unit="pair", file=sys.stderr)
     try:
         for row in rows:
@@ -150,9 +184,10 @@ def schedule(
                 _record_failure(wcfg, row, row.error, 0, counts)
                 bar.update(1)
                 continue
-            while pool.full():
-                _collect(pool, cfg, wcfg, counts, bar)
-            pool.submit(row, 1)
+            for batch in batcher.add(row):
+                _submit(pool, cfg, wcfg, counts, bar, batch)
+        for batch in batcher.flush():
+            _submit(pool, cfg, wcfg, counts, bar, batch)
         while pool.in_flight:
             _collect(pool, cfg, wcfg, counts, bar)
     finally:
@@ -163,25 +198,42 @@ def schedule(
     return counts
 
 
+def _submit(
+    pool: _Pool,
+    cfg: RunConfig,
+    wcfg: WorkerConfig,
+    counts: RunCounts,
+    bar: Any,
+    batch: list[ManifestRow],
+) -> None:
+    while pool.full():
+        _collect(pool, cfg, wcfg, counts, bar)
+    pool.submit(batch, 1)
+
+
 def _collect(pool: _Pool, cfg: RunConfig, wcfg: WorkerConfig, counts: RunCounts, bar: Any) -> None:
-    row, attempt, outcome = pool.next_done()
+    """Handle one finished call: count its rows, retry them if the worker died."""
+    rows, attempt, outcome = pool.next_done()
     if isinstance(outcome, (RayActorError, WorkerCrashedError)):
         if attempt <= cfg.max_retries:
-            counts.retried += 1
-            pool.submit(row, attempt + 1)
+            counts.retried += len(rows)
+            pool.submit(rows, attempt + 1)
             return
         message = f"worker died {attempt} times running this pair (last: {type(outcome).__name__})"
-        _record_failure(wcfg, row, message, attempt, counts)
+        for row in rows:
+            _record_failure(wcfg, row, message, attempt, counts)
     elif isinstance(outcome, RayTaskError):
         cause = outcome.cause if outcome.cause is not None else outcome
-        _record_failure(
-            wcfg, row, f"{type(cause).__name__}: {cause}".splitlines()[0], attempt, counts
-        )
-    elif outcome["status"] == "ok":
-        counts.ok += 1
+        message = f"{type(cause).__name__}: {cause}".splitlines()[0]
+        for row in rows:
+            _record_failure(wcfg, row, message, attempt, counts)
     else:
-        counts.failed += 1
-    bar.update(1)
+        for summary in outcome:
+            if summary["status"] == "ok":
+                counts.ok += 1
+            else:
+                counts.failed += 1
+    bar.update(len(rows))
     bar.set_postfix(ok=counts.ok, failed=counts.failed, running=len(pool.in_flight), refresh=False)
 
 

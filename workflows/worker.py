@@ -14,6 +14,7 @@ import ray
 import torch
 
 from manifests.manifest import ManifestRow
+from nst_ops.optimize import batch_groups
 from nst_ops.params import ParamError
 from workflows.errors import InputError, StorageError
 from workflows.images import to_png
@@ -26,7 +27,15 @@ from workflows.outputs import (
     result_table,
     result_uri,
 )
-from workflows.pair import ExtractorCache, PairInput, run_pair
+from workflows.pair import (
+    ExtractorCache,
+    LoadedPair,
+    PairInput,
+    PairOutcome,
+    load_pair,
+    measure,
+    stylize_loaded,
+)
 from workflows.storage import StorageOptions, configure, write_bytes
 from workflows.tables import loss_table, parquet_bytes
 from workflows.weights import ResolvedWeights
@@ -78,39 +87,51 @@ class PairWorker:
         builds = self.extractors.builds if self.extractors else 0
         return {"pid": os.getpid(), "builds": builds, "gpu_ids": self.gpu_ids}
 
-    def run(self, row: ManifestRow, attempt: int, weights_ref: list[Any]) -> dict[str, Any]:
-        """Stylize one valid row and write its outputs. Returns a small summary for the driver.
+    def run(
+        self, rows: list[ManifestRow], attempt: int, weights_ref: list[Any]
+    ) -> list[dict[str, Any]]:
+        """Stylize valid rows, those that form a batch together (pairs-per-gpu), and write
+        each row's outputs and result. Returns a small summary per row for the driver.
 
         `weights_ref` is [ObjectRef of ResolvedWeights] (nested: resolved here, once)."""
-        started, t0 = now(), time.perf_counter()
-        assert row.params is not None
-        outcome: dict[str, Any] = {
+        t0, base = time.perf_counter(), self._base(attempt)
+        loaded: dict[int, LoadedPair] = {}
+        done: dict[int, Outcome] = {}
+        for i, row in enumerate(rows):
+            try:
+                loaded[i] = self._load(row, self._extractors(weights_ref))
+            except (InputError, ParamError, StorageError) as e:
+                done[i] = ("error", _message(e), {})
+        order = list(loaded)
+        for group in batch_groups([loaded[i].pair for i in order]):
+            members = [order[g] for g in group]
+            outcomes = self._run_group([rows[i] for i in members], [loaded[i] for i in members])
+            for i, outcome in zip(members, outcomes, strict=True):
+                done[i] = outcome
+                done[i][2]["wall_s"] = time.perf_counter() - t0
+        return [self._report(row, done[i], base, t0) for i, row in enumerate(rows)]
+
+    def _base(self, attempt: int) -> dict[str, Any]:
+        return {
             "device": str(self.device),
             "gpu_ids": self.gpu_ids,
             "node": self.node,
             "attempt": attempt,
-            "started_at": started,
+            "started_at": now(),
         }
-        status, error = "ok", None
+
+    def _report(
+        self, row: ManifestRow, outcome: Outcome, base: dict[str, Any], t0: float
+    ) -> dict[str, Any]:
+        status, error, columns = outcome
+        columns = {"wall_s": time.perf_counter() - t0} | columns | {"finished_at": now()}
         try:
-            status, error, written = self._stylize(row, self._extractors(weights_ref))
-            outcome |= written
-        except (InputError, ParamError) as e:
-            status, error = "error", str(e)
+            write_result(self.cfg, row, result_record(row, status, error, **base, **columns))
         except StorageError as e:
             status, error = "error", f"storage error: {e}"
-        except torch.cuda.OutOfMemoryError:
-            status = "error"
-            error = f"out of GPU memory at image_size {row.params.image_size}"
-            torch.cuda.empty_cache()
-        outcome |= {"wall_s": time.perf_counter() - t0, "finished_at": now()}
-        write_result(self.cfg, row, result_record(row, status, error, **outcome))
         return {"pair_id": row.pair_id, "status": status, "error": error}
 
-    def _stylize(
-        self, row: ManifestRow, extractors: ExtractorCache
-    ) -> tuple[str, str | None, dict[str, Any]]:
-        """Run the pair, write its image and loss table; (status, error, result columns)."""
+    def _load(self, row: ManifestRow, extractors: ExtractorCache) -> LoadedPair:
         assert row.params is not None
         values = row.values
         pair = PairInput(
@@ -121,8 +142,36 @@ class PairWorker:
             values.get("style_mask_uri"),
         )
         cfg = self.cfg
-        done = run_pair(pair, extractors, cfg.options, cfg.max_pixels, None, cfg.yardstick_size)
-        result, log = done.result, done.result.losses
+        return load_pair(pair, extractors, cfg.options, cfg.max_pixels, cfg.yardstick_size)
+
+    def _run_group(self, rows: list[ManifestRow], group: list[LoadedPair]) -> list[Outcome]:
+        """Stylize one batch and write each pair's image and loss table."""
+        extractors, n = self._extractors_now(), len(group)
+        try:
+            results = stylize_loaded(group, extractors)
+        except (InputError, ParamError) as e:
+            return [("error", str(e), {}) for _ in group]
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            size = group[0].pair.params.image_size
+            batch = f" with {n} pairs per batch" if n > 1 else ""
+            return [("error", f"out of GPU memory at image_size {size}{batch}", {}) for _ in group]
+        outcomes = []
+        for row, loaded, result in zip(rows, group, results, strict=True):
+            done = measure(loaded, result, extractors, self.cfg.yardstick_size)
+            try:
+                outcomes.append(self._write(row, done, n))
+            except StorageError as e:
+                outcomes.append(("error", _message(e), {}))
+        return outcomes
+
+    def _extractors_now(self) -> ExtractorCache:
+        assert self.extractors is not None
+        return self.extractors
+
+    def _write(self, row: ManifestRow, done: PairOutcome, batch_size: int) -> Outcome:
+        """Write the pair's image and loss table; (status, error, result columns)."""
+        cfg, result, log = self.cfg, done.result, done.result.losses
         out = image_uri(cfg.output, row.pair_id)
         write_bytes(out, to_png(result.image), cfg.options)
         table = parquet_bytes(loss_table(log, row.pair_id))
@@ -137,6 +186,7 @@ class PairWorker:
             "final_photo_loss": log.photo_loss[-1],
             "warnings": list(result.warnings),
             "iterations_to_target": done.iterations_to_target,
+            "batch_size": batch_size,
         }
         if done.yardstick is not None:
             columns["yardstick_content_loss"] = done.yardstick.content_loss
@@ -150,3 +200,10 @@ class PairWorker:
                 columns,
             )
         return "ok", None, columns
+
+
+Outcome = tuple[str, str | None, dict[str, Any]]
+
+
+def _message(e: Exception) -> str:
+    return f"storage error: {e}" if isinstance(e, StorageError) else str(e)

@@ -12,10 +12,12 @@ default layers and weights it is exactly the yardstick at the working size — a
 from __future__ import annotations
 
 import argparse
+import io
 import time
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from benchmarks.common import REPO, machine, sync, weights_spec
 from nst_ops.optimize import stylize
@@ -27,28 +29,46 @@ from workflows.weights import resolve_weights
 PAIRS = [("tubingen", "starry_night"), ("tubingen", "wave")]
 
 
-def candidates(size: int, n: int) -> dict[str, StyleParams]:
+def candidates(size: int, n: int) -> dict[str, tuple[StyleParams, str]]:
+    """name → (params, precision). The baseline comes first."""
     base = StyleParams(image_size=size, iterations=n)
+    three = (size // 4, size // 2, size)
     return {
-        "baseline lbfgs": base,
-        "adam lr 0.02": base.replace(optimizer="adam", iterations=2 * n),
-        "2 scales": base.replace(scales=(size // 2, size), iterations=2 * n),
-        "3 scales": base.replace(scales=(size // 4, size // 2, size), iterations=3 * n),
-        "3 scales, short coarse": base.replace(scales=(size // 4, size // 2, size), iterations=n),
+        "baseline lbfgs": (base, "fp32"),
+        "adam lr 0.02": (base.replace(optimizer="adam", iterations=2 * n), "fp32"),
+        "2 scales": (base.replace(scales=(size // 2, size), iterations=2 * n), "fp32"),
+        "3 scales": (base.replace(scales=three, iterations=3 * n), "fp32"),
+        "3 scales, short coarse": (base.replace(scales=three, iterations=n), "fp32"),
+        "tf32 lbfgs": (base, "tf32"),
+        "bf16 lbfgs": (base, "bf16"),
+        "bf16 3 scales": (base.replace(scales=three, iterations=3 * n), "bf16"),
     }
 
 
-def run_one(params: StyleParams, pair: tuple[str, str], cache: ExtractorCache, out: Path | None):
+def run_one(params: StyleParams, pair: tuple[str, str], cache: ExtractorCache):
     ex = REPO / "examples"
     content = load_image(str(ex / f"content/{pair[0]}.jpg"), params.image_size)
     style = load_image(str(ex / f"style/{pair[1]}.jpg"), params.image_size)
+    extractor = cache.get(params)
+    warm = params.replace(iterations=len(params.scale_sizes) + 1, target_loss=None)
+    stylize(content, style, warm, extractor)  # warm-up
     sync(cache.device)
     start = time.perf_counter()
-    result = stylize(content, style, params, cache.get(params))
+    result = stylize(content, style, params, extractor)
     sync(cache.device)
-    if out is not None:
-        out.write_bytes(to_png(result.image))
     return result, time.perf_counter() - start
+
+
+def contact_sheet(images: list[list[torch.Tensor]], path: Path, tile: int = 256) -> None:
+    """One PNG: a row per pair, a column per config (in the printed order)."""
+    cols = max(len(r) for r in images)
+    sheet = Image.new("RGB", (cols * tile, len(images) * tile), "white")
+    for i, row in enumerate(images):
+        for j, image in enumerate(row):
+            pil = Image.open(io.BytesIO(to_png(image)))
+            pil.thumbnail((tile, tile))
+            sheet.paste(pil, (j * tile, i * tile))
+    sheet.save(path)
 
 
 def main() -> None:
@@ -57,30 +77,35 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", default="vgg16")
-    parser.add_argument("--images", default=None, help="folder for the output PNGs")
+    parser.add_argument("--configs", nargs="+", default=None, help="names (default: all)")
+    parser.add_argument("--sheet", default=None, help="write a contact sheet PNG here")
     args = parser.parse_args()
     device = torch.device(args.device)
-    cache = ExtractorCache(resolve_weights(args.model, weights_spec(args.model)), device)
-    folder = Path(args.images) if args.images else None
-    if folder:
-        folder.mkdir(parents=True, exist_ok=True)
+    weights = resolve_weights(args.model, weights_spec(args.model))
+    caches = {p: ExtractorCache(weights, device, p) for p in ("fp32", "tf32", "bf16")}
+    configs = candidates(args.size, args.iterations)
+    names = ["baseline lbfgs"] + [n for n in (args.configs or configs) if n != "baseline lbfgs"]
     print(f"machine: {machine(device)}; {args.model} at {args.size} px; baseline "
-          f"{args.iterations} L-BFGS iterations")  # fmt: skip
+          f"{args.iterations} L-BFGS iterations (fp32); columns: {', '.join(names)}")  # fmt: skip
     print(f"{'pair':28} {'config':24} {'wall s':>8} {'iters':>6} {'reached':>8} {'speed-up':>8}")
+    sheet: list[list[torch.Tensor]] = []
     for pair in PAIRS:
-        configs = candidates(args.size, args.iterations)
-        reference, base_wall = None, None
-        for name, params in configs.items():
+        reference, base_wall, row = None, 0.0, []
+        for name in names:
+            params, precision = configs[name]
             if reference is not None:
                 params = params.replace(target_loss=reference)
-            out = folder / f"{pair[0]}_{pair[1]}_{name.replace(' ', '_')}.png" if folder else None
-            result, wall = run_one(params, pair, cache, out)
+            result, wall = run_one(params, pair, caches[precision])
+            row.append(result.image)
             if reference is None:
                 reference, base_wall = result.losses.total_loss[-1], wall
             reached = name.startswith("baseline") or result.reached_target
-            speedup = f"{base_wall / wall:.1f}x" if reached and base_wall else "-"
+            speedup = f"{base_wall / wall:.1f}x" if reached else "-"
             print(f"{pair[0] + ' x ' + pair[1]:28} {name:24} {wall:8.1f} "
                   f"{result.iterations_run:6d} {str(reached):>8} {speedup:>8}")  # fmt: skip
+        sheet.append(row)
+    if args.sheet:
+        contact_sheet(sheet, Path(args.sheet))
 
 
 if __name__ == "__main__":

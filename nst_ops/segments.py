@@ -50,7 +50,7 @@ def plan(params: StyleParams) -> list[Segment]:
     share, rest = divmod(first.iterations, len(scales))
     counts = [share] * (len(scales) - 1) + [share + rest]
     segments = [
-        Segment(1, size, first.replace(iterations=n))
+        Segment(1, size, first.replace(iterations=n, scales=None))
         for size, n in zip(scales, counts, strict=True)
         if n > 0
     ]

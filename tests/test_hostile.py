@@ -110,6 +110,8 @@ def cases(f: dict[str, str]) -> list[tuple[str, dict[str, Any], str]]:
         ("duplicate id 1", {**g, "pair_id": "twice"}, "ok"),
         ("duplicate id 2", {**g, "pair_id": "twice", "seed": 3}, "duplicate pair_id 'twice' (first at row"),
         ("too small for relu5_1", {**g, "image_size": 16}, "too small for layer relu5_1"),
+        ("coarsest scale too small", {**g, "image_size": 32, "iterations": 2, "scales": [16, 32]},
+         "at the coarsest scale is too small for layer relu5_1"),
     ]  # fmt: skip
 
 

@@ -98,6 +98,8 @@ def test_multiscale_plan_and_loss_table(pair, extractor) -> None:
     assert [(s.scale, s.params.iterations) for s in plan(params)] == [(32, 3), (SIZE, 4)]
     counted = StyleParams(image_size=256, iterations=9, scales=(3,))
     assert counted.scale_sizes == (64, 128, 256)
+    few = StyleParams(image_size=256, iterations=4, scales=(3,))  # 1 + 1 + 2 iterations
+    assert [(s.scale, s.params.iterations) for s in plan(few)] == [(64, 1), (128, 1), (256, 2)]
     result = run(pair, extractor, iterations=7, scales=(32, SIZE), optimizer="adam")
     log = result.losses
     assert log.iteration == list(range(8))

@@ -115,8 +115,9 @@ def load_pair(
     style_image = _decode(pair.style_uri, options, max_pixels, max(style_side, yardstick_size))
     content = to_tensor(resize_long_side(content_image, p.image_size))
     style = to_tensor(resize_long_side(style_image, style_side))
+    factor = min(p.scale_sizes) / p.image_size
     for uri, image in ((pair.content_uri, content), (pair.style_uri, style)):
-        _check_size(uri, image, extractor)
+        _check_size(uri, image, extractor, factor)
     content_mask = _load_mask(pair.content_mask_uri, p.image_size, options, max_pixels)
     style_mask = _load_mask(pair.style_mask_uri, style_side, options, max_pixels)
     tensors = Pair(content, style, p, content_mask, style_mask, callback)
@@ -190,12 +191,16 @@ def _load_mask(
     return to_tensor(image)
 
 
-def _check_size(uri: str, image: torch.Tensor, extractor: VGGFeatures) -> None:
-    """Each pooling halves the image: the deepest layer needs a short side of 2^pools px."""
+def _check_size(uri: str, image: torch.Tensor, extractor: VGGFeatures, factor: float) -> None:
+    """Each pooling halves the image: the deepest layer needs a short side of 2^pools px, also
+    at the coarsest of the `scales` (`factor` = coarsest / image_size)."""
     need = 2 ** sum(name.startswith("pool") for name in extractor.names)
     h, w = image.shape[-2:]
-    if min(h, w) < need:
+    small_h, small_w = max(1, round(h * factor)), max(1, round(w * factor))
+    if min(small_h, small_w) < need:
+        where = "at working size" if factor == 1 else "at the coarsest scale"
         raise InputError(
-            f"{uri}: {w}x{h} px at working size is too small for layer {extractor.names[-1]} "
-            f"(short side must be >= {need} px; raise image_size or style_scale)"
+            f"{uri}: {small_w}x{small_h} px {where} is too small for layer "
+            f"{extractor.names[-1]} (short side must be >= {need} px; raise image_size, "
+            "style_scale or the coarsest scale)"
         )

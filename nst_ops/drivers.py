@@ -189,7 +189,8 @@ def lbfgs(
     along the actual displacement, and the iterate always stays in [0,1]. Returns B images
     (1, C, H, W): the last accepted point (always an evaluated one), or the stop image."""
     shape, live = x.shape[1:], _Live(recs, objective)
-    states = [LBFGSState() for _ in recs]
+    history = min(100, params[0].iterations)  # the buffer holds at most this many pairs
+    states = [LBFGSState(history) for _ in recs]
     stop = recs[0].evaluations + params[0].iterations  # p.iterations evaluations in this stage
     x = x.detach().reshape(x.shape[0], -1).clamp(0, 1)
     terms, g = evaluate(x.view(-1, *shape), objective, grad=True)

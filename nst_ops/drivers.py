@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from nst_ops.deferred import DeferredRows, rows_per_flush
 from nst_ops.lbfgs import LBFGSState, armijo_ok
 from nst_ops.objective import LossTerms, StyleObjective
 from nst_ops.params import StyleParams
@@ -59,21 +60,29 @@ class Recorder:
         self.diverged_at: int | None = None
         self.best: tuple[float, Tensor] | None = None  # lowest finite total and its image
 
-    def record(self, row: Tensor, x: Tensor) -> bool:
-        """Log `row` (5 + L,) on the CPU (LossTerms.stacked of image `x`); True when the caller
-        must stop: target_loss reached, or a non-finite loss (divergence; `stop_image` then
-        gives the best finite image)."""
+    def begin(self, stage: int, scale: int, target_active: bool) -> None:
+        """A new segment (Luan's stage, working scale): its rows are labelled so, target_loss
+        applies only when `target_active` (the final segment), and after a divergence the best
+        image is the best of this segment (totals of other segments are other objectives)."""
+        self.stage, self.scale, self.target_active = stage, scale, target_active
+        self.best = None
+
+    def record(self, row: Tensor, x: Tensor | None, at: float | None = None) -> bool:
+        """Log `row` (5 + L,) on the CPU (LossTerms.stacked of image `x`, evaluated at
+        perf_counter time `at`, default now); True when the caller must stop: target_loss
+        reached, or a non-finite loss (divergence; `stop_image` then gives the best finite
+        image). With x None the caller keeps the stop images (nst_ops.deferred)."""
         self.rows.append(row)
         self.stages.append(self.stage)
         self.scales.append(self.scale)
-        self.times.append(time.perf_counter() - self.start)
+        self.times.append((time.perf_counter() if at is None else at) - self.start)
         i, target, total = len(self.rows) - 1, self.params.target_loss, float(row[0])
         if self.callback is not None:
             self.callback(Progress(i, self.iterations, total, self.times[-1]))
         if not bool(torch.isfinite(row).all()):
             self.diverged_at = i
             return True
-        if self.best is None or total < self.best[0]:
+        if x is not None and (self.best is None or total < self.best[0]):
             self.best = (total, x.detach().clone())
         self.reached = self.target_active and target is not None and total <= target
         return self.reached
@@ -83,7 +92,8 @@ class Recorder:
         return self.reached or self.diverged_at is not None
 
     def stop_image(self, x: Tensor) -> Tensor:
-        """The image to return when stopping at `x`: the best finite one after divergence."""
+        """The image to return when stopping at `x`: after a divergence, the best finite one of
+        the segment (x itself when the segment's first row diverged)."""
         if self.diverged_at is not None and self.best is not None:
             return self.best[1].view_as(x)
         return x
@@ -158,19 +168,27 @@ def adam(
     """Projected Adam (Kingma & Ba 2015, torch.optim.Adam's defaults) on a batch x (B, C, H, W):
     a step, then clamp to [0,1], with image b's own learning rate. With ema_decay > 0 image b's
     result is the exponential moving average of its iterates (iterate averaging), started at x.
-    Returns B images (1, C, H, W): the result, or where an image stopped, its stop image."""
+    Returns B images (1, C, H, W): the result, or where an image stopped, its stop image.
+    Rows reach the Recorders in blocks (nst_ops.deferred: no host sync per iteration on a GPU)."""
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     live = _Live(recs, objective)
     x = x.detach().clone()
     m, v, ema = torch.zeros_like(x), torch.zeros_like(x), x.clone()
     lr = _column([p.learning_rate for p in params], x)
     decay = _column([p.ema_decay for p in params], x)
-    for t in range(1, params[0].iterations + 1):  # p.iterations evaluations in this stage
+    rows = DeferredRows(x, recs, rows_per_flush(x.device))
+    n = params[0].iterations  # p.iterations evaluations in this stage
+    for t in range(1, n + 1):
         terms, g = evaluate(x, live.objective, grad=True)
-        stops = record_all(live.current(), terms, x)
-        x, g, m, v, ema, lr, decay = live.drop(stops, x, x, g, m, v, ema, lr, decay)
-        if not live.index:
-            return live.results(x)
+        rows.push(terms, x)
+        if rows.due() or t == n:
+            stops = rows.flush(live.current())
+            if any(stops):
+                at = rows.stop_images(stops, live.current(), x)
+                x, g, m, v, ema, lr, decay = live.drop(stops, at, x, g, m, v, ema, lr, decay)
+                rows.keep(stops)
+                if not live.index:
+                    return live.results(x)
         g = g.view_as(x)
         m.mul_(beta1).add_(g, alpha=1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)

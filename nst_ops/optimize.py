@@ -184,8 +184,7 @@ def _run_segment(
         if tuple(b.image.shape[-2:]) != size:
             b.image = F.interpolate(b.image, size=size, mode="bilinear", antialias=True)
             b.image = b.image.clamp(0, 1)
-        b.rec.stage, b.rec.scale = seg.stage, seg.scale
-        b.rec.target_active = last  # target_loss applies to the final segment only
+        b.rec.begin(seg.stage, seg.scale, target_active=last)  # target_loss: final segment
         objectives.append(objective)
     objective = StyleObjective.stack(objectives)
     driver = adam if batch[live[0]].params.optimizer == "adam" else lbfgs

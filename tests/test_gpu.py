@@ -61,3 +61,21 @@ def test_cuda_batch_equals_pairs_run_alone(
         losses, reference = result.losses.total_loss, alone.losses.total_loss
         assert losses[:6] == pytest.approx(reference[:6], rel=1e-3)
         assert losses[-1] == pytest.approx(reference[-1], rel=5e-2)
+
+
+@pytest.mark.gpu
+def test_cuda_adam_blocks_equal_row_by_row(
+    weights_path: Path, examples: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nst_ops.drivers as drivers
+
+    cache = ExtractorCache(resolve_weights("vgg16", str(weights_path)), torch.device("cuda"))
+    params = StyleParams(image_size=128, iterations=40, optimizer="adam")
+    content = load_image(str(examples / "content/tubingen.jpg"), 128)
+    style = load_image(str(examples / "style/wave.jpg"), 128)
+    block = stylize(content, style, params, cache.get(params))  # 16 rows per transfer
+    monkeypatch.setattr(drivers, "rows_per_flush", lambda device: 1)
+    each = stylize(content, style, params, cache.get(params))
+    assert block.losses.total_loss == pytest.approx(each.losses.total_loss, rel=1e-4)
+    times = block.losses.elapsed_s
+    assert all(b >= a for a, b in zip(times, times[1:], strict=False)) and times[0] > 0

@@ -161,16 +161,7 @@ def schedule(
     total: int | None = None,
 ) -> RunCounts:
     connect(cfg.address)
-    wcfg = WorkerConfig(
-        cfg.output,
-        cfg.storage_options or {},
-        tag_fields,
-        cfg.max_image_pixels,
-        cfg.cpus_per_task,
-        cfg.yardstick_size,
-        cfg.storage_retry_s,
-        cfg.precision,
-    )
+    wcfg = _worker_config(cfg, tag_fields)
     pool, counts = _Pool(cfg, weights, wcfg), RunCounts()
     batcher = _Batcher(cfg.pairs_per_gpu, 4 * cfg.pairs_per_gpu * len(pool.actors))
     bar = tqdm(total=total, disable=cfg.quiet, unit="pair", file=sys.stderr)
@@ -196,6 +187,19 @@ def schedule(
     if counts.skipped:
         print(f"skipped {counts.skipped} pairs already ok in {cfg.output}", file=sys.stderr)
     return counts
+
+
+def _worker_config(cfg: RunConfig, tag_fields: list[pa.Field]) -> WorkerConfig:
+    return WorkerConfig(
+        cfg.output,
+        cfg.storage_options or {},
+        tag_fields,
+        cfg.max_image_pixels,
+        cfg.cpus_per_task,
+        cfg.yardstick_size,
+        cfg.storage_retry_s,
+        cfg.precision,
+    )
 
 
 def _submit(

@@ -6,7 +6,15 @@ coarse-to-fine scales), so their final-scale objective is the baseline's objecti
 default layers and weights it is exactly the yardstick at the working size — and `target_loss`
 (checked on the final scale only) stops each as soon as it reaches the reference.
 
+With `--measure yardstick` the reference is instead the baseline output's yardstick
+(nst_ops.yardstick: default layers and weights at `--yardstick-size`, 256 px as in `nst run`),
+which also compares candidates with other objectives (fewer style layers). Each candidate then
+runs with budgets of 1/16, 1/8, … 1 of its iterations; the first budget whose output reaches
+the reference yardstick is reported with that run's wall time (the time a user who knew the
+budget would spend; the search itself costs more).
+
     python benchmarks/time_to_quality.py [--size 512] [--iterations 1000] [--device cuda]
+        [--measure loss|yardstick] [--configs NAME ...] [--sheet PNG]
 """
 
 from __future__ import annotations
@@ -20,8 +28,10 @@ import torch
 from PIL import Image
 
 from benchmarks.common import REPO, machine, sync, weights_spec
-from nst_ops.optimize import stylize
+from nst_ops.optimize import StyleResult, stylize
 from nst_ops.params import StyleParams
+from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
+from nst_ops.yardstick import yardstick
 from workflows.images import load_image, to_png
 from workflows.pair import ExtractorCache
 from workflows.weights import resolve_weights
@@ -42,6 +52,8 @@ def candidates(size: int, n: int) -> dict[str, tuple[StyleParams, str]]:
         "tf32 lbfgs": (base, "tf32"),
         "bf16 lbfgs": (base, "bf16"),
         "bf16 3 scales": (base.replace(scales=three, iterations=3 * n), "bf16"),
+        "4 style layers": (base.replace(style_layers=base.style_layers[:4]), "fp32"),
+        "adam 3 scales": (base.replace(optimizer="adam", scales=three, iterations=3 * n), "fp32"),
     }
 
 
@@ -59,6 +71,28 @@ def run_one(params: StyleParams, pair: tuple[str, str], cache: ExtractorCache):
     return result, time.perf_counter() - start
 
 
+def quality(result: StyleResult, pair: tuple[str, str], ruler: ExtractorCache, size: int) -> float:
+    ex = REPO / "examples"
+    content = load_image(str(ex / f"content/{pair[0]}.jpg"), size)
+    style = load_image(str(ex / f"style/{pair[1]}.jpg"), size)
+    return yardstick(ruler.get(YARDSTICK_PARAMS), result.image, content, style, size).total
+
+
+def search(
+    params: StyleParams, pair: tuple[str, str], cache: ExtractorCache, ruler: ExtractorCache,
+    reference: float, size: int,
+) -> tuple[StyleResult, float, bool]:  # fmt: skip
+    """The smallest budget (1/16 … 1 of params.iterations) whose output's yardstick reaches
+    `reference`: (result, wall s of that run, reached)."""
+    least = len(params.scale_sizes)
+    budgets = sorted({max(least, params.iterations >> k) for k in range(5)})
+    for n in budgets:
+        result, wall = run_one(params.replace(iterations=n), pair, cache)
+        if quality(result, pair, ruler, size) <= reference:
+            return result, wall, True
+    return result, wall, False
+
+
 def contact_sheet(images: list[list[torch.Tensor]], path: Path, tile: int = 256) -> None:
     """One PNG: a row per pair, a column per config (in the printed order)."""
     cols = max(len(r) for r in images)
@@ -66,7 +100,9 @@ def contact_sheet(images: list[list[torch.Tensor]], path: Path, tile: int = 256)
     for i, row in enumerate(images):
         for j, image in enumerate(row):
             pil = Image.open(io.BytesIO(to_png(image)))
-            pil.thumbnail((tile, tile))
+            scale = tile / max(pil.size)  # small outputs are enlarged (nearest) to the tile
+            size = (round(pil.width * scale), round(pil.height * scale))
+            pil = pil.resize(size, Image.Resampling.NEAREST)
             sheet.paste(pil, (j * tile, i * tile))
     sheet.save(path)
 
@@ -78,6 +114,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", default="vgg16")
     parser.add_argument("--configs", nargs="+", default=None, help="names (default: all)")
+    parser.add_argument("--measure", choices=["loss", "yardstick"], default="loss")
+    parser.add_argument("--yardstick-size", type=int, default=256)
     parser.add_argument("--sheet", default=None, help="write a contact sheet PNG here")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -86,26 +124,44 @@ def main() -> None:
     configs = candidates(args.size, args.iterations)
     names = ["baseline lbfgs"] + [n for n in (args.configs or configs) if n != "baseline lbfgs"]
     print(f"machine: {machine(device)}; {args.model} at {args.size} px; baseline "
-          f"{args.iterations} L-BFGS iterations (fp32); columns: {', '.join(names)}")  # fmt: skip
-    print(f"{'pair':28} {'config':24} {'wall s':>8} {'iters':>6} {'reached':>8} {'speed-up':>8}")
+          f"{args.iterations} L-BFGS iterations (fp32); equal {args.measure}")  # fmt: skip
+    print(f"{'pair':28} {'config':24} {'wall s':>8} {'iters':>6} {'reached':>8} {'speed-up':>8} "
+          f"{'yardstick':>10}")  # fmt: skip
     sheet: list[list[torch.Tensor]] = []
     for pair in PAIRS:
-        reference, base_wall, row = None, 0.0, []
-        for name in names:
-            params, precision = configs[name]
-            if reference is not None:
-                params = params.replace(target_loss=reference)
-            result, wall = run_one(params, pair, caches[precision])
-            row.append(result.image)
-            if reference is None:
-                reference, base_wall = result.losses.total_loss[-1], wall
-            reached = name.startswith("baseline") or result.reached_target
-            speedup = f"{base_wall / wall:.1f}x" if reached else "-"
-            print(f"{pair[0] + ' x ' + pair[1]:28} {name:24} {wall:8.1f} "
-                  f"{result.iterations_run:6d} {str(reached):>8} {speedup:>8}")  # fmt: skip
-        sheet.append(row)
+        sheet.append(compare(pair, names, configs, caches, args))
     if args.sheet:
         contact_sheet(sheet, Path(args.sheet))
+
+
+def compare(
+    pair: tuple[str, str], names: list[str], configs: dict[str, tuple[StyleParams, str]],
+    caches: dict[str, ExtractorCache], args: argparse.Namespace,
+) -> list[torch.Tensor]:  # fmt: skip
+    """Print one table row per config of `pair`; the output images in order."""
+    reference, base_wall, images = 0.0, 0.0, []
+    for name in names:
+        params, precision = configs[name]
+        if name == "baseline lbfgs":
+            result, wall = run_one(params, pair, caches[precision])
+            score = quality(result, pair, caches["fp32"], args.yardstick_size)
+            use_yardstick = args.measure == "yardstick"
+            reference = score if use_yardstick else result.losses.total_loss[-1]
+            base_wall, reached = wall, True
+        elif args.measure == "yardstick":
+            result, wall, reached = search(
+                params, pair, caches[precision], caches["fp32"], reference, args.yardstick_size
+            )
+            score = quality(result, pair, caches["fp32"], args.yardstick_size)
+        else:
+            result, wall = run_one(params.replace(target_loss=reference), pair, caches[precision])
+            reached = result.reached_target
+            score = quality(result, pair, caches["fp32"], args.yardstick_size)
+        images.append(result.image)
+        speedup = f"{base_wall / wall:.1f}x" if reached else "-"
+        print(f"{pair[0] + ' x ' + pair[1]:28} {name:24} {wall:8.1f} {result.iterations_run:6d} "
+              f"{str(reached):>8} {speedup:>8} {score:10.4g}")  # fmt: skip
+    return images
 
 
 if __name__ == "__main__":

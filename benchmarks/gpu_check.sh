@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One prepared GPU check for a lent CUDA machine (about 8 minutes on an H200; give the device
-# tool timeout_s 540). It uses the
+# One prepared GPU check for a lent CUDA machine (about 9 minutes on an H200; give the device
+# tool timeout_s 580). It uses the
 # machine's own python3 (which holds torch/torchvision/pyarrow/fsspec/pillow; Ray and DuckDB are
 # not needed here). Real weights: copy them into the ignored folder .weights/ and carry it:
 #   mkdir -p .weights && cp ../shared/models/vgg16-hed-features.pth .weights/
@@ -31,6 +31,11 @@ log "iteration speed"
 for precision in fp32 tf32 bf16; do
     timeout 60 "$PY" -m benchmarks.iteration_speed --device cuda --sizes 256 512 --iterations 30 \
         --precision "$precision"
+done
+log "host syncs: Adam rows every iteration vs in blocks of 16 (vgg16, tf32)"
+for every in 1 16; do
+    timeout 40 "$PY" -m benchmarks.iteration_speed --device cuda --sizes 256 512 --iterations 60 \
+        --models vgg16 --precision tf32 --rows-per-flush "$every"
 done
 log "time to quality: 512 px, baseline 1000 L-BFGS iterations"
 timeout 150 "$PY" -m benchmarks.time_to_quality --device cuda --size 512 --iterations 1000 \

@@ -40,16 +40,17 @@ class _Clock:
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
         if self.cuda:
+            self.stream = torch.cuda.current_stream(device)  # the image's device, not cuda:0
             torch.cuda.synchronize(device)  # once per segment: the reference event is "now"
             self.ref = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
-            self.ref.record()
+            self.ref.record(self.stream)
         self.ref_s = time.perf_counter()
 
     def mark(self) -> Any:
         if not self.cuda:
             return time.perf_counter()
         event = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
-        event.record()
+        event.record(self.stream)
         return event
 
     def seconds(self, marks: list[Any]) -> list[float]:

@@ -131,8 +131,9 @@ def summary(run: Run) -> dict[str, pd.DataFrame]:
     return {
         "status": run.df("select status, count(*) as rows from results group by 1 order by 1"),
         "time": run.df(
-            "select coalesce(device, '-') as device, count(*) as pairs, sum(wall_s) as seconds "
-            "from results group by 1 order by 1"
+            # a batch's pairs share its wall time: count it once (seconds of the device)
+            "select coalesce(device, '-') as device, count(*) as pairs, "
+            "sum(wall_s / coalesce(batch_size, 1)) as seconds from results group by 1 order by 1"
         ),
         "slowest": run.df(
             "select pair_id, wall_s, image_size, iterations_run from results "

@@ -169,6 +169,14 @@ def test_out_of_gpu_memory_fails_the_row_and_the_worker_goes_on(
     assert first["error"] == "out of GPU memory at image_size 48"
     (second,) = worker.run([parse_row(2, values | {"seed": 1})], 1, [weights])
     assert second["status"] == "ok"
+    # a batch that does not fit runs its pairs one by one
+    calls["n"] = 0
+    batch = [parse_row(3, values | {"seed": 2}), parse_row(4, values | {"style_weight": 10.0})]
+    assert [s["status"] for s in worker.run(batch, 1, [weights])] == ["ok", "ok"]
+    assert calls["n"] == 3  # the batch (out of memory), then each pair
+    for row in batch:
+        result = pq.read_table(tmp_path / "out" / "pairs" / row.pair_id / "result.parquet")
+        assert result.column("batch_size").to_pylist() == [1]
 
 
 SECRET_KEY, SECRET = "AKIATESTSECRETKEY123", "sup3r-s3cr3t-v4lue-do-not-log"

@@ -153,9 +153,10 @@ class PairWorker:
             return [("error", str(e), {}) for _ in group]
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
+            if n > 1:  # the batch did not fit: each pair alone may
+                return [self._run_group([r], [p])[0] for r, p in zip(rows, group, strict=True)]
             size = group[0].pair.params.image_size
-            batch = f" with {n} pairs per batch" if n > 1 else ""
-            return [("error", f"out of GPU memory at image_size {size}{batch}", {}) for _ in group]
+            return [("error", f"out of GPU memory at image_size {size}", {})]
         outcomes = []
         for row, loaded, result in zip(rows, group, results, strict=True):
             done = measure(loaded, result, extractors, self.cfg.yardstick_size)

@@ -1,0 +1,36 @@
+"""The driver's grouping of streamed rows into batches for --pairs-per-gpu (no Ray needed)."""
+
+from __future__ import annotations
+
+from manifests.manifest import parse_row
+from workflows.scheduler import _Batcher
+
+
+def rows(*iterations: int) -> list:
+    base = {"content_uri": "c.jpg", "style_uri": "s.jpg", "image_size": 32}
+    return [parse_row(i + 1, base | {"iterations": n, "seed": i}) for i, n in enumerate(iterations)]
+
+
+def test_full_groups_leave_at_once_and_flush_empties_the_rest() -> None:
+    batcher = _Batcher(size=2, limit=10)
+    out = [b for r in rows(5, 7, 5, 7, 9) for b in batcher.add(r)]
+    assert [[r.row for r in b] for b in out] == [[1, 3], [2, 4]]
+    assert [[r.row for r in b] for b in batcher.flush()] == [[5]]
+    assert batcher.waiting == 0 and batcher.flush() == []
+
+
+def test_waiting_rows_are_bounded_by_the_limit() -> None:
+    batcher = _Batcher(size=4, limit=4)  # five different keys: none ever fills up
+    out = [b for r in rows(1, 2, 2, 3, 4, 5) for b in batcher.add(r)]
+    assert [[r.row for r in b] for b in out] == [[2, 3]]  # the largest group leaves, partial
+    assert batcher.waiting == 4
+    assert sorted(r.row for b in batcher.flush() for r in b) == [1, 4, 5, 6]
+
+
+def test_per_image_fields_do_not_split_a_group() -> None:
+    base = {"content_uri": "c.jpg", "style_uri": "s.jpg", "image_size": 32}
+    varied = [{"style_weight": 10.0}, {"learning_rate": 0.1, "init": "random"},
+              {"style_layer_weights": [1.0, 1, 1, 1, 1]}, {"target_loss": 5.0}]  # fmt: skip
+    batcher = _Batcher(size=4, limit=16)
+    out = [b for i, v in enumerate(varied) for b in batcher.add(parse_row(i + 1, base | v))]
+    assert [len(b) for b in out] == [4]

@@ -6,14 +6,42 @@ P^l those of the content image, N_l channels, M_l = H_l·W_l positions.
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import Tensor
+
+
+class _SymmetricGram(torch.autograd.Function):
+    """G = F·Fᵀ of flat features F (B, N, M). The backward uses the symmetry of the product,
+    dF = (dG + dGᵀ)·F: one matmul where autograd's generic bmm backward computes two (5–10% of
+    an iteration at 512 px on the CPU)."""
+
+    @staticmethod
+    def forward(ctx: Any, flat: Tensor) -> Tensor:
+        ctx.save_for_backward(flat)
+        return flat @ flat.transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        flat: Tensor = ctx.saved_tensors[0]
+        return (grad + grad.transpose(1, 2)) @ flat
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4: no device argument
+        return bool(torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled())
 
 
 def gram(features: Tensor) -> Tensor:
     """Gram matrix G_ij = Σ_k F_ik F_jk of features (B, N, H, W) → (B, N, N). Unnormalised."""
     b, n, h, w = features.shape
     flat = features.reshape(b, n, h * w)
-    return flat @ flat.transpose(1, 2)
+    if features.dtype in (torch.float32, torch.float64) and not _autocast_on(flat.device.type):
+        return _SymmetricGram.apply(flat)  # type: ignore[no-any-return]
+    return flat @ flat.transpose(1, 2)  # autocast (bf16): the generic product and backward
 
 
 def content_loss(features: Tensor, target: Tensor) -> Tensor:

@@ -62,3 +62,22 @@ def test_losses_are_per_image_in_a_batch() -> None:
     batched = content_loss(f, target)
     single = torch.cat([content_loss(f[i : i + 1], target) for i in range(3)])
     assert torch.allclose(batched, single)
+
+
+def test_gram_gradient_matches_the_generic_product() -> None:
+    torch.manual_seed(0)
+    features = torch.randn(2, 4, 3, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gram, (features,))
+    weights = torch.randn(2, 4, 4, dtype=torch.float64)
+    (fast,) = torch.autograd.grad((gram(features) * weights).sum(), features)
+    flat = features.reshape(2, 4, 15)
+    (plain,) = torch.autograd.grad(((flat @ flat.transpose(1, 2)) * weights).sum(), features)
+    assert torch.allclose(fast, plain, rtol=1e-12, atol=1e-12)
+
+
+def test_gram_under_bf16_autocast_backpropagates() -> None:
+    features = torch.randn(1, 4, 6, 6, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = gram(torch.relu(features)).float().sum()
+    (grad,) = torch.autograd.grad(value, features)
+    assert grad.dtype == torch.float32 and grad.isfinite().all()

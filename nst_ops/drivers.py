@@ -103,10 +103,18 @@ class Recorder:
         return len(self.rows)
 
 
-def record_all(recs: Sequence[Recorder], terms: LossTerms, x: Tensor) -> list[bool]:
-    """Record row b of `terms` for image x[b] in recs[b]: one host sync for the whole batch."""
-    rows = terms.stacked().detach().double().cpu()
-    return [rec.record(rows[b], x[b]) for b, rec in enumerate(recs)]
+def record_all(
+    recs: Sequence[Recorder], terms: LossTerms, x: Tensor, extra: Tensor | None = None
+) -> tuple[list[bool], Tensor]:
+    """Record row b of `terms` for image x[b] in recs[b], with one host transfer for the whole
+    batch. Returns the stop flags and the host rows (B, 5 + L), float64; `extra` (B,) rides
+    along in the same transfer as a last column (not recorded)."""
+    rows = terms.stacked().detach().double()
+    if extra is not None:
+        rows = torch.cat([rows, extra.detach().double()[:, None]], dim=1)
+    host = rows.cpu()
+    width = host.shape[1] - (extra is not None)
+    return [rec.record(host[b, :width], x[b]) for b, rec in enumerate(recs)], host
 
 
 def evaluate(x: Tensor, objective: StyleObjective, grad: bool) -> tuple[LossTerms, Tensor]:
@@ -212,16 +220,17 @@ def lbfgs(
     stop = recs[0].evaluations + params[0].iterations  # p.iterations evaluations in this stage
     x = x.detach().reshape(x.shape[0], -1).clamp(0, 1)
     terms, g = evaluate(x.view(-1, *shape), objective, grad=True)
-    stops = record_all(live.current(), terms, x)
-    f = _kept(terms.total.detach().tolist(), stops)
+    stops, host = record_all(live.current(), terms, x)
+    f = _kept(host[:, 0].tolist(), stops)
     x, g = live.drop(stops, x, x, g)
     steps, d = _directions([states[j] for j in live.index], g)
     while live.index and live.current()[0].evaluations < stop:
         x_new = (x + _column(steps, x) * d).clamp_(0, 1)
         terms, g_new = evaluate(x_new.view(-1, *shape), live.objective, grad=True)
-        stops = record_all(live.current(), terms, x_new)
-        s, f_new = x_new - x, terms.total.detach().tolist()
-        slopes = (g * s).sum(1).tolist()
+        s = x_new - x
+        # one transfer per iteration: the loss rows and the slopes ∇fᵀs of the Armijo test
+        stops, host = record_all(live.current(), terms, x_new, extra=(g * s).sum(1))
+        f_new, slopes = host[:, 0].tolist(), host[:, -1].tolist()
         for b, j in enumerate(live.index):
             if stops[b]:
                 continue

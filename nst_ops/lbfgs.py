@@ -73,8 +73,9 @@ class LBFGSState:
         if self.count == 0 or self.buffer is None:
             return -g, self.first_step / float(g.abs().max().clamp_min(1e-30))
         m, slots = self.history_size, self._slots()
+        y_slots = [m + i for i in slots]
         products = torch.cat([self.buffer @ g, g.dot(g)[None]]).double().cpu().numpy()
-        a, b = products[slots], products[[m + i for i in slots]]
+        a, b = products[slots], products[y_slots]
         newest = slots[-1]
         gamma = self.sy[newest, newest] / self.yy[newest, newest]  # H_0 = γ I
         r = np.triu(self.sy[np.ix_(slots, slots)])  # R_ij = s_i·y_j, i ≤ j (chronological)
@@ -85,7 +86,7 @@ class LBFGSState:
         g_dot_hg = gamma * products[-1] + a @ p + b @ q  # gᵀH g (> 0 when H is PD)
         coefficients = np.zeros(2 * m)
         coefficients[slots] = p
-        coefficients[[m + i for i in slots]] = q
+        coefficients[y_slots] = q
         weights = torch.from_numpy(coefficients).to(g.device, g.dtype)
         d = torch.addmv(g, self.buffer.t(), weights, beta=gamma).neg_()
         if not (math.isfinite(g_dot_hg) and g_dot_hg > 0):  # not a descent direction: restart

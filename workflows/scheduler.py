@@ -84,11 +84,12 @@ class _Batcher:
     def add(self, row: ManifestRow) -> list[list[ManifestRow]]:
         """Batches ready to submit after adding `row`."""
         assert row.params is not None
-        group = self.groups.setdefault(batch_key(row.params), [])
+        key = batch_key(row.params)
+        group = self.groups.setdefault(key, [])
         group.append(row)
         self.waiting += 1
         if len(group) >= self.size:
-            return [self._take(batch_key(row.params))]
+            return [self._take(key)]
         if self.waiting > self.limit:
             return [self._take(max(self.groups, key=lambda k: len(self.groups[k])))]
         return []

@@ -105,7 +105,11 @@ class PairWorker:
         order = list(loaded)
         for group in batch_groups([loaded[i].pair for i in order]):
             members = [order[g] for g in group]
-            outcomes = self._run_group([rows[i] for i in members], [loaded[i] for i in members])
+            outcomes = self._run_group(
+                [rows[i] for i in members],
+                [loaded[i] for i in members],
+                self._extractors(weights_ref),
+            )
             for i, outcome in zip(members, outcomes, strict=True):
                 done[i] = outcome
                 done[i][2]["wall_s"] = time.perf_counter() - t0
@@ -144,9 +148,11 @@ class PairWorker:
         cfg = self.cfg
         return load_pair(pair, extractors, cfg.options, cfg.max_pixels, cfg.yardstick_size)
 
-    def _run_group(self, rows: list[ManifestRow], group: list[LoadedPair]) -> list[Outcome]:
+    def _run_group(
+        self, rows: list[ManifestRow], group: list[LoadedPair], extractors: ExtractorCache
+    ) -> list[Outcome]:
         """Stylize one batch and write each pair's image and loss table."""
-        extractors, n = self._extractors_now(), len(group)
+        n = len(group)
         try:
             results = stylize_loaded(group, extractors)
         except (InputError, ParamError) as e:
@@ -154,7 +160,10 @@ class PairWorker:
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             if n > 1:  # the batch did not fit: each pair alone may
-                return [self._run_group([r], [p])[0] for r, p in zip(rows, group, strict=True)]
+                return [
+                    self._run_group([r], [p], extractors)[0]
+                    for r, p in zip(rows, group, strict=True)
+                ]
             size = group[0].pair.params.image_size
             return [("error", f"out of GPU memory at image_size {size}", {})]
         outcomes = []
@@ -165,10 +174,6 @@ class PairWorker:
             except StorageError as e:
                 outcomes.append(("error", _message(e), {}))
         return outcomes
-
-    def _extractors_now(self) -> ExtractorCache:
-        assert self.extractors is not None
-        return self.extractors
 
     def _write(self, row: ManifestRow, done: PairOutcome, batch_size: int) -> Outcome:
         """Write the pair's image and loss table; (status, error, result columns)."""

@@ -15,6 +15,7 @@ from nst_ops.vgg import VGGFeatures, check_layers, layer_names
 from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
 from nst_ops.yardstick import Yardstick, yardstick
 from workflows.errors import InputError
+from workflows.host import keep_freed_memory
 from workflows.images import DEFAULT_MAX_PIXELS, decode_image, resize_long_side, to_tensor
 from workflows.storage import StorageOptions, read_bytes
 from workflows.weights import ResolvedWeights
@@ -32,7 +33,9 @@ def pick_device(name: str) -> torch.device:
 @dataclass
 class ExtractorCache:
     """VGG trunks built from one set of weights, one per (pooling, depth), kept for the life of
-    the process so that a worker loads the network once, not once per pair."""
+    the process so that a worker loads the network once, not once per pair. Creating one sets
+    the process up for its device: TF32 on CUDA; on the CPU, freed memory is kept for reuse
+    (workflows.host: 20% faster iterations at 512 px)."""
 
     weights: ResolvedWeights
     device: torch.device
@@ -45,6 +48,8 @@ class ExtractorCache:
             tf32 = self.precision == "tf32"
             torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.backends.cudnn.allow_tf32 = tf32
+        else:
+            keep_freed_memory()
 
     def get(self, params: StyleParams) -> VGGFeatures:
         layers = params.content_layers + params.style_layers

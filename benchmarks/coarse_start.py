@@ -25,23 +25,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmarks.common import REPO, machine, weights_spec
+from benchmarks.common import example_pair, machine, weights_spec
 from nst_ops.drivers import Recorder, lbfgs
 from nst_ops.optimize import stylize
 from nst_ops.params import StyleParams
 from nst_ops.segments import Segment, segment_objective
 from nst_ops.vgg import VGGFeatures
-from workflows.images import load_image
 from workflows.pair import ExtractorCache
 from workflows.weights import resolve_weights
 
 CHECKPOINTS = (5, 10, 25, 50, 100, 150)
-
-
-def images(size: int, style: str) -> tuple[Tensor, Tensor]:
-    ex = REPO / "examples"
-    content = load_image(str(ex / "content/tubingen.jpg"), size)
-    return content, load_image(str(ex / f"style/{style}.jpg"), size)
 
 
 def full_size_run(
@@ -65,7 +58,7 @@ def starts(
     """name → start image (3, H, W) in [0,1] for the full-size stage."""
     out = {"content (baseline)": content}
     for coarse in (size // 2, size // 4):
-        small_content, small_style = images(coarse, style_name)
+        small_content, small_style = example_pair(coarse, style_name)
         result = stylize(small_content, small_style, StyleParams(image_size=coarse, iterations=n),
                          extractor)  # fmt: skip
         hw = content.shape[-2:]
@@ -87,7 +80,7 @@ def main() -> None:
     cache = ExtractorCache(resolve_weights("vgg16", weights_spec("vgg16")), device, "fp32")
     params = StyleParams(image_size=args.size, iterations=args.iterations)
     extractor = cache.get(params)
-    content, style = images(args.size, args.style)
+    content, style = example_pair(args.size, args.style)
     runs = starts(content, args.size, args.style, args.coarse_iterations, extractor)
     results = {
         name: full_size_run(x, content, style, params, extractor) for name, x in runs.items()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from workflows.images import load_image
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NST_SHARED", REPO.parent / "shared"))
 WEIGHTS = os.environ.get("NST_WEIGHTS", str(SHARED / "models" / "vgg16-hed-features.pth"))
@@ -17,6 +19,17 @@ WEIGHTS = os.environ.get("NST_WEIGHTS", str(SHARED / "models" / "vgg16-hed-featu
 def weights_spec(model: str) -> str:
     """The shared VGG16 trunk offline; `random` for VGG19 (speed does not depend on weights)."""
     return WEIGHTS if model == "vgg16" and Path(WEIGHTS).exists() else "random"
+
+
+def example_pair(
+    size: int, style: str, content: str = "tubingen"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A bundled content and style image (examples/), each (3, H, W) in [0,1], long side `size`."""
+    examples = REPO / "examples"
+    return (
+        load_image(str(examples / f"content/{content}.jpg"), size),
+        load_image(str(examples / f"style/{style}.jpg"), size),
+    )
 
 
 def machine(device: torch.device) -> str:

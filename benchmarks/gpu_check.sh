@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One prepared GPU check for a lent CUDA machine: about 5.5 minutes of work on an H200 (from the
-# step timings measured there on 2026-11-27), so an estimated 6.5-7 on an H100; give the device
-# tool timeout_s 540. NST_CHECK_OVERHEAD=1 adds the launch-overhead probe (eager vs CUDA graphs,
-# at most 2.5 minutes) and NST_CHECK_TTQ=1 the time-to-quality step (about 2 minutes); with
-# either, give it 600 and expect the last steps to be cut off on an H100. It uses the machine's own python3 (which holds torch/torchvision/pyarrow/fsspec/
-# pillow; Ray and DuckDB are not needed here). Real weights: copy them into the ignored folder
-# .weights/ and carry it:
+# step timings measured there on 2026-11-27), an estimated 6.5-7 on an H100; give the device tool
+# timeout_s 540. Optional steps: NST_CHECK_OVERHEAD=1 adds the launch-overhead probe (eager vs
+# CUDA graphs, at most 2.5 minutes), NST_CHECK_TTQ=1 the time-to-quality step (about 2 minutes);
+# with either, give it 600 (on an H100 the last optional step may be cut off by its cap).
+# It uses the machine's own python3 (which holds torch/torchvision/pyarrow/fsspec/pillow; Ray and
+# DuckDB are not needed here). Real weights: copy them into the ignored folder .weights/ and
+# carry it:
 #   mkdir -p .weights && cp ../shared/models/vgg16-hed-features.pth .weights/
 #   device run: carry [".weights"], command "bash benchmarks/gpu_check.sh"
 # Prints, most important first: the gpu-marked tests; pairs per GPU-hour at 512 px / 500

@@ -15,12 +15,11 @@ import time
 
 import torch
 
-from benchmarks.common import REPO, machine, sync, weights_spec
+from benchmarks.common import example_pair, machine, sync, weights_spec
 from nst_ops.optimize import Pair, stylize_batch
 from nst_ops.params import StyleParams
 from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
 from nst_ops.yardstick import yardstick
-from workflows.images import load_image
 from workflows.pair import ExtractorCache
 from workflows.weights import resolve_weights
 
@@ -28,9 +27,8 @@ STYLES = ["starry_night", "wave", "the_scream"]
 
 
 def pairs(size: int, n: int, params: StyleParams) -> list[Pair]:
-    ex = REPO / "examples"
-    content = load_image(str(ex / "content/tubingen.jpg"), size)
-    styles = [load_image(str(ex / f"style/{s}.jpg"), size) for s in STYLES]
+    content = example_pair(size, STYLES[0])[0]
+    styles = [example_pair(size, s)[1] for s in STYLES]
     return [Pair(content, styles[i % len(styles)], params) for i in range(n)]
 
 

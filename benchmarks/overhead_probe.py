@@ -23,11 +23,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from benchmarks.common import REPO, machine, sync, weights_spec
+from benchmarks.common import example_pair, machine, sync, weights_spec
 from nst_ops.objective import StyleObjective
 from nst_ops.params import StyleParams
 from nst_ops.segments import Segment, segment_objective
-from workflows.images import load_image
 from workflows.pair import ExtractorCache
 from workflows.weights import resolve_weights
 
@@ -37,9 +36,7 @@ def objective(args: argparse.Namespace, device: torch.device) -> tuple[StyleObje
     params = StyleParams(image_size=args.size)
     weights = resolve_weights(args.model, weights_spec(args.model))
     extractor = ExtractorCache(weights, device, args.precision).get(params)
-    ex = REPO / "examples"
-    content = load_image(str(ex / "content/tubingen.jpg"), args.size)[None].to(device)
-    style = load_image(str(ex / "style/starry_night.jpg"), args.size)[None].to(device)
+    content, style = (image[None].to(device) for image in example_pair(args.size, "starry_night"))
     segment = Segment(1, args.size, params)
     built, _ = segment_objective(extractor, segment, params, content, style, None, None)
     return built, content

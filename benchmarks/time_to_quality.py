@@ -27,12 +27,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from benchmarks.common import REPO, machine, sync, weights_spec
+from benchmarks.common import example_pair, machine, sync, weights_spec
 from nst_ops.optimize import StyleResult, stylize
 from nst_ops.params import StyleParams
 from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
 from nst_ops.yardstick import yardstick
-from workflows.images import load_image, to_png
+from workflows.images import to_png
 from workflows.pair import ExtractorCache
 from workflows.weights import resolve_weights
 
@@ -58,9 +58,7 @@ def candidates(size: int, n: int) -> dict[str, tuple[StyleParams, str]]:
 
 
 def run_one(params: StyleParams, pair: tuple[str, str], cache: ExtractorCache):
-    ex = REPO / "examples"
-    content = load_image(str(ex / f"content/{pair[0]}.jpg"), params.image_size)
-    style = load_image(str(ex / f"style/{pair[1]}.jpg"), params.image_size)
+    content, style = example_pair(params.image_size, pair[1], pair[0])
     extractor = cache.get(params)
     warm = params.replace(iterations=len(params.scale_sizes) + 1, target_loss=None)
     stylize(content, style, warm, extractor)  # warm-up
@@ -72,9 +70,7 @@ def run_one(params: StyleParams, pair: tuple[str, str], cache: ExtractorCache):
 
 
 def quality(result: StyleResult, pair: tuple[str, str], ruler: ExtractorCache, size: int) -> float:
-    ex = REPO / "examples"
-    content = load_image(str(ex / f"content/{pair[0]}.jpg"), size)
-    style = load_image(str(ex / f"style/{pair[1]}.jpg"), size)
+    content, style = example_pair(size, pair[1], pair[0])
     return yardstick(ruler.get(YARDSTICK_PARAMS), result.image, content, style, size).total
 
 

@@ -72,6 +72,8 @@ def s3_endpoint() -> Iterator[str]:
 def _local_ray() -> Iterator[None]:
     import ray
 
+    if ray.is_initialized():  # a timed-out test's thread left a driver behind: do not cascade
+        ray.shutdown()
     ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

@@ -1,8 +1,10 @@
 """Adam's rows recorded in blocks (as on a GPU) give exactly the loss tables and images of
-recording every row: plain runs, target_loss stops between flushes, divergence, batches."""
+recording every row: plain runs, target_loss stops between flushes, divergence, batches; the
+GPU clock (CUDA events) checked with fake events."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,69 @@ def test_blocks_in_a_batch_where_one_pair_stops(setup, monkeypatch) -> None:
     for a, b in zip(block, each, strict=True):
         assert a.losses.total_loss == pytest.approx(b.losses.total_loss, rel=1e-5)
         assert float((a.image - b.image).abs().max()) < 1e-4
+
+
+class _FakeEvent:
+    """torch.cuda.Event's timing contract on the CPU: record() stamps the time,
+    a.elapsed_time(b) is the milliseconds from a to b."""
+
+    def __init__(self, enable_timing: bool = False) -> None:
+        assert enable_timing
+        self.at: float | None = None
+
+    def record(self, stream: object = None) -> None:
+        self.at = time.perf_counter()
+
+    def elapsed_time(self, end: _FakeEvent) -> float:
+        assert self.at is not None and end.at is not None
+        return (end.at - self.at) * 1000.0
+
+
+def fake_cuda_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every DeferredRows clock takes its GPU branch, with fake events (no CUDA needed)."""
+    from nst_ops import deferred
+
+    monkeypatch.setattr(torch.cuda, "Event", _FakeEvent)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device: None)
+    cuda_clock = deferred._Clock
+
+    class Clock(cuda_clock):  # type: ignore[misc,valid-type]
+        def __init__(self, device: torch.device) -> None:
+            super().__init__(torch.device("cuda"))
+
+    monkeypatch.setattr(deferred, "_Clock", Clock)
+
+
+def test_cuda_clock_turns_events_into_perf_counter_seconds(monkeypatch) -> None:
+    """The GPU branch of the clock (CUDA events read at the flush) with fake events: marks
+    come back as perf_counter seconds, in order, equal to the wall time of each mark."""
+    from nst_ops import deferred
+
+    fake_cuda_clock(monkeypatch)
+    clock = deferred._Clock(torch.device("cpu"))
+    assert clock.cuda
+    marks, wall = [], []
+    for _ in range(3):
+        time.sleep(0.02)
+        marks.append(clock.mark())
+        wall.append(time.perf_counter())
+    seconds = clock.seconds(marks)
+    assert all(isinstance(m, _FakeEvent) for m in marks)
+    assert seconds == sorted(seconds) and seconds[2] - seconds[0] >= 0.04
+    assert seconds == pytest.approx(wall, abs=5e-3)
+
+
+def test_blocks_timed_by_events_give_the_same_table(setup, monkeypatch) -> None:
+    """Adam in blocks with the event clock (the GPU path): same losses as row by row, and
+    elapsed_s increasing from > 0 like the CPU clock's."""
+    content, style, extractor = setup
+    params = StyleParams(image_size=SIZE, iterations=12, optimizer="adam")
+    each = stylize(content, style, params, extractor)
+    fake_cuda_clock(monkeypatch)
+    blocks(monkeypatch, 5)
+    block = stylize(content, style, params, extractor)
+    same(block, each)
+    times = block.losses.elapsed_s
+    assert times[0] > 0 and times == sorted(times)
+    assert times[-1] == pytest.approx(each.losses.elapsed_s[-1], rel=1.0)

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-# Page faults of an iteration that allocates and frees two 64 MiB tensors, once it has run a few
-# times (the heap settles after two or three rounds).
+# Page faults of rounds 20-29 of a loop that allocates and frees two 64 MiB tensors per round.
+# With freed memory kept, glibc's heap still grows now and then while it settles (measured: the
+# last growth at round 3-11 in 90 runs, random), then every round reuses it.
 CODE = """
 import resource, sys, torch
 from workflows.host import keep_freed_memory
@@ -20,7 +21,7 @@ def faults():
     y = x + 1
     del x, y
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-print([faults() for _ in range(5)][-1])
+print(sum([faults() for _ in range(30)][20:]))
 """
 
 
@@ -35,8 +36,9 @@ def _steady_faults(mode: str) -> int:
 def test_keep_freed_memory_reuses_large_blocks() -> None:
     default = _steady_faults("default")
     kept = _steady_faults("keep")
-    # default glibc: each 64 MiB block is a fresh mmap (16,384 pages each, or 32 huge pages)
-    assert kept <= 16 < default, (kept, default)
+    # default glibc: each 64 MiB block is a fresh mmap (16,384 pages), 20 of them in 10 rounds;
+    # kept: none (one late heap growth, 16,384 pages, is still tolerated)
+    assert kept <= 16_384 < 10 * 16_384 <= default, (kept, default)
 
 
 def test_cpu_extractor_cache_applies_it() -> None:

@@ -21,15 +21,17 @@ def weights_spec(model: str) -> str:
     return WEIGHTS if model == "vgg16" and Path(WEIGHTS).exists() else "random"
 
 
+def example_image(kind: str, name: str, size: int) -> torch.Tensor:
+    """examples/{kind}/{name}.jpg (kind "content" or "style") as (3, H, W) in [0,1], long side
+    `size`."""
+    return load_image(str(REPO / "examples" / kind / f"{name}.jpg"), size)
+
+
 def example_pair(
     size: int, style: str, content: str = "tubingen"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A bundled content and style image (examples/), each (3, H, W) in [0,1], long side `size`."""
-    examples = REPO / "examples"
-    return (
-        load_image(str(examples / f"content/{content}.jpg"), size),
-        load_image(str(examples / f"style/{style}.jpg"), size),
-    )
+    """A bundled content and style image, each (3, H, W) in [0,1], long side `size`."""
+    return example_image("content", content, size), example_image("style", style, size)
 
 
 def machine(device: torch.device) -> str:

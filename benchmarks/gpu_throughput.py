@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from benchmarks.common import example_pair, machine, sync, weights_spec
+from benchmarks.common import example_image, machine, sync, weights_spec
 from nst_ops.optimize import Pair, stylize_batch
 from nst_ops.params import StyleParams
 from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
@@ -27,8 +27,8 @@ STYLES = ["starry_night", "wave", "the_scream"]
 
 
 def pairs(size: int, n: int, params: StyleParams) -> list[Pair]:
-    content = example_pair(size, STYLES[0])[0]
-    styles = [example_pair(size, s)[1] for s in STYLES]
+    content = example_image("content", "tubingen", size)
+    styles = [example_image("style", s, size) for s in STYLES]
     return [Pair(content, styles[i % len(styles)], params) for i in range(n)]
 
 

@@ -12,6 +12,7 @@ import torch
 from test_divergence import Blows
 
 import nst_ops.drivers as drivers
+from nst_ops import deferred
 from nst_ops.drivers import Recorder
 from nst_ops.optimize import Pair, StyleResult, stylize, stylize_batch
 from nst_ops.params import StyleParams
@@ -101,8 +102,6 @@ class _FakeEvent:
 
 def fake_cuda_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every DeferredRows clock takes its GPU branch, with fake events (no CUDA needed)."""
-    from nst_ops import deferred
-
     monkeypatch.setattr(torch.cuda, "Event", _FakeEvent)
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device: None)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device: None)
@@ -118,8 +117,6 @@ def fake_cuda_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cuda_clock_turns_events_into_perf_counter_seconds(monkeypatch) -> None:
     """The GPU branch of the clock (CUDA events read at the flush) with fake events: marks
     come back as perf_counter seconds, in order, equal to the wall time of each mark."""
-    from nst_ops import deferred
-
     fake_cuda_clock(monkeypatch)
     clock = deferred._Clock(torch.device("cpu"))
     assert clock.cuda

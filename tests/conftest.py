@@ -74,7 +74,8 @@ def _local_ray() -> Iterator[None]:
 
     if ray.is_initialized():  # a timed-out test's thread left a driver behind: do not cascade
         ray.shutdown()
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    # "local": a new Ray even where a killed `ray start` left /tmp/ray/ray_current_cluster
+    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -12,3 +12,7 @@ class InputError(Exception):
 
 class StorageError(Exception):
     """Storage was unreachable or refused an operation after retries."""
+
+
+class ClusterError(Exception):
+    """No Ray cluster at the address given (or found): the run cannot start (exit 1)."""

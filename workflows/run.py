@@ -20,11 +20,11 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from manifests.manifest import ManifestError, ManifestRow, check_schema, iter_rows
-from workflows.errors import InputError
+from workflows.errors import ClusterError, InputError
 from workflows.images import DEFAULT_MAX_PIXELS
 from workflows.outputs import consolidate, done_ids, now
 from workflows.params_cli import DEFAULT_MODEL, DEFAULT_WEIGHTS, add_model_flags
-from workflows.scheduler import RunCounts, schedule
+from workflows.scheduler import RunCounts, connect, schedule
 from workflows.storage import (
     StorageOptions,
     configure,
@@ -59,6 +59,7 @@ class RunConfig:
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     yardstick_size: int = 256
     storage_retry_s: float = 60.0
+    connect_timeout_s: float = 30.0
     precision: str = "fp32"
     quiet: bool = False
 
@@ -113,6 +114,7 @@ def run_job(cfg: RunConfig) -> RunCounts:
     cfg = dataclasses.replace(cfg, storage_options=options)
     configure(cfg.storage_retry_s)
     manifest = Manifest(cfg.manifest, options, cfg.limit)
+    connect(cfg.address, cfg.connect_timeout_s)  # before anything is written to --output
     started = now()
     meta = _metadata(cfg, started, manifest.num_rows)
     _write_run_json(cfg.output, meta | {"status": "running"}, options)
@@ -155,7 +157,12 @@ def _write_run_json(output: str, meta: dict[str, Any], options: StorageOptions) 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", required=True, help="Parquet manifest (path or fsspec URI)")
     p.add_argument("--output", required=True, help="output folder or prefix (path or URI)")
-    p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or local)")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster: HOST:PORT, auto (the one `ray start` began on this machine) or "
+        "ray://HOST:PORT (default: RAY_ADDRESS, else a new local Ray)",
+    )
     p.add_argument("--gpus-per-task", type=float, default=1.0, help="GPUs per pair (0: CPU)")
     p.add_argument("--cpus-per-task", type=int, default=1, help="CPUs per worker")
     p.add_argument("--num-workers", type=int, default=None, help="worker actors (default: fit)")
@@ -181,6 +188,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=60.0,
         help="how long reads/writes retry an unreachable store before the row fails",
+    )
+    p.add_argument(
+        "--connect-timeout-seconds",
+        dest="connect_timeout_s",
+        metavar="SECONDS",
+        type=float,
+        default=30.0,
+        help="how long to wait for the Ray cluster at --address / RAY_ADDRESS before exit 1",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_flags(p)
@@ -208,6 +223,13 @@ def main(args: argparse.Namespace) -> int:
     except ManifestError as e:
         print(f"error: manifest: {e}", file=sys.stderr)
         return EXIT_FATAL
+    except ClusterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        # Ray's connect attempt cannot be cancelled: its thread would go on logging retries and
+        # delay the exit. Nothing has been written yet, so end the process here.
+        os._exit(EXIT_FATAL)
     print(counts.summary(cfg.output), file=sys.stderr)
     return EXIT_FAILED_ROWS if counts.failed else EXIT_OK
 

@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from benchmarks.common import example_pair, machine, weights_spec
-from nst_ops.drivers import Recorder, lbfgs
+from nst_ops.drivers import lbfgs
 from nst_ops.optimize import stylize
 from nst_ops.params import StyleParams
+from nst_ops.recorder import Recorder
 from nst_ops.segments import Segment, segment_objective
 from nst_ops.vgg import VGGFeatures
 from workflows.pair import ExtractorCache

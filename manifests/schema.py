@@ -9,19 +9,17 @@ from functools import cache
 import pyarrow as pa
 
 from manifests.fields import field_specs
+from nst_ops.objective import TERM_NAMES
 
 TAG_PREFIX = "tag_"
 PAIR_ID_PATTERN = r"[A-Za-z0-9._-]{1,128}"
 
-# Per-iteration loss table (one row per evaluation; see nst_ops.optimize). `pair_id` is present
-# in a run's losses.parquet and per-pair loss files, absent from `nst stylize`'s table.
+# Per-iteration loss table (one row per evaluation; see nst_ops.recorder). `pair_id` is present
+# in a run's losses.parquet and per-pair loss files, absent from `nst stylize`'s table. One
+# `{name}_loss` column per term of nst_ops.objective.LOSS_TERMS, in order.
 LOSS_FIELDS = [
     pa.field("iteration", pa.int64(), nullable=False),
-    pa.field("total_loss", pa.float64()),
-    pa.field("content_loss", pa.float64()),
-    pa.field("style_loss", pa.float64()),
-    pa.field("tv_loss", pa.float64()),
-    pa.field("photo_loss", pa.float64()),
+    *(pa.field(f"{name}_loss", pa.float64()) for name in TERM_NAMES),
     pa.field("stage", pa.int64()),
     pa.field("scale", pa.int64()),
     pa.field("style_layer_losses", pa.map_(pa.string(), pa.float64())),
@@ -46,11 +44,7 @@ def manifest_schema() -> pa.Schema:
 RESULT_FIELDS_AFTER_PARAMS = [
     pa.field("output_uri", pa.string()),
     pa.field("iterations_run", pa.int64()),
-    pa.field("final_total_loss", pa.float64()),
-    pa.field("final_content_loss", pa.float64()),
-    pa.field("final_style_loss", pa.float64()),
-    pa.field("final_tv_loss", pa.float64()),
-    pa.field("final_photo_loss", pa.float64()),
+    *(pa.field(f"final_{name}_loss", pa.float64()) for name in TERM_NAMES),
     pa.field("warnings", pa.list_(pa.string())),
     pa.field("yardstick_content_loss", pa.float64()),
     pa.field("yardstick_style_loss", pa.float64()),

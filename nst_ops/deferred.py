@@ -14,15 +14,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from nst_ops.objective import LossTerms
-
-if TYPE_CHECKING:
-    from nst_ops.drivers import Recorder
+from nst_ops.recorder import Recorder
 
 SYNC_EVERY_CUDA = 16  # rows per transfer on a GPU
 
@@ -105,7 +103,7 @@ class DeferredRows:
 
     def flush(self, recs: Sequence[Recorder]) -> list[bool]:
         """Record the pending rows (one transfer); per image, whether it must stop."""
-        rows = torch.stack(self.pending).cpu()  # (P, B, 5 + L)
+        rows = torch.stack(self.pending).cpu()  # (P, B, T + L)
         seconds = self.clock.seconds(self.marks)
         self.pending, self.marks = [], []
         stops = []

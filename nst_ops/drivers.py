@@ -12,9 +12,7 @@ convolutions); a stopped image leaves the batch.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -23,98 +21,7 @@ from nst_ops.deferred import DeferredRows, rows_per_flush
 from nst_ops.lbfgs import LBFGSState, armijo_ok
 from nst_ops.objective import LossTerms, StyleObjective
 from nst_ops.params import StyleParams
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Reported to the callback: iteration i of `iterations`, the loss of row i, seconds since
-    the loop started."""
-
-    iteration: int
-    iterations: int
-    total_loss: float
-    elapsed_s: float
-
-
-ProgressCallback = Callable[[Progress], None]
-
-
-class Recorder:
-    """Collects one loss row per evaluation; tells the drivers when to stop."""
-
-    def __init__(
-        self, params: StyleParams, callback: ProgressCallback | None, iterations: int
-    ) -> None:
-        self.params = params
-        self.callback = callback
-        self.iterations = iterations  # over all stages, for progress reports
-        self.stage = 1
-        self.stages: list[int] = []
-        self.scale = params.image_size
-        self.scales: list[int] = []
-        self.target_active = True  # target_loss applies to the final segment's objective only
-        self.rows: list[Tensor] = []
-        self.times: list[float] = []
-        self.start = time.perf_counter()
-        self.reached = False
-        self.diverged_at: int | None = None
-        self.best: tuple[float, Tensor] | None = None  # lowest finite total and its image
-
-    def begin(self, stage: int, scale: int, target_active: bool) -> None:
-        """A new segment (Luan's stage, working scale): its rows are labelled so, target_loss
-        applies only when `target_active` (the final segment), and after a divergence the best
-        image is the best of this segment (totals of other segments are other objectives)."""
-        self.stage, self.scale, self.target_active = stage, scale, target_active
-        self.best = None
-
-    def record(self, row: Tensor, x: Tensor | None, at: float | None = None) -> bool:
-        """Log `row` (5 + L,) on the CPU (LossTerms.stacked of image `x`, evaluated at
-        perf_counter time `at`, default now); True when the caller must stop: target_loss
-        reached, or a non-finite loss (divergence; `stop_image` then gives the best finite
-        image). With x None the caller keeps the stop images (nst_ops.deferred)."""
-        self.rows.append(row)
-        self.stages.append(self.stage)
-        self.scales.append(self.scale)
-        self.times.append((time.perf_counter() if at is None else at) - self.start)
-        i, target, total = len(self.rows) - 1, self.params.target_loss, float(row[0])
-        if self.callback is not None:
-            self.callback(Progress(i, self.iterations, total, self.times[-1]))
-        if not bool(torch.isfinite(row).all()):
-            self.diverged_at = i
-            return True
-        if x is not None and (self.best is None or total < self.best[0]):
-            self.best = (total, x.detach().clone())
-        self.reached = self.target_active and target is not None and total <= target
-        return self.reached
-
-    @property
-    def stopped(self) -> bool:
-        return self.reached or self.diverged_at is not None
-
-    def stop_image(self, x: Tensor) -> Tensor:
-        """The image to return when stopping at `x`: after a divergence, the best finite one of
-        the segment (x itself when the segment's first row diverged)."""
-        if self.diverged_at is not None and self.best is not None:
-            return self.best[1].view_as(x)
-        return x
-
-    @property
-    def evaluations(self) -> int:
-        return len(self.rows)
-
-
-def record_all(
-    recs: Sequence[Recorder], terms: LossTerms, x: Tensor, extra: Tensor | None = None
-) -> tuple[list[bool], Tensor]:
-    """Record row b of `terms` for image x[b] in recs[b], with one host transfer for the whole
-    batch. Returns the stop flags and the host rows (B, 5 + L), float64; `extra` (B,) rides
-    along in the same transfer as a last column (not recorded)."""
-    rows = terms.stacked().detach().double()
-    if extra is not None:
-        rows = torch.cat([rows, extra.detach().double()[:, None]], dim=1)
-    host = rows.cpu()
-    width = host.shape[1] - (extra is not None)
-    return [rec.record(host[b, :width], x[b]) for b, rec in enumerate(recs)], host
+from nst_ops.recorder import Recorder, record_all
 
 
 def evaluate(x: Tensor, objective: StyleObjective, grad: bool) -> tuple[LossTerms, Tensor]:

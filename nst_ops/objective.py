@@ -33,21 +33,49 @@ class Masks:
 
 
 @dataclass(frozen=True)
-class LossTerms:
-    """Loss terms of a batch of B images; unweighted except `total`. All shaped (B,),
-    `style_layers` (B, L) holding E_l in the order of StyleParams.style_layers."""
+class LossTerm:
+    """One term of the objective. `name` labels its columns everywhere: `{name}_loss` in loss
+    tables, `final_{name}_loss` in results. `weight` is the StyleParams field that weights it
+    in the total (None for the total itself)."""
 
-    total: Tensor
-    content: Tensor
-    style: Tensor
-    tv: Tensor
-    photo: Tensor
+    name: str
+    weight: str | None
+    doc: str
+
+
+# The loss terms, declared once and in order: StyleObjective computes each (unweighted) and
+# their weighted sum; LossTerms.stacked, the Recorder's rows, LossLog, the loss-table schema
+# and the results' final_* columns all follow this list. Adding a term: declare it here and
+# compute it in StyleObjective.__call__ (ARCHITECTURE.md).
+LOSS_TERMS = (
+    LossTerm("total", None, "weighted sum of the terms below: the optimised objective J"),
+    LossTerm("content", "content_weight", "J_content = 1/2 sum (F - P)^2 (Gatys et al.)"),
+    LossTerm("style", "style_weight", "J_style = sum_l w_l E_l (Gatys et al.)"),
+    LossTerm("tv", "tv_weight", "TV(G): squared neighbour differences"),
+    LossTerm("photo", "photo_weight", "sum_c V_c^T L V_c, matting Laplacian (Luan et al.)"),
+)
+TERM_NAMES = tuple(t.name for t in LOSS_TERMS)
+WEIGHTED_TERMS = LOSS_TERMS[1:]  # the summands of the total, in order
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """Loss terms of a batch of B images: `values[name]` (B,) for each name of LOSS_TERMS,
+    unweighted except "total"; `style_layers` (B, L) holding E_l in the order of
+    StyleParams.style_layers."""
+
+    values: dict[str, Tensor]
     style_layers: Tensor
 
+    @property
+    def total(self) -> Tensor:
+        return self.values["total"]
+
     def stacked(self) -> Tensor:
-        """(B, 5 + L): total, content, style, tv, photo, E_l... — one tensor, for cheap logging."""
-        parts = [self.total, self.content, self.style, self.tv, self.photo]
-        return torch.cat([torch.stack(parts, dim=1), self.style_layers], dim=1)
+        """(B, T + L): the T = len(LOSS_TERMS) terms in order, then E_l... — one tensor, for
+        cheap logging (a loss row)."""
+        terms = torch.stack([self.values[name] for name in TERM_NAMES], dim=1)
+        return torch.cat([terms, self.style_layers], dim=1)
 
 
 class StyleObjective:
@@ -87,9 +115,9 @@ class StyleObjective:
                 name: resize_masks(masks.content, tuple(content_features[name].shape[-2:]))
                 for name in params.style_layers
             }
-        # Per image (B = 1 here; `stack` concatenates): α, β, tv_weight, photo_weight and w_l.
+        # Per image (B = 1 here; `stack` concatenates): the weights of WEIGHTED_TERMS, and w_l.
         self.weights = torch.tensor(
-            [[params.content_weight, params.style_weight, params.tv_weight, params.photo_weight]],
+            [[getattr(params, term.weight or "") for term in WEIGHTED_TERMS]],
             dtype=content.dtype,
             device=content.device,
         )
@@ -143,16 +171,16 @@ class StyleObjective:
             torch.zeros((), device=image.device, dtype=image.dtype),
         )
         per_layer = torch.stack([self._style_layer(n, features[n]) for n in p.style_layers], dim=1)
-        style = (per_layer * self.layer_weights).sum(1)
-        tv = tv_loss(image)
-        w = self.weights
-        total = w[:, 0] * content + w[:, 1] * style + w[:, 2] * tv
+        values = {"content": content, "style": (per_layer * self.layer_weights).sum(1)}
+        values["tv"] = tv_loss(image)
         if self.laplacian is not None:
-            photo = photo_loss(image, self.laplacian)
-            total = total + w[:, 3] * photo
+            values["photo"] = photo_loss(image, self.laplacian)
         else:
-            photo = torch.zeros_like(total)
-        return LossTerms(total, content, style, tv, photo, per_layer)
+            values["photo"] = torch.zeros_like(values["style"])
+        total = self.weights[:, 0] * values[WEIGHTED_TERMS[0].name]
+        for k, term in enumerate(WEIGHTED_TERMS[1:], start=1):
+            total = total + self.weights[:, k] * values[term.name]
+        return LossTerms({"total": total} | values, per_layer)
 
     def _style_layer(self, name: str, features: Tensor) -> Tensor:
         if self.masks is None:

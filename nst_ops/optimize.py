@@ -10,25 +10,18 @@ image. With Luan's two stages the rows are numbered continuously and carry their
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from nst_ops.color import combine_luminance, luminance, match_luminance
-from nst_ops.drivers import (
-    Progress,
-    ProgressCallback,
-    Recorder,
-    adam,
-    evaluate,
-    lbfgs,
-    record_all,
-)
+from nst_ops.drivers import adam, evaluate, lbfgs
 from nst_ops.guided import guided_filter
 from nst_ops.objective import Masks, StyleObjective
 from nst_ops.params import StyleParams, batch_key
+from nst_ops.recorder import LossLog, Progress, ProgressCallback, Recorder, record_all
 from nst_ops.segments import Segment, initial_image, plan, prepare_masks, segment_objective
 from nst_ops.vgg import VGGFeatures
 
@@ -42,25 +35,6 @@ __all__ = [
     "stylize",
     "stylize_batch",
 ]
-
-
-@dataclass
-class LossLog:
-    """Columns of the loss table (one entry per row). Unweighted terms; total is weighted."""
-
-    iteration: list[int] = field(default_factory=list)
-    total_loss: list[float] = field(default_factory=list)
-    content_loss: list[float] = field(default_factory=list)
-    style_loss: list[float] = field(default_factory=list)
-    tv_loss: list[float] = field(default_factory=list)
-    photo_loss: list[float] = field(default_factory=list)
-    stage: list[int] = field(default_factory=list)
-    scale: list[int] = field(default_factory=list)
-    style_layer_losses: list[dict[str, float]] = field(default_factory=list)
-    elapsed_s: list[float] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.iteration)
 
 
 @dataclass(frozen=True)
@@ -206,7 +180,7 @@ def _result(b: _Prepared) -> StyleResult:
     if tuple(x.shape[-2:]) != tuple(b.content.shape[-2:]):  # stopped early at a coarse scale
         x = F.interpolate(x, size=b.content.shape[-2:], mode="bilinear")
     image = _finish(x.clamp(0, 1), b.content, b.params)
-    log = _to_log(b.rec, b.params.style_layers)
+    log = b.rec.log(b.params.style_layers)
     return StyleResult(
         image[0].cpu(), log, log.iteration[-1], b.rec.reached, b.warnings, b.rec.diverged_at
     )
@@ -218,22 +192,3 @@ def _finish(x: Tensor, content: Tensor, params: StyleParams) -> Tensor:
     if params.photo_postprocess == "guided":
         image = guided_filter(content, image)
     return image
-
-
-def _to_log(rec: Recorder, style_layers: tuple[str, ...]) -> LossLog:
-    log = LossLog()
-    rows = torch.stack(rec.rows).double().cpu().tolist()
-    for i, (row, stage, scale, elapsed) in enumerate(
-        zip(rows, rec.stages, rec.scales, rec.times, strict=True)
-    ):
-        log.iteration.append(i)
-        log.total_loss.append(row[0])
-        log.content_loss.append(row[1])
-        log.style_loss.append(row[2])
-        log.tv_loss.append(row[3])
-        log.photo_loss.append(row[4])
-        log.stage.append(stage)
-        log.scale.append(scale)
-        log.style_layer_losses.append(dict(zip(style_layers, row[5:], strict=True)))
-        log.elapsed_s.append(elapsed)
-    return log

@@ -52,4 +52,5 @@ def yardstick(
         out = F.interpolate(out, size=target.shape[-2:], mode="bilinear", antialias=True)
     with torch.no_grad():
         terms = StyleObjective(extractor, DEFAULTS, target, prep(style))(out)
-    return Yardstick(float(terms.content[0]), float(terms.style[0]), float(terms.total[0]))
+    content_loss, style_loss = (float(terms.values[name][0]) for name in ("content", "style"))
+    return Yardstick(content_loss, style_loss, float(terms.total[0]))

@@ -13,9 +13,9 @@ from test_divergence import Blows
 
 import nst_ops.drivers as drivers
 from nst_ops import deferred
-from nst_ops.drivers import Recorder
 from nst_ops.optimize import Pair, StyleResult, stylize, stylize_batch
 from nst_ops.params import StyleParams
+from nst_ops.recorder import Recorder
 from nst_ops.vgg import VGGFeatures
 from workflows.images import load_image
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_ops.drivers import Recorder, adam, lbfgs
-from nst_ops.objective import LossTerms
+from nst_ops.drivers import adam, lbfgs
+from nst_ops.objective import TERM_NAMES, LossTerms
 from nst_ops.params import StyleParams
+from nst_ops.recorder import Recorder
 
 
 class Blows:
@@ -22,7 +23,8 @@ class Blows:
         if self.calls > self.at:
             total = total * float("nan")
         zero = torch.zeros_like(total)
-        return LossTerms(total, zero, zero, zero, zero, zero[:, None])
+        values = {name: zero for name in TERM_NAMES} | {"total": total}
+        return LossTerms(values, zero[:, None])
 
 
 @pytest.mark.parametrize("driver", [adam, lbfgs])

@@ -38,7 +38,7 @@ def test_cuda_photo_term_runs_on_device(weights_path: Path, examples: Path) -> N
     style = load_image(str(examples / "photo/style.jpg"), 128)
     masks = [load_image(str(examples / f"photo/{n}_seg.png"), 128) for n in ("content", "style")]
     result = stylize(content, style, params, cache.get(params), None, *masks)
-    assert result.losses.stage[-1] == 2 and result.losses.photo_loss[-1] > 0
+    assert result.losses.stage[-1] == 2 and result.losses.terms["photo"][-1] > 0
 
 
 @pytest.mark.gpu

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nst_ops.objective import StyleObjective
+from nst_ops.objective import TERM_NAMES, StyleObjective
 from nst_ops.params import StyleParams
 from nst_ops.vgg import VGGFeatures
 
@@ -29,8 +29,13 @@ def _objective(dtype: torch.dtype = torch.float64) -> tuple[StyleObjective, torc
 def test_total_is_weighted_sum_of_terms() -> None:
     objective, image = _objective()
     t = objective(image)
-    assert torch.allclose(t.total, 2.0 * t.content + 30.0 * t.style + 0.7 * t.tv)
-    assert torch.allclose(t.style, t.style_layers @ torch.tensor([0.5, 1.0, 2.0]).double())
+    v = t.values
+    assert list(v) == list(TERM_NAMES) and v["photo"].item() == 0.0  # no Laplacian: no term
+    assert torch.allclose(t.total, 2.0 * v["content"] + 30.0 * v["style"] + 0.7 * v["tv"])
+    assert torch.allclose(v["style"], t.style_layers @ torch.tensor([0.5, 1.0, 2.0]).double())
+    row = t.stacked()
+    assert row.shape == (1, len(TERM_NAMES) + 3)
+    assert row[0, : len(TERM_NAMES)].tolist() == [v[n].item() for n in TERM_NAMES]
 
 
 def test_gradient_matches_finite_differences() -> None:

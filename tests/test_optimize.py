@@ -42,11 +42,11 @@ def test_loss_halves_within_a_few_dozen_iterations(pair, extractor, optimizer: s
     assert result.image.shape == pair[0].shape
     assert 0.0 <= float(result.image.min()) and float(result.image.max()) <= 1.0
     for i in range(len(log)):  # total = α·J_content + β·J_style + tv·TV on every row
-        expected = 1.0 * log.content_loss[i] + 1000.0 * log.style_loss[i]
+        expected = 1.0 * log.terms["content"][i] + 1000.0 * log.terms["style"][i]
         assert log.total_loss[i] == pytest.approx(expected, rel=1e-5)
         weighted = sum(log.style_layer_losses[i].values()) / 5
-        assert log.style_loss[i] == pytest.approx(weighted, rel=1e-5)
-    assert log.content_loss[0] == 0.0  # content init: the image is the content
+        assert log.terms["style"][i] == pytest.approx(weighted, rel=1e-5)
+    assert log.terms["content"][0] == 0.0  # content init: the image is the content
 
 
 def test_same_seed_gives_identical_loss_table(pair, extractor) -> None:
@@ -88,7 +88,7 @@ def test_seed_variant_conv2_layers_just_work(pair, extractor) -> None:
 @pytest.mark.parametrize("init", ["random", "style"])
 def test_inits(pair, extractor, init: str) -> None:
     result = run(pair, extractor, init=init, iterations=2)
-    assert result.losses.content_loss[0] > 0
+    assert result.losses.terms["content"][0] > 0
 
 
 def test_multiscale_plan_and_loss_table(pair, extractor) -> None:
@@ -106,7 +106,7 @@ def test_multiscale_plan_and_loss_table(pair, extractor) -> None:
     assert log.scale == [32] * 3 + [SIZE] * 5
     assert result.image.shape == pair[0].shape
     # the content loss at the coarse scale is measured on coarse features: smaller magnitudes
-    assert log.style_loss[-1] < log.style_loss[0]
+    assert log.terms["style"][-1] < log.terms["style"][0]
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from nst_ops.optimize import Pair, ProgressCallback, StyleResult, stylize_batch
+from nst_ops.optimize import Pair, StyleResult, stylize_batch
 from nst_ops.params import StyleParams
+from nst_ops.recorder import ProgressCallback
 from nst_ops.vgg import VGGFeatures, check_layers, layer_names
 from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
 from nst_ops.yardstick import Yardstick, yardstick

@@ -7,7 +7,7 @@ import sys
 
 from tqdm import tqdm
 
-from nst_ops.optimize import Progress
+from nst_ops.recorder import Progress
 from workflows.images import to_png
 from workflows.pair import ExtractorCache, PairInput, pick_device, run_pair
 from workflows.params_cli import add_model_flags, add_param_flags, params_from_args

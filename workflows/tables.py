@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manifests.schema import LOSS_SCHEMA, RUN_LOSS_SCHEMA
-from nst_ops.optimize import LossLog
+from nst_ops.recorder import LossLog
 from workflows.storage import StorageOptions, read_bytes, write_bytes
 
 
@@ -16,11 +16,7 @@ def loss_table(log: LossLog, pair_id: str | None = None) -> pa.Table:
     """LossLog → table with LOSS_SCHEMA (RUN_LOSS_SCHEMA, with pair_id, when one is given)."""
     columns = {
         "iteration": log.iteration,
-        "total_loss": log.total_loss,
-        "content_loss": log.content_loss,
-        "style_loss": log.style_loss,
-        "tv_loss": log.tv_loss,
-        "photo_loss": log.photo_loss,
+        **{f"{name}_loss": values for name, values in log.terms.items()},
         "stage": log.stage,
         "scale": log.scale,
         "style_layer_losses": [list(d.items()) for d in log.style_layer_losses],

@@ -192,11 +192,7 @@ class PairWorker:
         columns: dict[str, Any] = {
             "output_uri": out,
             "iterations_run": result.iterations_run,
-            "final_total_loss": log.total_loss[-1],
-            "final_content_loss": log.content_loss[-1],
-            "final_style_loss": log.style_loss[-1],
-            "final_tv_loss": log.tv_loss[-1],
-            "final_photo_loss": log.photo_loss[-1],
+            **{f"final_{name}_loss": values[-1] for name, values in log.terms.items()},
             "warnings": list(result.warnings),
             "iterations_to_target": done.iterations_to_target,
             "batch_size": batch_size,

@@ -1,0 +1,140 @@
+"""Loss rows: the Recorder collects one row per objective evaluation (LossTerms.stacked, laid out
+as LOSS_TERMS then E_l) and tells the drivers when to stop; `log` turns them into the columns of
+the loss table (LossLog). Progress reports go to an optional callback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from nst_ops.objective import TERM_NAMES, LossTerms
+from nst_ops.params import StyleParams
+
+
+@dataclass
+class LossLog:
+    """Columns of the loss table, one entry per row: `terms[name]` for each name of LOSS_TERMS
+    (unweighted terms; "total" weighted), E_l per style layer, the row's stage, scale and time."""
+
+    iteration: list[int] = field(default_factory=list)
+    terms: dict[str, list[float]] = field(default_factory=lambda: {n: [] for n in TERM_NAMES})
+    stage: list[int] = field(default_factory=list)
+    scale: list[int] = field(default_factory=list)
+    style_layer_losses: list[dict[str, float]] = field(default_factory=list)
+    elapsed_s: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.iteration)
+
+    @property
+    def total_loss(self) -> list[float]:
+        return self.terms["total"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported to the callback: iteration i of `iterations`, the loss of row i, seconds since
+    the loop started."""
+
+    iteration: int
+    iterations: int
+    total_loss: float
+    elapsed_s: float
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class Recorder:
+    """Collects one loss row per evaluation; tells the drivers when to stop."""
+
+    def __init__(
+        self, params: StyleParams, callback: ProgressCallback | None, iterations: int
+    ) -> None:
+        self.params = params
+        self.callback = callback
+        self.iterations = iterations  # over all stages, for progress reports
+        self.stage = 1
+        self.stages: list[int] = []
+        self.scale = params.image_size
+        self.scales: list[int] = []
+        self.target_active = True  # target_loss applies to the final segment's objective only
+        self.rows: list[Tensor] = []
+        self.times: list[float] = []
+        self.start = time.perf_counter()
+        self.reached = False
+        self.diverged_at: int | None = None
+        self.best: tuple[float, Tensor] | None = None  # lowest finite total and its image
+
+    def begin(self, stage: int, scale: int, target_active: bool) -> None:
+        """A new segment (Luan's stage, working scale): its rows are labelled so, target_loss
+        applies only when `target_active` (the final segment), and after a divergence the best
+        image is the best of this segment (totals of other segments are other objectives)."""
+        self.stage, self.scale, self.target_active = stage, scale, target_active
+        self.best = None
+
+    def record(self, row: Tensor, x: Tensor | None, at: float | None = None) -> bool:
+        """Log `row` (T + L,) on the CPU (LossTerms.stacked of image `x`, evaluated at
+        perf_counter time `at`, default now); True when the caller must stop: target_loss
+        reached, or a non-finite loss (divergence; `stop_image` then gives the best finite
+        image). With x None the caller keeps the stop images (nst_ops.deferred)."""
+        self.rows.append(row)
+        self.stages.append(self.stage)
+        self.scales.append(self.scale)
+        self.times.append((time.perf_counter() if at is None else at) - self.start)
+        i, target, total = len(self.rows) - 1, self.params.target_loss, float(row[0])
+        if self.callback is not None:
+            self.callback(Progress(i, self.iterations, total, self.times[-1]))
+        if not bool(torch.isfinite(row).all()):
+            self.diverged_at = i
+            return True
+        if x is not None and (self.best is None or total < self.best[0]):
+            self.best = (total, x.detach().clone())
+        self.reached = self.target_active and target is not None and total <= target
+        return self.reached
+
+    @property
+    def stopped(self) -> bool:
+        return self.reached or self.diverged_at is not None
+
+    def stop_image(self, x: Tensor) -> Tensor:
+        """The image to return when stopping at `x`: after a divergence, the best finite one of
+        the segment (x itself when the segment's first row diverged)."""
+        if self.diverged_at is not None and self.best is not None:
+            return self.best[1].view_as(x)
+        return x
+
+    @property
+    def evaluations(self) -> int:
+        return len(self.rows)
+
+    def log(self, style_layers: Sequence[str]) -> LossLog:
+        """The recorded rows as loss-table columns (one host transfer)."""
+        log = LossLog()
+        rows = torch.stack(self.rows).double().cpu().tolist()
+        t = len(TERM_NAMES)
+        for i, row in enumerate(rows):
+            log.iteration.append(i)
+            for name, value in zip(TERM_NAMES, row[:t], strict=True):
+                log.terms[name].append(value)
+            log.style_layer_losses.append(dict(zip(style_layers, row[t:], strict=True)))
+        log.stage, log.scale, log.elapsed_s = list(self.stages), list(self.scales), list(self.times)
+        return log
+
+
+def record_all(
+    recs: Sequence[Recorder], terms: LossTerms, x: Tensor, extra: Tensor | None = None
+) -> tuple[list[bool], Tensor]:
+    """Record row b of `terms` for image x[b] in recs[b], with one host transfer for the whole
+    batch. Returns the stop flags and the host rows (B, 5 + L), float64; `extra` (B,) rides
+    along in the same transfer as a last column (not recorded)."""
+    rows = terms.stacked().detach().double()
+    if extra is not None:
+        rows = torch.cat([rows, extra.detach().double()[:, None]], dim=1)
+    host = rows.cpu()
+    width = host.shape[1] - (extra is not None)
+    return [rec.record(host[b, :width], x[b]) for b, rec in enumerate(recs)], host

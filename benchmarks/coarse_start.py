@@ -32,7 +32,7 @@ from nst_ops.params import StyleParams
 from nst_ops.recorder import Recorder
 from nst_ops.segments import Segment, segment_objective
 from nst_ops.vgg import VGGFeatures
-from workflows.pair import ExtractorCache
+from workflows.extractors import ExtractorCache
 from workflows.weights import resolve_weights
 
 CHECKPOINTS = (5, 10, 25, 50, 100, 150)

@@ -20,7 +20,7 @@ from nst_ops.optimize import Pair, stylize_batch
 from nst_ops.params import StyleParams
 from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
 from nst_ops.yardstick import yardstick
-from workflows.pair import ExtractorCache
+from workflows.extractors import ExtractorCache
 from workflows.weights import resolve_weights
 
 STYLES = ["starry_night", "wave", "the_scream"]

@@ -19,7 +19,7 @@ from benchmarks.common import machine, matmul_flops_per_s, sync, weights_spec
 from nst_ops.optimize import stylize
 from nst_ops.params import StyleParams
 from nst_ops.vgg import VGGFeatures, layer_names
-from workflows.pair import ExtractorCache
+from workflows.extractors import ExtractorCache
 from workflows.weights import resolve_weights
 
 

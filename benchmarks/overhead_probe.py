@@ -27,7 +27,7 @@ from benchmarks.common import example_pair, machine, sync, weights_spec
 from nst_ops.objective import StyleObjective
 from nst_ops.params import StyleParams
 from nst_ops.segments import Segment, segment_objective
-from workflows.pair import ExtractorCache
+from workflows.extractors import ExtractorCache
 from workflows.weights import resolve_weights
 
 

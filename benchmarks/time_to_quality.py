@@ -32,8 +32,8 @@ from nst_ops.optimize import StyleResult, stylize
 from nst_ops.params import StyleParams
 from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
 from nst_ops.yardstick import yardstick
+from workflows.extractors import ExtractorCache
 from workflows.images import to_png
-from workflows.pair import ExtractorCache
 from workflows.weights import resolve_weights
 
 PAIRS = [("tubingen", "starry_night"), ("tubingen", "wave")]

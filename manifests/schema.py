@@ -4,11 +4,16 @@ imported by every reader, writer and test.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import typing
 from functools import cache
+from typing import Any
 
 import pyarrow as pa
 
 from manifests.fields import field_specs
+from manifests.results import PairResult, Status
 from nst_ops.objective import TERM_NAMES
 
 TAG_PREFIX = "tag_"
@@ -41,35 +46,41 @@ def manifest_schema() -> pa.Schema:
     return pa.schema(fields)
 
 
-RESULT_FIELDS_AFTER_PARAMS = [
-    pa.field("output_uri", pa.string()),
-    pa.field("iterations_run", pa.int64()),
-    *(pa.field(f"final_{name}_loss", pa.float64()) for name in TERM_NAMES),
-    pa.field("warnings", pa.list_(pa.string())),
-    pa.field("yardstick_content_loss", pa.float64()),
-    pa.field("yardstick_style_loss", pa.float64()),
-    pa.field("yardstick_total", pa.float64()),
-    pa.field("iterations_to_target", pa.int64()),
-    pa.field("wall_s", pa.float64()),
-    pa.field("batch_size", pa.int64()),  # pairs optimised together (pairs-per-gpu)
-    pa.field("device", pa.string()),
-    pa.field("gpu_ids", pa.list_(pa.int64())),
-    pa.field("node", pa.string()),
-    pa.field("attempt", pa.int64()),
-    pa.field("started_at", pa.timestamp("us", tz="UTC")),
-    pa.field("finished_at", pa.timestamp("us", tz="UTC")),
-]
+_ARROW_TYPES: dict[Any, pa.DataType] = {
+    str: pa.string(),
+    int: pa.int64(),
+    float: pa.float64(),
+    Status: pa.string(),
+    dt.datetime: pa.timestamp("us", tz="UTC"),
+    tuple[str, ...]: pa.list_(pa.string()),
+    tuple[int, ...]: pa.list_(pa.int64()),
+}
+
+
+@cache
+def outcome_fields() -> tuple[pa.Field, ...]:
+    """The results columns of a PairResult (manifests.results), in its field order; `status`
+    and `error` included (results_schema puts them first)."""
+    hints = typing.get_type_hints(PairResult)
+    out = []
+    for f in dataclasses.fields(PairResult):
+        if f.name == "final_losses":
+            out += [pa.field(f"final_{name}_loss", pa.float64()) for name in TERM_NAMES]
+            continue
+        args = [a for a in typing.get_args(hints[f.name]) if a is not type(None)]
+        kind = args[0] if args else hints[f.name]
+        out.append(pa.field(f.name, _ARROW_TYPES[kind], nullable=f.name != "status"))
+    return tuple(out)
 
 
 def results_schema(tag_fields: list[pa.Field] | None = None) -> pa.Schema:
-    """Results table: ids and status, URIs, every StyleParams field, tag_ columns, outcome."""
-    fields = [
-        pa.field("pair_id", pa.string(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),  # ok | error
-        pa.field("error", pa.string()),
-    ]
+    """Results table: pair_id, status (ok | error | diverged), error, URIs, every StyleParams
+    field, the tag_ columns, then the rest of PairResult's outcome columns."""
+    outcome = {f.name: f for f in outcome_fields()}
+    fields = [pa.field("pair_id", pa.string(), nullable=False), outcome.pop("status")]
+    fields.append(outcome.pop("error"))
     fields += [pa.field(name, pa.string()) for name in URI_COLUMNS]
     fields += [pa.field(s.name, s.arrow_type) for s in field_specs().values()]
     fields += list(tag_fields or [])
-    fields += RESULT_FIELDS_AFTER_PARAMS
+    fields += outcome.values()
     return pa.schema(fields)

@@ -18,6 +18,7 @@ _CFG_KEYS = {"vgg16": "D", "vgg19": "E"}
 MODELS = tuple(_CFG_KEYS)
 # fp32; tf32 (CUDA matmuls/convolutions in TF32, set process-wide by the caller); bf16 (autocast)
 PRECISIONS = ("fp32", "tf32", "bf16")
+DEFAULT_PRECISION = "fp32"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from manifests.manifest import parse_row
-from workflows.scheduler import _Batcher
+from workflows.batch.scheduler import _Batcher
 
 
 def rows(*iterations: int) -> list:

@@ -20,12 +20,13 @@ import s3util
 import torch
 
 from manifests.manifest import parse_row
-from workflows import worker as worker_module
+from workflows.batch import worker as worker_module
+from workflows.batch.config import WorkerConfig
+from workflows.batch.worker import PairWorker
 from workflows.cli import main
 from workflows.storage import filesystem, read_bytes, write_bytes
 from workflows.tables import parquet_bytes
 from workflows.weights import resolve_weights
-from workflows.worker import PairWorker, WorkerConfig
 
 
 def manifest(uri: str, examples: Path, rows: int, iterations: int, size: int = 64) -> str:
@@ -165,14 +166,14 @@ def test_out_of_gpu_memory_fails_the_row_and_the_worker_goes_on(
         "iterations": 2,
     }
     (first,) = worker.run([parse_row(1, values)], 1, [weights])
-    assert first["status"] == "error"
-    assert first["error"] == "out of GPU memory at image_size 48"
+    assert first.status == "error"
+    assert first.error == "out of GPU memory at image_size 48"
     (second,) = worker.run([parse_row(2, values | {"seed": 1})], 1, [weights])
-    assert second["status"] == "ok"
+    assert second.status == "ok"
     # a batch that does not fit runs its pairs one by one
     calls["n"] = 0
     batch = [parse_row(3, values | {"seed": 2}), parse_row(4, values | {"style_weight": 10.0})]
-    assert [s["status"] for s in worker.run(batch, 1, [weights])] == ["ok", "ok"]
+    assert [s.status for s in worker.run(batch, 1, [weights])] == ["ok", "ok"]
     assert calls["n"] == 3  # the batch (out of memory), then each pair
     for row in batch:
         result = pq.read_table(tmp_path / "out" / "pairs" / row.pair_id / "result.parquet")
@@ -216,9 +217,9 @@ def test_divergence_reports_status_diverged(ray_s3, tmp_path, examples, weights_
         "style_weight": 1e308,  # β·J_style overflows to inf
         "optimizer": "adam",
     }
-    (summary,) = worker.run([parse_row(1, values)], 1, [weights])
-    assert summary["status"] == "diverged"
-    assert summary["error"].startswith("loss became non-finite at iteration 0")
+    (outcome,) = worker.run([parse_row(1, values)], 1, [weights])
+    assert outcome.status == "diverged" and not outcome.ok
+    assert outcome.error.startswith("loss became non-finite at iteration 0")
     row = parse_row(1, values)
     result = pq.read_table(output / "pairs" / row.pair_id / "result.parquet").to_pylist()[0]
     assert result["status"] == "diverged" and result["iterations_run"] == 0

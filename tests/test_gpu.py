@@ -9,8 +9,8 @@ import torch
 
 from nst_ops.optimize import Pair, stylize, stylize_batch
 from nst_ops.params import StyleParams
+from workflows.extractors import ExtractorCache
 from workflows.images import load_image
-from workflows.pair import ExtractorCache
 from workflows.weights import resolve_weights
 
 

@@ -43,7 +43,7 @@ def test_keep_freed_memory_reuses_large_blocks() -> None:
 
 def test_cpu_extractor_cache_applies_it() -> None:
     code = (
-        "import torch, workflows.host as h; from workflows.pair import ExtractorCache;"
+        "import torch, workflows.host as h; from workflows.extractors import ExtractorCache;"
         "from workflows.weights import resolve_weights;"
         "ExtractorCache(resolve_weights('vgg16', 'random'), torch.device('cpu'));"
         "print(h._tuned)"

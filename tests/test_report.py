@@ -14,8 +14,8 @@ from PIL import Image
 from manifests.manifest import parse_row
 from workflows.analysis import load_run
 from workflows.cli import main
-from workflows.pair import ExtractorCache, PairInput, run_pair
-from workflows.report_figures import CELL
+from workflows.extractors import ExtractorCache
+from workflows.report.figures import CELL
 from workflows.weights import resolve_weights
 
 
@@ -40,19 +40,27 @@ def test_yardstick_is_independent_of_the_rows_params(weights_path: Path, example
     assert values[0].total == pytest.approx(values[0].content_loss + 1000 * values[0].style_loss)
 
 
-def test_run_pair_yardstick_and_iterations_to_target(weights_path: Path, examples: Path) -> None:
-    import torch
+def test_worker_records_yardstick_and_iterations_to_target(ray_cluster, tmp_path: Path,
+                                                          weights_path: Path, examples: Path) -> None:  # fmt: skip
+    import pyarrow.parquet as pq
+    import ray
 
-    cache = ExtractorCache(resolve_weights("vgg16", str(weights_path)), torch.device("cpu"))
+    from workflows.batch.config import WorkerConfig
+    from workflows.batch.worker import PairWorker
+
+    worker = PairWorker(WorkerConfig(str(tmp_path), {}, [], 10**8, 2, yardstick_size=64))
+    weights = [ray.put(resolve_weights("vgg16", str(weights_path)))]
     base = {"content_uri": str(examples / "content/tubingen.jpg"),
             "style_uri": str(examples / "style/wave.jpg"), "image_size": 32, "iterations": 30,
             "optimizer": "adam"}  # fmt: skip
-    first = run_pair(PairInput(base["content_uri"], base["style_uri"], parse_row(1, base).params),
-                     cache, yardstick_size=64)  # fmt: skip
-    assert first.yardstick is not None and first.iterations_to_target is None
-    target = first.result.losses.total_loss[5]
-    params = parse_row(1, base | {"target_loss": target}).params
-    second = run_pair(PairInput(base["content_uri"], base["style_uri"], params), cache)
+    (first,) = worker.run([parse_row(1, base)], 1, weights)
+    assert first.yardstick_total is not None and first.iterations_to_target is None
+    assert first.yardstick_total == pytest.approx(
+        first.yardstick_content_loss + 1000 * first.yardstick_style_loss
+    )
+    losses = pq.read_table(tmp_path / f"pairs/{parse_row(1, base).pair_id}/losses.parquet")
+    target = losses.column("total_loss").to_pylist()[5]
+    (second,) = worker.run([parse_row(2, base | {"target_loss": target})], 1, weights)
     assert second.iterations_to_target is not None and second.iterations_to_target <= 5
 
 

@@ -142,8 +142,9 @@ def test_tables_match_declared_schemas_and_duckdb_reads_them(ray_s3, tmp_path, e
 
 
 def test_model_loaded_once_per_worker(ray_s3, examples, weights_path) -> None:
+    from workflows.batch.config import WorkerConfig
+    from workflows.batch.worker import PairWorker
     from workflows.weights import resolve_weights
-    from workflows.worker import PairWorker, WorkerConfig
 
     weights = ray.put(resolve_weights("vgg16", str(weights_path)))
     cfg = WorkerConfig("/tmp/nst-test-worker", {}, [], 10**8, 1)
@@ -156,8 +157,8 @@ def test_model_loaded_once_per_worker(ray_s3, examples, weights_path) -> None:
     }
     for seed in range(3):
         row = parse_row(seed + 1, values | {"seed": seed})
-        (summary,) = ray.get(actor.run.remote([row], 1, [weights]))
-        assert summary["status"] == "ok", summary["error"]
+        (result,) = ray.get(actor.run.remote([row], 1, [weights]))
+        assert result.status == "ok", result.error
     info = ray.get(actor.info.remote())
     assert info["builds"] == 1 and len(info["gpu_ids"]) == 1
     ray.kill(actor)

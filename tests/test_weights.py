@@ -29,6 +29,7 @@ def test_whole_vgg_and_trunk_state_dicts_and_fp16() -> None:
         assert trunk["0.weight"].dtype == torch.float32
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch, on purpose
 def test_pickle_with_code_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
 

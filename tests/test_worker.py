@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from manifests.manifest import parse_row
-from workflows import worker as worker_module
+from workflows.batch import worker as worker_module
+from workflows.batch.config import WorkerConfig
+from workflows.batch.worker import PairWorker
 from workflows.weights import resolve_weights
-from workflows.worker import PairWorker, WorkerConfig
 
 SLEEP = 1.5
 
@@ -43,9 +44,9 @@ def test_wall_s_is_each_groups_own_time(ray_cluster, tmp_path: Path, examples: P
         parse_row(4, common | {"content_uri": str(tmp_path / "missing.jpg")}),
     ]
     start = time.perf_counter()
-    summaries = worker.run(rows, 1, weights)
+    outcomes = worker.run(rows, 1, weights)
     elapsed = time.perf_counter() - start
-    assert [s["status"] for s in summaries] == ["ok", "ok", "ok", "error"]
+    assert [s.status for s in outcomes] == ["ok", "ok", "ok", "error"]
     assert calls == [2, 1]
     results = [
         pq.read_table(tmp_path / f"out/pairs/{r.pair_id}/result.parquet").to_pylist()[0]

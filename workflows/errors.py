@@ -1,6 +1,17 @@
-"""Error types that the CLI turns into one-line messages and exit statuses."""
+"""Error types that the CLI turns into one-line messages, and the exit statuses of `nst`."""
 
 from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable
+
+from nst_ops.params import ParamError
+
+# Exit statuses of every `nst` command (README): 0 ok; 1 fatal (manifest, output or cluster
+# unusable; nothing ran); 2 bad arguments or unusable input; 3 a batch finished with failed rows.
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_FAILED_ROWS = 0, 1, 2, 3
 
 
 class InputError(Exception):
@@ -16,3 +27,30 @@ class StorageError(Exception):
 
 class ClusterError(Exception):
     """No Ray cluster at the address given (or found): the run cannot start (exit 1)."""
+
+
+def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command; unusable input and storage failures become one line on stderr and their
+    exit status (`args.debug`: with the traceback)."""
+    try:
+        return command(args)
+    except (ParamError, InputError) as e:
+        return _fail(args, f"error: {_flagify(e)}", EXIT_USAGE)
+    except StorageError as e:
+        return _fail(args, f"storage error: {e}", EXIT_FATAL)
+    except KeyboardInterrupt:
+        return _fail(args, "interrupted", 130)
+
+
+def _flagify(e: Exception) -> str:
+    """ParamError('style_weight: ...') → '--style-weight: ...' on the command line."""
+    if isinstance(e, ParamError):
+        return f"--{e.field.replace('_', '-')}: {str(e).split(': ', 1)[1]}"
+    return str(e)
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    if getattr(args, "debug", False):
+        traceback.print_exc()
+    print(message.splitlines()[0] if message else "error", file=sys.stderr)
+    return code

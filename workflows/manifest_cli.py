@@ -11,7 +11,7 @@ import pyarrow as pa
 from manifests.manifest import ManifestError
 from manifests.schema import URI_COLUMNS
 from manifests.sweep import parse_grid, sweep_table
-from workflows.run import Manifest
+from workflows.batch.manifest import Manifest
 from workflows.storage import StorageOptions, filesystem, parse_storage_options, write_bytes
 from workflows.tables import parquet_bytes, read_parquet
 

@@ -1,10 +1,11 @@
-"""One (content, style, params) pair: load inputs, stylize, and return the result. Shared by
-`nst stylize` and the Ray workers of `nst run`.
+"""One (content, style, params) pair's inputs: read, decode, resize and check its images and
+masks (`load_pair`), and stylize loaded pairs (`stylize_loaded`), with unusable input reported
+as InputError naming the file. Shared by `nst stylize` and the batch worker.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from PIL import Image
@@ -12,84 +13,22 @@ from PIL import Image
 from nst_ops.optimize import Pair, StyleResult, stylize_batch
 from nst_ops.params import StyleParams
 from nst_ops.recorder import ProgressCallback
-from nst_ops.vgg import VGGFeatures, check_layers, layer_names
-from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
-from nst_ops.yardstick import Yardstick, yardstick
+from nst_ops.vgg import VGGFeatures
 from workflows.errors import InputError
-from workflows.host import keep_freed_memory
+from workflows.extractors import ExtractorCache
 from workflows.images import DEFAULT_MAX_PIXELS, decode_image, resize_long_side, to_tensor
 from workflows.storage import StorageOptions, read_bytes
-from workflows.weights import ResolvedWeights
-
-
-def pick_device(name: str) -> torch.device:
-    """cpu | cuda | cuda:N | auto (cuda when available)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
-
-
-@dataclass
-class ExtractorCache:
-    """VGG trunks built from one set of weights, one per (pooling, depth), kept for the life of
-    the process so that a worker loads the network once, not once per pair. Creating one sets
-    the process up for its device: TF32 on CUDA; on the CPU, freed memory is kept for reuse
-    (workflows.host: 20% faster iterations at 512 px)."""
-
-    weights: ResolvedWeights
-    device: torch.device
-    precision: str = "fp32"
-    built: dict[tuple[str, int], VGGFeatures] = field(default_factory=dict)
-    builds: int = 0
-
-    def __post_init__(self) -> None:
-        if self.device.type == "cuda":
-            tf32 = self.precision == "tf32"
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-            torch.backends.cudnn.allow_tf32 = tf32
-        else:
-            keep_freed_memory()
-
-    def get(self, params: StyleParams) -> VGGFeatures:
-        layers = params.content_layers + params.style_layers
-        try:
-            check_layers(self.weights.model, layers)
-        except ValueError as e:
-            raise InputError(f"layers: {e}") from None
-        depth = max(layer_names(self.weights.model).index(n) for n in layers)
-        key = (params.pooling, depth)
-        if key not in self.built:
-            deepest = layer_names(self.weights.model)[depth]
-            extractor = VGGFeatures(
-                self.weights.model,
-                [deepest],
-                self.weights.state_dict,
-                params.pooling,
-                precision=self.precision,
-            ).to(self.device)
-            if self.device.type == "cuda":
-                extractor = extractor.to(memory_format=torch.channels_last)
-            self.built[key] = extractor
-            self.builds += 1
-        return self.built[key]
 
 
 @dataclass(frozen=True)
 class PairInput:
+    """What to load for one pair: its images' and masks' URIs and its parameters."""
+
     content_uri: str
     style_uri: str
     params: StyleParams
     content_mask_uri: str | None = None
     style_mask_uri: str | None = None
-
-
-@dataclass(frozen=True)
-class PairOutcome:
-    result: StyleResult
-    yardstick: Yardstick | None
-    iterations_to_target: int | None
 
 
 @dataclass(frozen=True)
@@ -141,39 +80,6 @@ def stylize_loaded(pairs: list[LoadedPair], extractors: ExtractorCache) -> list[
         if str(e).startswith("masks:"):
             raise InputError(str(e)) from None
         raise
-
-
-def measure(
-    loaded: LoadedPair, result: StyleResult, extractors: ExtractorCache, yardstick_size: int
-) -> PairOutcome:
-    """The outcome of a stylized pair; with yardstick_size > 0 its yardstick (nst_ops.yardstick)
-    with the same weights."""
-    value = None
-    if yardstick_size > 0:
-        value = yardstick(
-            extractors.get(YARDSTICK_PARAMS),
-            result.image,
-            to_tensor(resize_long_side(loaded.content_image, yardstick_size)),
-            to_tensor(resize_long_side(loaded.style_image, yardstick_size)),
-            yardstick_size,
-        )
-    reached = result.iterations_run if result.reached_target else None
-    return PairOutcome(result, value, reached)
-
-
-def run_pair(
-    pair: PairInput,
-    extractors: ExtractorCache,
-    options: StorageOptions | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    callback: ProgressCallback | None = None,
-    yardstick_size: int = 0,
-) -> PairOutcome:
-    """Load, resize and stylize one pair; with yardstick_size > 0 also evaluate the yardstick.
-    InputError for unusable inputs."""
-    loaded = load_pair(pair, extractors, options, max_pixels, yardstick_size, callback)
-    (result,) = stylize_loaded([loaded], extractors)
-    return measure(loaded, result, extractors, yardstick_size)
 
 
 def _decode(

@@ -8,11 +8,9 @@ from typing import Any
 
 from manifests.fields import field_specs, format_value, parse_value
 from nst_ops.params import StyleParams
-from nst_ops.vgg import MODELS, PRECISIONS
+from nst_ops.vgg import DEFAULT_PRECISION, MODELS, PRECISIONS
 from workflows.images import DEFAULT_MAX_PIXELS
-
-DEFAULT_MODEL = "vgg19"
-DEFAULT_WEIGHTS = "imagenet"
+from workflows.weights import DEFAULT_MODEL, DEFAULT_WEIGHTS
 
 
 def add_param_flags(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +56,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--precision",
-        default="fp32",
+        default=DEFAULT_PRECISION,
         choices=PRECISIONS,
         help="fp32 | tf32 (CUDA TF32 matmuls) | bf16 (autocast VGG, losses in fp32)",
     )

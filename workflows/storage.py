@@ -75,7 +75,8 @@ def filesystem(uri: str, options: StorageOptions | None = None) -> tuple[Any, st
     opts = dict(options or {}) if protocol in ("s3", "s3a") else {}
     if protocol in ("s3", "s3a") and "AWS_ENDPOINT_URL" in os.environ:
         opts.setdefault("endpoint_url", os.environ["AWS_ENDPOINT_URL"])
-    return url_to_fs(uri, **opts)
+    fs, path = url_to_fs(uri, **opts)
+    return fs, str(path)
 
 
 def read_bytes(uri: str, options: StorageOptions | None = None) -> bytes:

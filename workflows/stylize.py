@@ -8,8 +8,9 @@ import sys
 from tqdm import tqdm
 
 from nst_ops.recorder import Progress
+from workflows.extractors import ExtractorCache, pick_device
 from workflows.images import to_png
-from workflows.pair import ExtractorCache, PairInput, pick_device, run_pair
+from workflows.pair import PairInput, load_pair, stylize_loaded
 from workflows.params_cli import add_model_flags, add_param_flags, params_from_args
 from workflows.storage import parse_storage_options, write_bytes
 from workflows.tables import loss_table, write_parquet
@@ -57,7 +58,8 @@ def main(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        result = run_pair(pair, extractors, options, args.max_image_pixels, on_progress).result
+        loaded = load_pair(pair, extractors, options, args.max_image_pixels, callback=on_progress)
+        (result,) = stylize_loaded([loaded], extractors)
     finally:
         bar.close()
     write_bytes(args.output, to_png(result.image), options)

@@ -17,6 +17,8 @@ from nst_ops.vgg import MODELS
 from workflows.errors import InputError
 from workflows.storage import StorageOptions, read_bytes
 
+DEFAULT_MODEL = "vgg19"
+DEFAULT_WEIGHTS = "imagenet"
 _IMAGENET = {"vgg16": "VGG16_Weights", "vgg19": "VGG19_Weights"}
 
 

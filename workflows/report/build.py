@@ -1,4 +1,4 @@
-"""`nst report --run URI -o DIR`: an offline HTML report of a run (index.html + PNG figures).
+"""The HTML report of a run (`nst report`): index.html + PNG figures, viewable offline.
 
 Summary, loss curves and a table per swept parameter, contact sheets (sampled for large runs),
 and a generated statement of which settings reached the lowest yardstick loss.
@@ -6,9 +6,7 @@ and a generated statement of which settings reached the lowest yardstick loss.
 
 from __future__ import annotations
 
-import argparse
 import html
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +14,7 @@ import pandas as pd
 
 from manifests.fields import field_specs, format_value
 from workflows.analysis import Run, curves, open_run, param_table, summary
-from workflows.report_figures import contact_sheet, loss_curves, short
-from workflows.storage import parse_storage_options
+from workflows.report.figures import contact_sheet, loss_curves, short
 
 KEY_COLUMNS = ["value", "pairs", "final_total", "yardstick_total", "iters_to_l50", "secs_to_l50"]
 
@@ -33,7 +30,7 @@ def _label(param: str, value: Any) -> str:
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-", border=0)
+    return str(frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-", border=0))
 
 
 def _pairs(run: Run, limit: int) -> tuple[list[tuple[str, str]], int]:
@@ -156,27 +153,11 @@ def build_report(uri: str, out: Path, options: Any = None, max_pairs: int = 12) 
             _strip(run, pair, param, out / f"sheet_{j}_{i}.png", options)
             parts.append(f"<img src='sheet_{j}_{i}.png'><br>")
         if len(run.swept) == 2:
-            _grid(run, pair, *run.swept, out / f"grid_{j}.png", options)
+            first, second = run.swept
+            _grid(run, pair, first, second, out / f"grid_{j}.png", options)
             parts.append(f"<img src='grid_{j}.png'><br>")
     style = "body{font-family:sans-serif;margin:2em} td,th{padding:2px 8px} img{max-width:100%}"
     page = "<!doctype html><html><head><meta charset='utf-8'><title>nst-batch report</title>"
     page += f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
     (out / "index.html").write_text(page)
     return text
-
-
-def main(args: argparse.Namespace) -> int:
-    options = parse_storage_options(args.storage_options)
-    lines = build_report(args.run, Path(args.output), options, args.max_pairs)
-    print("\n".join(lines))
-    print(f"report: {Path(args.output) / 'index.html'}", file=sys.stderr)
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("report", help="HTML report of a run", description=__doc__)
-    p.add_argument("--run", required=True, help="the run's --output (path or URI)")
-    p.add_argument("-o", "--output", required=True, help="local folder for index.html + PNGs")
-    p.add_argument("--max-pairs", type=int, default=12, help="(content, style) pairs sampled")
-    p.add_argument("--storage-options", default=None, metavar="JSON")
-    p.set_defaults(func=main)

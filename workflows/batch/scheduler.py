@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import ray
@@ -17,14 +17,13 @@ from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 from tqdm import tqdm
 
 from manifests.manifest import ManifestRow
+from manifests.results import PairResult, Status
 from nst_ops.params import batch_key
+from workflows.batch.config import RunConfig, WorkerConfig
+from workflows.batch.outputs import now, write_result
+from workflows.batch.worker import PairWorker
 from workflows.errors import ClusterError, StorageError
-from workflows.outputs import now, result_record
 from workflows.weights import ResolvedWeights
-from workflows.worker import PairWorker, WorkerConfig, write_result
-
-if TYPE_CHECKING:
-    from workflows.run import RunConfig
 
 
 @dataclass
@@ -113,7 +112,7 @@ def _describe(address: str) -> str:
 
 def plan_workers(cfg: RunConfig) -> tuple[float, int]:
     """(GPUs per worker, number of workers) for the cluster as it is now."""
-    resources = ray.cluster_resources()
+    resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
     gpus = cfg.gpus_per_task
     if gpus > 0 and resources.get("GPU", 0) == 0 and cfg.num_workers is None:
         print(
@@ -170,14 +169,15 @@ class _Pool:
 
     def __init__(self, cfg: RunConfig, weights: ResolvedWeights, wcfg: WorkerConfig) -> None:
         gpus, n = plan_workers(cfg)
-        self.actor_class = ray.remote(PairWorker).options(  # type: ignore[attr-defined]
+        # Ray's stubs type actor classes loosely: handles are Any here
+        self.actor_class: Any = ray.remote(PairWorker).options(
             num_gpus=gpus, num_cpus=cfg.cpus_per_task, max_restarts=0
         )
         self.wcfg = wcfg
         # Resolved once on the driver, shared through the object store; every call carries the
         # (tiny) reference and a worker fetches the weights once.
         self.weights_ref = ray.put(weights)
-        self.actors = [self.actor_class.remote(wcfg) for _ in range(n)]
+        self.actors: list[Any] = [self.actor_class.remote(wcfg) for _ in range(n)]
         self.generation = [0] * n
         per_call = cfg.pairs_per_gpu  # a call carries up to pairs-per-gpu rows
         self.depth = max(1, (cfg.max_in_flight or 2 * n * per_call) // (n * per_call))
@@ -195,7 +195,7 @@ class _Pool:
         self.in_flight[call] = (rows, attempt, i, self.generation[i])
 
     def next_done(self) -> tuple[list[ManifestRow], int, Any]:
-        """Wait for one call; (rows, attempt, summary dicts | exception). Replaces dead actors."""
+        """Wait for one call; (rows, attempt, PairResults | exception). Replaces dead actors."""
         (ref,), _ = ray.wait(list(self.in_flight), num_returns=1)
         rows, attempt, i, generation = self.in_flight.pop(ref)
         self.load[i] -= 1
@@ -223,7 +223,7 @@ def schedule(
     total: int | None = None,
 ) -> RunCounts:
     connect(cfg.address, cfg.connect_timeout_s)
-    wcfg = _worker_config(cfg, tag_fields)
+    wcfg = cfg.worker(tag_fields)
     pool, counts = _Pool(cfg, weights, wcfg), RunCounts()
     batcher = _Batcher(cfg.pairs_per_gpu, 4 * cfg.pairs_per_gpu * len(pool.actors))
     bar = tqdm(total=total, disable=cfg.quiet, unit="pair", file=sys.stderr)
@@ -249,19 +249,6 @@ def schedule(
     if counts.skipped:
         print(f"skipped {counts.skipped} pairs already ok in {cfg.output}", file=sys.stderr)
     return counts
-
-
-def _worker_config(cfg: RunConfig, tag_fields: list[pa.Field]) -> WorkerConfig:
-    return WorkerConfig(
-        cfg.output,
-        cfg.storage_options or {},
-        tag_fields,
-        cfg.max_image_pixels,
-        cfg.cpus_per_task,
-        cfg.yardstick_size,
-        cfg.storage_retry_s,
-        cfg.precision,
-    )
 
 
 def _submit(
@@ -294,8 +281,8 @@ def _collect(pool: _Pool, cfg: RunConfig, wcfg: WorkerConfig, counts: RunCounts,
         for row in rows:
             _record_failure(wcfg, row, message, attempt, counts)
     else:
-        for summary in outcome:
-            if summary["status"] == "ok":
+        for result in outcome:
+            if result.ok:
                 counts.ok += 1
             else:
                 counts.failed += 1
@@ -307,8 +294,8 @@ def _record_failure(
     wcfg: WorkerConfig, row: ManifestRow, message: str, attempt: int, counts: RunCounts
 ) -> None:
     counts.failed += 1
-    record = result_record(row, "error", message, attempt=attempt, finished_at=now())
+    result = PairResult(Status.ERROR, message, attempt=attempt, finished_at=now())
     try:
-        write_result(wcfg, row, record)
+        write_result(wcfg, row, result)
     except (OSError, StorageError) as e:
         print(f"could not write the error result of row {row.row}: {e}", file=sys.stderr)

@@ -23,8 +23,11 @@ import pyarrow.parquet as pq
 
 from manifests.fields import field_specs
 from manifests.manifest import ManifestRow
+from manifests.results import PairResult, Status
 from manifests.schema import RUN_LOSS_SCHEMA, URI_COLUMNS, results_schema
+from workflows.batch.config import WorkerConfig
 from workflows.storage import StorageOptions, filesystem, join, with_retries, write_bytes
+from workflows.tables import parquet_bytes
 
 
 def image_uri(output: str, pair_id: str) -> str:
@@ -49,23 +52,31 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def result_record(
-    row: ManifestRow, status: str, error: str | None, **outcome: Any
-) -> dict[str, Any]:
-    """One results-table row: ids, URIs, every StyleParams field, tags, then the outcome."""
-    record: dict[str, Any] = {"pair_id": row.pair_id, "status": status, "error": error}
+def result_row(row: ManifestRow, result: PairResult) -> dict[str, Any]:
+    """One results-table row: id, status, error, URIs, every StyleParams field, tags, then the
+    rest of the outcome."""
+    outcome = result.columns()
+    record = {"pair_id": row.pair_id, "status": outcome.pop("status")}
+    record["error"] = outcome.pop("error")
     record |= {c: row.values.get(c) for c in URI_COLUMNS}
     params = row.params.to_dict() if row.params is not None else {}
     for name in field_specs():
         record[name] = params.get(name, row.values.get(name))
-    record |= row.tags
-    return record | outcome
+    return record | row.tags | outcome
 
 
-def result_table(record: dict[str, Any], tag_fields: list[pa.Field]) -> pa.Table:
+def result_table(row: ManifestRow, result: PairResult, tag_fields: list[pa.Field]) -> pa.Table:
     schema = results_schema(tag_fields)
-    full = {name: record.get(name) for name in schema.names}
-    return pa.Table.from_pylist([full], schema=schema)
+    record = result_row(row, result)
+    return pa.Table.from_pylist([{name: record.get(name) for name in schema.names}], schema=schema)
+
+
+def write_result(cfg: WorkerConfig, row: ManifestRow, result: PairResult) -> None:
+    """Write a row's result; for an ok row the done marker last (the commit point)."""
+    table = result_table(row, result, cfg.tag_fields)
+    write_bytes(result_uri(cfg.output, row), parquet_bytes(table), cfg.options)
+    if result.ok:
+        write_bytes(done_uri(cfg.output, row.pair_id), b"", cfg.options)
 
 
 def done_ids(output: str, options: StorageOptions | None = None) -> set[str]:
@@ -124,7 +135,7 @@ def consolidate(
                     for r, s in zip(
                         table["pair_id"].to_pylist(), table["status"].to_pylist(), strict=True
                     )
-                    if s in ("ok", "diverged")
+                    if s in (Status.OK.value, Status.DIVERGED.value)
                 ]
                 loss_blobs = _read_many([losses_uri(output, i) for i in ok], options)
                 parts = [

@@ -8,14 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure  # the object API: no pyplot, no GUI backend to choose
+from PIL import Image, ImageDraw
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-
-from workflows.storage import StorageOptions, read_bytes  # noqa: E402
+from workflows.storage import StorageOptions, read_bytes
 
 CELL = 160  # thumbnail height, px
 LINE = 12  # label line height, px
@@ -24,7 +21,8 @@ CHAR = 6  # approximate width of a character of Pillow's default font, px
 
 def loss_curves(data: pd.DataFrame, param: str, path: Path) -> None:
     """Total, content and style loss vs iteration, one line per value of `param` (log y)."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig = Figure(figsize=(13, 3.6))
+    axes = fig.subplots(1, 3)
     for value, group in data.groupby("value", sort=True):
         for ax, column in zip(axes, ("total", "content", "style"), strict=True):
             positive = group[group[column] > 0]  # log axis: J_content is 0 at a content init
@@ -36,7 +34,6 @@ def loss_curves(data: pd.DataFrame, param: str, path: Path) -> None:
     axes[0].legend(title=param, fontsize=7, title_fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def _thumb(uri: str | None, options: StorageOptions | None) -> Image.Image:

@@ -1,0 +1,91 @@
+"""A whole batch run: read the manifest, reach Ray, resolve the weights, schedule every row,
+consolidate the tables and record run.json. The manifest is streamed, in-flight work is
+bounded, results are written per pair by the workers (so the driver holds no list of results)
+and consolidated at the end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from workflows.batch.config import RunConfig
+from workflows.batch.manifest import Manifest
+from workflows.batch.outputs import consolidate, done_ids, now
+from workflows.batch.scheduler import RunCounts, connect, schedule
+from workflows.errors import InputError
+from workflows.storage import StorageOptions, configure, join, write_bytes
+from workflows.weights import resolve_weights
+
+
+def run_job(cfg: RunConfig) -> RunCounts:
+    """Run a whole manifest; raises ManifestError / InputError for fatal problems."""
+    options = dict(cfg.storage_options or {})
+    if os.environ.get("AWS_ENDPOINT_URL"):  # forwarded to the workers with the options
+        options.setdefault("endpoint_url", os.environ["AWS_ENDPOINT_URL"])
+    cfg = dataclasses.replace(cfg, storage_options=options)
+    configure(cfg.storage_retry_s)
+    manifest = Manifest(cfg.manifest, options, cfg.limit)
+    connect(cfg.address, cfg.connect_timeout_s)  # before anything is written to --output
+    started = now()
+    meta = _metadata(cfg, started, manifest.num_rows)
+    _write_run_json(cfg.output, meta | {"status": "running"}, options)
+    weights = resolve_weights(cfg.model, cfg.weights, options)
+    meta["weights_identity"] = weights.identity
+    skip = done_ids(cfg.output, options)
+    counts = schedule(cfg, manifest.rows(), skip, weights, manifest.tag_fields, manifest.num_rows)
+    consolidate(cfg.output, manifest.rows(), manifest.tag_fields, options)
+    meta |= {"status": "finished", "finished_at": now().isoformat(), "counts": counts.as_dict()}
+    _write_run_json(cfg.output, meta, options)
+    return counts
+
+
+def _metadata(cfg: RunConfig, started: Any, num_rows: int) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package_version = version("nst-batch")
+    except PackageNotFoundError:
+        package_version = "unknown"
+    return {
+        "manifest": cfg.manifest,
+        "output": cfg.output,
+        "rows": num_rows,
+        "model": cfg.model,
+        "precision": cfg.precision,
+        "weights": cfg.weights if "://" not in cfg.weights else cfg.weights.split("?")[0],
+        "package_version": package_version,
+        **source_revision(),
+        "started_at": started.isoformat(),
+    }
+
+
+def source_revision() -> dict[str, Any]:
+    """The code's git commit (`git_commit`, and `git_dirty` when tracked files differ from it),
+    so that a table can be traced to the code that made it: from the checkout this package runs
+    from; else from NST_GIT_COMMIT (e.g. set in a job's runtime_env, whose uploaded working dir
+    has no .git); else null."""
+    source = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(source), *args], capture_output=True,
+                                  text=True, timeout=10)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD") if (source / ".git").exists() else None
+    if commit is None:
+        return {"git_commit": os.environ.get("NST_GIT_COMMIT") or None, "git_dirty": None}
+    return {"git_commit": commit, "git_dirty": bool(git("status", "--porcelain", "-uno"))}
+
+
+def _write_run_json(output: str, meta: dict[str, Any], options: StorageOptions) -> None:
+    try:
+        write_bytes(join(output, "run.json"), json.dumps(meta, indent=2).encode(), options)
+    except OSError as e:
+        raise InputError(f"{output}: output not writable ({e})") from None

@@ -1,0 +1,57 @@
+"""Reading a manifest from any fsspec URI: copied locally once (a store outage cannot break the
+stream later), schema checked on open, rows parsed and streamed (manifests.manifest)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from manifests.manifest import ManifestError, ManifestRow, check_schema, iter_rows
+from workflows.errors import InputError
+from workflows.storage import StorageOptions, filesystem, read_bytes
+
+
+class Manifest:
+    """A manifest on any fsspec URI: schema checked on open, rows streamed on each iteration."""
+
+    def __init__(self, uri: str, options: StorageOptions | None, limit: int | None) -> None:
+        self.uri, self.limit = uri, limit
+        self.local = _local_copy(uri, options)  # a store outage cannot break the stream later
+        try:
+            meta = pq.ParquetFile(self.local)
+            self.num_rows = meta.metadata.num_rows
+            schema = meta.schema_arrow
+        except (OSError, ValueError) as e:
+            raise ManifestError(f"{uri}: not a readable Parquet file ({e})") from None
+        if limit is not None:
+            self.num_rows = min(self.num_rows, limit)
+        self.tag_fields = check_schema(schema)
+        if self.num_rows == 0:
+            raise ManifestError(f"{uri}: the manifest has no rows")
+
+    def rows(self) -> Iterator[ManifestRow]:
+        for row in iter_rows(pq.ParquetFile(self.local).iter_batches(batch_size=1024)):
+            if self.limit is not None and row.row > self.limit:
+                return
+            yield row
+
+
+def _local_copy(uri: str, options: StorageOptions | None) -> str:
+    """A local path of the manifest (remote ones are downloaded once, with retries)."""
+    fs, path = filesystem(uri, options)
+    if isinstance(fs, LocalFileSystem):
+        if not fs.exists(path):
+            raise ManifestError(f"{uri}: no such file")
+        return str(path)
+    try:
+        data = read_bytes(uri, options)
+    except InputError as e:
+        raise ManifestError(str(e)) from None
+    handle, local = tempfile.mkstemp(prefix="nst-manifest-", suffix=".parquet")
+    with os.fdopen(handle, "wb") as f:
+        f.write(data)
+    return local

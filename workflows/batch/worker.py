@@ -1,0 +1,211 @@
+"""The Ray actor that stylizes pairs. One actor per GPU (or CPU slot); it keeps its VGG trunks
+for its whole life, so the network is loaded once per worker process, not once per pair.
+
+A call's rows go one straight line here: load every row → group the loaded pairs into batches
+(nst_ops.optimize.batch_groups) → per group: stylize → measure (yardstick) → write the image and
+loss table → one PairResult per pair → its results row and done marker.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+import torch
+
+from manifests.manifest import ManifestRow
+from manifests.results import PairResult, Status
+from nst_ops.optimize import StyleResult, batch_groups
+from nst_ops.params import ParamError
+from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
+from nst_ops.yardstick import Yardstick, yardstick
+from workflows.batch.config import WorkerConfig
+from workflows.batch.outputs import image_uri, losses_uri, now, write_result
+from workflows.errors import InputError, StorageError
+from workflows.extractors import ExtractorCache
+from workflows.images import resize_long_side, to_png, to_tensor
+from workflows.pair import LoadedPair, PairInput, load_pair, stylize_loaded
+from workflows.storage import configure, write_bytes
+from workflows.tables import loss_table, parquet_bytes
+from workflows.weights import ResolvedWeights
+
+
+@dataclass
+class _Member:
+    """A row of the call on its way: loaded (or why not), and the seconds spent loading it."""
+
+    row: ManifestRow
+    loaded: LoadedPair | None
+    error: str | None
+    load_s: float
+    started_at: Any
+
+
+class PairWorker:
+    """Ray actor body (wrapped with ray.remote by the driver)."""
+
+    def __init__(self, cfg: WorkerConfig) -> None:
+        self.cfg = cfg
+        configure(cfg.storage_retry_s)
+        self.gpu_ids = tuple(int(g) for g in ray.get_gpu_ids())
+        cuda = bool(self.gpu_ids) and torch.cuda.is_available()
+        self.device = torch.device("cuda", 0) if cuda else torch.device("cpu")
+        if not cuda:
+            torch.set_num_threads(max(1, cfg.cpus))
+        self.extractors: ExtractorCache | None = None
+        self.node = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+
+    def _extractors(self, weights_ref: list[Any]) -> ExtractorCache:
+        """Weights come from the object store on first use (and again after a restart)."""
+        if self.extractors is None:
+            weights: ResolvedWeights = ray.get(weights_ref[0])
+            self.extractors = ExtractorCache(weights, self.device, self.cfg.precision)
+        return self.extractors
+
+    def info(self) -> dict[str, Any]:
+        """For tests and logs: process id, model builds so far, GPU ids."""
+        builds = self.extractors.builds if self.extractors else 0
+        return {"pid": os.getpid(), "builds": builds, "gpu_ids": list(self.gpu_ids)}
+
+    def run(
+        self, rows: list[ManifestRow], attempt: int, weights_ref: list[Any]
+    ) -> list[PairResult]:
+        """Stylize valid rows, those that form a batch together (pairs-per-gpu), and write
+        each row's outputs and result. Returns each row's PairResult, in order.
+
+        `weights_ref` is [ObjectRef of ResolvedWeights] (nested: resolved here, once)."""
+        extractors = self._extractors(weights_ref)
+        members = [self._load(row, extractors) for row in rows]
+        results: dict[int, PairResult] = {}
+        for i, m in enumerate(members):
+            if m.loaded is None:
+                results[i] = self._result(m, attempt, m.load_s, Status.ERROR, {"error": m.error})
+        ready = [i for i, m in enumerate(members) if m.loaded is not None]
+        for group in batch_groups([members[i].loaded.pair for i in ready]):  # type: ignore[union-attr]
+            chosen = [ready[g] for g in group]
+            done = self._group([members[i] for i in chosen], attempt, extractors)
+            results.update(zip(chosen, done, strict=True))
+        return [self._commit(m.row, results[i]) for i, m in enumerate(members)]
+
+    def _load(self, row: ManifestRow, extractors: ExtractorCache) -> _Member:
+        start, started_at = time.perf_counter(), now()
+        assert row.params is not None
+        values = row.values
+        source = PairInput(
+            values["content_uri"],
+            values["style_uri"],
+            row.params,
+            values.get("content_mask_uri"),
+            values.get("style_mask_uri"),
+        )
+        cfg, loaded, error = self.cfg, None, None
+        try:
+            loaded = load_pair(source, extractors, cfg.options, cfg.max_pixels, cfg.yardstick_size)
+        except (InputError, ParamError, StorageError) as e:
+            error = _message(e)
+        return _Member(row, loaded, error, time.perf_counter() - start, started_at)
+
+    def _group(
+        self, members: list[_Member], attempt: int, extractors: ExtractorCache
+    ) -> list[PairResult]:
+        """One batch: stylize → measure → write each pair's image and loss table. wall_s is
+        the group's own time (its pairs' loading included), shared by its pairs."""
+        start = time.perf_counter()
+        loaded = [m.loaded for m in members if m.loaded is not None]
+        outputs: list[StyleResult | None] = [None] * len(members)
+        failure = None
+        try:
+            outputs = list(stylize_loaded(loaded, extractors))
+        except (InputError, ParamError) as e:
+            failure = str(e)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            if len(members) > 1:  # the batch did not fit: each pair alone may
+                return [self._group([m], attempt, extractors)[0] for m in members]
+            failure = f"out of GPU memory at image_size {loaded[0].pair.params.image_size}"
+        n = len(members)
+        finished = [
+            self._finish(m, out, failure, n) for m, out in zip(members, outputs, strict=True)
+        ]
+        wall = time.perf_counter() - start + sum(m.load_s for m in members)
+        return [self._result(m, attempt, wall, *f) for m, f in zip(members, finished, strict=True)]
+
+    def _finish(
+        self, m: _Member, out: StyleResult | None, failure: str | None, batch_size: int
+    ) -> tuple[Status, dict[str, Any]]:
+        """Measure and write one pair of a group → its status and result fields."""
+        if out is None:
+            return Status.ERROR, {"error": failure}
+        assert m.loaded is not None
+        yard = self._yardstick(m.loaded, out)
+        try:
+            uri = image_uri(self.cfg.output, m.row.pair_id)
+            write_bytes(uri, to_png(out.image), self.cfg.options)
+            table = parquet_bytes(loss_table(out.losses, m.row.pair_id))
+            write_bytes(losses_uri(self.cfg.output, m.row.pair_id), table, self.cfg.options)
+        except StorageError as e:
+            return Status.ERROR, {"error": _message(e)}
+        fields: dict[str, Any] = {
+            "output_uri": uri,
+            "iterations_run": out.iterations_run,
+            "final_losses": {name: values[-1] for name, values in out.losses.terms.items()},
+            "warnings": tuple(out.warnings),
+            "iterations_to_target": out.iterations_run if out.reached_target else None,
+            "batch_size": batch_size,
+        }
+        if yard is not None:
+            fields["yardstick_content_loss"] = yard.content_loss
+            fields["yardstick_style_loss"] = yard.style_loss
+            fields["yardstick_total"] = yard.total
+        if out.diverged_at is not None:
+            at = out.diverged_at
+            fields["error"] = (
+                f"loss became non-finite at iteration {at}; kept the best finite image"
+            )
+            return Status.DIVERGED, fields
+        return Status.OK, fields
+
+    def _yardstick(self, loaded: LoadedPair, out: StyleResult) -> Yardstick | None:
+        """nst_ops.yardstick of the output, with the same weights, at the run's fixed size."""
+        size = self.cfg.yardstick_size
+        if size <= 0:
+            return None
+        assert self.extractors is not None
+        return yardstick(
+            self.extractors.get(YARDSTICK_PARAMS),
+            out.image,
+            to_tensor(resize_long_side(loaded.content_image, size)),
+            to_tensor(resize_long_side(loaded.style_image, size)),
+            size,
+        )
+
+    def _result(
+        self, m: _Member, attempt: int, wall_s: float, status: Status, fields: dict[str, Any]
+    ) -> PairResult:
+        """The pair's PairResult, set once: its outcome and where and when it ran."""
+        return PairResult(
+            status,
+            wall_s=wall_s,
+            device=str(self.device),
+            gpu_ids=self.gpu_ids,
+            node=self.node,
+            attempt=attempt,
+            started_at=m.started_at,
+            finished_at=now(),
+            **fields,
+        )
+
+    def _commit(self, row: ManifestRow, result: PairResult) -> PairResult:
+        """Write the results row (and, when ok, the done marker)."""
+        try:
+            write_result(self.cfg, row, result)
+        except StorageError as e:
+            return PairResult(Status.ERROR, f"storage error: {e}", attempt=result.attempt)
+        return result
+
+
+def _message(e: Exception) -> str:
+    return f"storage error: {e}" if isinstance(e, StorageError) else str(e)

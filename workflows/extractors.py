@@ -1,0 +1,68 @@
+"""The network of a process: VGG trunks built once from resolved weights and kept for the
+process's life (a worker loads the network once, not once per pair), and the compute device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from nst_ops.params import StyleParams
+from nst_ops.vgg import VGGFeatures, check_layers, layer_names
+from workflows.errors import InputError
+from workflows.host import keep_freed_memory
+from workflows.weights import ResolvedWeights
+
+
+def pick_device(name: str) -> torch.device:
+    """cpu | cuda | cuda:N | auto (cuda when available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+@dataclass
+class ExtractorCache:
+    """VGG trunks built from one set of weights, one per (pooling, depth), kept for the life of
+    the process so that a worker loads the network once, not once per pair. Creating one sets
+    the process up for its device: TF32 on CUDA; on the CPU, freed memory is kept for reuse
+    (workflows.host: 20% faster iterations at 512 px)."""
+
+    weights: ResolvedWeights
+    device: torch.device
+    precision: str = "fp32"
+    built: dict[tuple[str, int], VGGFeatures] = field(default_factory=dict)
+    builds: int = 0
+
+    def __post_init__(self) -> None:
+        if self.device.type == "cuda":
+            tf32 = self.precision == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
+        else:
+            keep_freed_memory()
+
+    def get(self, params: StyleParams) -> VGGFeatures:
+        layers = params.content_layers + params.style_layers
+        try:
+            check_layers(self.weights.model, layers)
+        except ValueError as e:
+            raise InputError(f"layers: {e}") from None
+        depth = max(layer_names(self.weights.model).index(n) for n in layers)
+        key = (params.pooling, depth)
+        if key not in self.built:
+            deepest = layer_names(self.weights.model)[depth]
+            extractor = VGGFeatures(
+                self.weights.model,
+                [deepest],
+                self.weights.state_dict,
+                params.pooling,
+                precision=self.precision,
+            ).to(self.device)
+            if self.device.type == "cuda":
+                extractor = extractor.to(memory_format=torch.channels_last)
+            self.built[key] = extractor
+            self.builds += 1
+        return self.built[key]

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from benchmarks.common import example_pair, machine, weights_spec
 from nst_ops.drivers import lbfgs
+from nst_ops.evaluation import Evaluator
 from nst_ops.optimize import stylize
 from nst_ops.params import StyleParams
 from nst_ops.recorder import Recorder
@@ -48,7 +49,7 @@ def full_size_run(
     )
     recorder = Recorder(params, None, params.iterations)
     began = time.perf_counter()
-    lbfgs(start[None].clone(), objective, [params], [recorder])
+    lbfgs(start[None].clone(), objective, [params], [recorder], Evaluator())
     totals = torch.stack(recorder.rows)[:, 0].double().tolist()
     return totals, time.perf_counter() - began
 

@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nst_ops.objective import LossTerms
 from nst_ops.recorder import Recorder
 
 SYNC_EVERY_CUDA = 16  # rows per transfer on a GPU
@@ -82,9 +81,9 @@ class DeferredRows:
         self.pending: list[Tensor] = []
         self.marks: list[Any] = []
 
-    def push(self, terms: LossTerms, x: Tensor) -> None:
-        """Add the row of each image x[b] (no host sync)."""
-        row = terms.stacked().detach().double()
+    def push(self, rows: Tensor, x: Tensor) -> None:
+        """Add the loss rows (B, T + L) of the images x (no host sync)."""
+        row = rows.detach().to(torch.float64, copy=True)
         total = row[:, 0]
         alive = self.alive & torch.isfinite(row).all(1)  # no non-finite row so far
         better = alive & (total < self.best_total)

@@ -2,11 +2,15 @@
 
 `adam`: projected Adam (a step, then clamp to [0,1]). `lbfgs`: projected L-BFGS with Armijo
 backtracking (see nst_ops.lbfgs); every evaluated image lies in [0,1]. Both stop at their
-evaluation budget or as soon as a row reaches `target_loss`.
+evaluation budget or as soon as a row reaches `target_loss`, never evaluate more than
+`iterations` times, and make every decision on the device: the loss rows reach the Recorders in
+blocks (nst_ops.deferred; every row on the CPU), so on a GPU Python enqueues iterations ahead
+and the evaluation can be a captured graph (nst_ops.evaluation).
 
 Both run a batch of B images (pairs-per-gpu): every image keeps its own optimizer state and
 stopping, so its loss rows are those of running it alone (up to float rounding of batched
-convolutions); a stopped image leaves the batch.
+convolutions); a stopped image leaves the batch at the next flush (its rows past the stop are
+discarded).
 """
 
 from __future__ import annotations
@@ -18,23 +22,11 @@ import torch
 from torch import Tensor
 
 from nst_ops.deferred import DeferredRows, rows_per_flush
-from nst_ops.lbfgs import LBFGSState, armijo_ok
-from nst_ops.objective import LossTerms, StyleObjective
+from nst_ops.evaluation import Evaluator
+from nst_ops.lbfgs import LBFGSHistory, armijo
+from nst_ops.objective import StyleObjective
 from nst_ops.params import StyleParams
-from nst_ops.recorder import Recorder, record_all
-
-
-def evaluate(x: Tensor, objective: StyleObjective, grad: bool) -> tuple[LossTerms, Tensor]:
-    """Loss terms at clamp(x, 0, 1) (B, C, H, W) and, when `grad`, the gradient (B, C·H·W,
-    detached). For x in [0,1] (as both drivers keep it) this is the full gradient of the
-    objective at x; image b's gradient depends on image b alone."""
-    if not grad:
-        with torch.no_grad():
-            return objective(x.clamp(0, 1).expand(-1, 3, -1, -1)), x.new_empty(0)
-    x = x.detach().requires_grad_(True)
-    terms = objective(x.clamp(0, 1).expand(-1, 3, -1, -1))
-    (g,) = torch.autograd.grad(terms.total.sum(), x)
-    return terms, g.reshape(x.shape[0], -1)
+from nst_ops.recorder import Recorder
 
 
 class _Live:
@@ -78,13 +70,16 @@ def _column(values: list[float], like: Tensor) -> Tensor:
 
 
 def adam(
-    x: Tensor, objective: StyleObjective, params: Sequence[StyleParams], recs: Sequence[Recorder]
+    x: Tensor,
+    objective: StyleObjective,
+    params: Sequence[StyleParams],
+    recs: Sequence[Recorder],
+    evaluate: Evaluator,
 ) -> list[Tensor]:
     """Projected Adam (Kingma & Ba 2015, torch.optim.Adam's defaults) on a batch x (B, C, H, W):
     a step, then clamp to [0,1], with image b's own learning rate. With ema_decay > 0 image b's
     result is the exponential moving average of its iterates (iterate averaging), started at x.
-    Returns B images (1, C, H, W): the result, or where an image stopped, its stop image.
-    Rows reach the Recorders in blocks (nst_ops.deferred: no host sync per iteration on a GPU)."""
+    Returns B images (1, C, H, W): the result, or where an image stopped, its stop image."""
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     live = _Live(recs, objective)
     x = x.detach().clone()
@@ -94,8 +89,8 @@ def adam(
     rows = DeferredRows(x, recs, rows_per_flush(x.device))
     n = params[0].iterations  # p.iterations evaluations in this stage
     for t in range(1, n + 1):
-        terms, g = evaluate(x, live.objective, grad=True)
-        rows.push(terms, x)
+        loss_rows, g = evaluate(x, live.objective)
+        rows.push(loss_rows, x)
         if rows.due() or t == n:
             stops = rows.flush(live.current())
             if any(stops):
@@ -114,51 +109,64 @@ def adam(
 
 
 def lbfgs(
-    x: Tensor, objective: StyleObjective, params: Sequence[StyleParams], recs: Sequence[Recorder]
+    x: Tensor,
+    objective: StyleObjective,
+    params: Sequence[StyleParams],
+    recs: Sequence[Recorder],
+    evaluate: Evaluator,
 ) -> list[Tensor]:
     """Projected L-BFGS on a batch x (B, C, H, W), each image with its own curvature pairs,
     step and line search, in lockstep (one evaluation of every live image per iteration):
     trial points clamp(x + t·d) are evaluated with their full gradient, Armijo is checked
-    along the actual displacement, and the iterate always stays in [0,1]. Returns B images
-    (1, C, H, W): the last accepted point (always an evaluated one), or the stop image."""
+    along the actual displacement (accept, or halve t), and the iterate always stays in
+    [0,1]. Returns B images (1, C, H, W): the last accepted point (always an evaluated one),
+    or the stop image."""
     shape, live = x.shape[1:], _Live(recs, objective)
-    history = min(100, params[0].iterations)  # the buffer holds at most this many pairs
-    states = [LBFGSState(history) for _ in recs]
-    stop = recs[0].evaluations + params[0].iterations  # p.iterations evaluations in this stage
     x = x.detach().reshape(x.shape[0], -1).clamp(0, 1)
-    terms, g = evaluate(x.view(-1, *shape), objective, grad=True)
-    stops, host = record_all(live.current(), terms, x)
-    f = _kept(host[:, 0].tolist(), stops)
-    x, g = live.drop(stops, x, x, g)
-    steps, d = _directions([states[j] for j in live.index], g)
-    while live.index and live.current()[0].evaluations < stop:
-        x_new = (x + _column(steps, x) * d).clamp_(0, 1)
-        terms, g_new = evaluate(x_new.view(-1, *shape), live.objective, grad=True)
-        s = x_new - x
-        # one transfer per iteration: the loss rows and the slopes ∇fᵀs of the Armijo test
-        stops, host = record_all(live.current(), terms, x_new, extra=(g * s).sum(1))
-        f_new, slopes = host[:, 0].tolist(), host[:, -1].tolist()
-        for b, j in enumerate(live.index):
-            if stops[b]:
-                continue
-            if armijo_ok(f_new[b], f[b], 1.0, slopes[b]) and slopes[b] < 0:
-                states[j].update(s[b].clone(), g_new[b] - g[b])
-                x[b], g[b], f[b] = x_new[b], g_new[b], f_new[b]
-                d[b], steps[b] = states[j].direction(g[b])
-            else:
-                steps[b] *= 0.5
-        f, steps = _kept(f, stops), _kept(steps, stops)
-        x, g, d = live.drop(stops, x_new, x, g, d)
+    history = LBFGSHistory(x.shape[0], x.shape[1], min(100, params[0].iterations), x)
+    rows = DeferredRows(x.view(-1, *shape), recs, rows_per_flush(x.device))
+    loss_rows, g = evaluate(x.view(-1, *shape), objective)
+    rows.push(loss_rows, x.view(-1, *shape))
+    f = loss_rows[:, 0].double()
+    everyone = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    d, step = history.direction(g, everyone)
+    x_new = x
+    for _ in range(1, params[0].iterations):  # p.iterations evaluations in this stage
+        if rows.due():
+            x, g, f, d, step, x_new = _flush_lbfgs(
+                rows, live, history, x_new, x, g, f, d, step, x_new
+            )
+            if not live.index:
+                return [t.view(1, *shape) for t in live.results(x)]
+        x_new = (x + step.to(x.dtype)[:, None] * d).clamp_(0, 1)
+        loss_rows, g_new = evaluate(x_new.view(-1, *shape), live.objective)
+        rows.push(loss_rows, x_new.view(-1, *shape))
+        f_new, s = loss_rows[:, 0].double(), x_new - x
+        accept = armijo(f_new, f, (g * s).sum(1).double())
+        history.update(s, g_new - g, accept)
+        x = torch.where(accept[:, None], x_new, x)
+        g = torch.where(accept[:, None], g_new, g)
+        f = torch.where(accept, f_new, f)
+        d_new, step_new = history.direction(g, accept)
+        d = torch.where(accept[:, None], d_new, d)
+        step = torch.where(accept, step_new, 0.5 * step)
+    x, *_ = _flush_lbfgs(rows, live, history, x_new, x, g, f, d, step)
     return [t.view(1, *shape) for t in live.results(x)]
 
 
-def _kept(values: list[float], stops: list[bool]) -> list[float]:
-    return [v for v, stop in zip(values, stops, strict=True) if not stop]
-
-
-def _directions(states: list[LBFGSState], g: Tensor) -> tuple[list[float], Tensor]:
-    """First search directions (B, n) and step lengths of a batch of gradients g (B, n)."""
-    pairs = [state.direction(g[b]) for b, state in enumerate(states)]
-    if not pairs:
-        return [], g
-    return [step for _, step in pairs], torch.stack([d for d, _ in pairs])
+def _flush_lbfgs(
+    rows: DeferredRows, live: _Live, history: LBFGSHistory, at: Tensor, *tensors: Tensor
+) -> list[Tensor]:
+    """Hand the pending rows to the Recorders; drop the images that stopped (their stop image:
+    the evaluated point that reached target_loss, or after a divergence the segment's best),
+    from `tensors` (per image, dim 0), the history and the pending-row tracker."""
+    stops = rows.flush(live.current())
+    if not any(stops):
+        return list(tensors)
+    shape = rows.best_image.shape[1:]
+    stopped = rows.stop_images(stops, live.current(), at.view(-1, *shape))
+    kept = live.drop(stops, stopped.flatten(1), *tensors)
+    keep = [b for b, s in enumerate(stops) if not s]
+    history.select(torch.tensor(keep, dtype=torch.long, device=at.device))
+    rows.keep(stops)
+    return kept

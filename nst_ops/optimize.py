@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nst_ops.color import combine_luminance, luminance, match_luminance
-from nst_ops.drivers import adam, evaluate, lbfgs
+from nst_ops.drivers import adam, lbfgs
+from nst_ops.evaluation import Evaluator
 from nst_ops.guided import guided_filter
 from nst_ops.objective import Masks, StyleObjective
 from nst_ops.params import StyleParams, batch_key
@@ -48,6 +49,7 @@ class StyleResult:
     reached_target: bool
     warnings: tuple[str, ...] = ()
     diverged_at: int | None = None  # row whose loss was non-finite; image = best finite one
+    compile_s: float = 0.0  # seconds spent compiling during this run (shared by its batch)
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,14 @@ def stylize(
     callback: ProgressCallback | None = None,
     content_mask: Tensor | None = None,
     style_mask: Tensor | None = None,
+    evaluator: Evaluator | None = None,
 ) -> StyleResult:
     """Stylize `content` (3, H, W) with `style` (3, H_s, W_s), both RGB in [0,1] and already at
     working size (long side image_size); optional RGB colour-coded masks (3, h, w) of any size.
-    Runs on the extractor's device. Raises ValueError for unusable masks."""
+    Runs on the extractor's device; `evaluator` (default eager) runs each iteration's objective
+    and gradient (nst_ops.evaluation). Raises ValueError for unusable masks."""
     pair = Pair(content, style, params, content_mask, style_mask, callback)
-    return stylize_batch([pair], extractor)[0]
+    return stylize_batch([pair], extractor, evaluator)[0]
 
 
 def batch_groups(pairs: Sequence[Pair]) -> list[list[int]]:
@@ -91,20 +95,25 @@ def batch_groups(pairs: Sequence[Pair]) -> list[list[int]]:
     return list(groups.values())
 
 
-def stylize_batch(pairs: Sequence[Pair], extractor: VGGFeatures) -> list[StyleResult]:
+def stylize_batch(
+    pairs: Sequence[Pair], extractor: VGGFeatures, evaluator: Evaluator | None = None
+) -> list[StyleResult]:
     """Stylize B pairs together, one batched forward/backward per iteration (pairs-per-gpu).
     Each pair's loss rows and result are those of `stylize` run alone, up to float rounding.
-    The pairs must form one of `batch_groups` (else ValueError)."""
+    The pairs must form one of `batch_groups` (else ValueError). `evaluator`: as in stylize;
+    pass one evaluator for all of a process's pairs so that captured graphs are reused."""
     if len(batch_groups(pairs)) != 1:
         raise ValueError("batch: pairs differ in size or in batch_key params, or use masks/photo")
+    evaluator = evaluator or Evaluator()
+    compiled_before = evaluator.compile_s
     device = extractor.mean.device
     batch = [_prepare(pair, device) for pair in pairs]
     live, count = list(range(len(batch))), len(batch[0].segments)
     for k in range(count):
-        live = _run_segment(extractor, batch, live, k, last=k == count - 1)
+        live = _run_segment(extractor, evaluator, batch, live, k, last=k == count - 1)
         if not live:
             break
-    return [_result(b) for b in batch]
+    return [_result(b, evaluator.compile_s - compiled_before) for b in batch]
 
 
 @dataclass
@@ -145,7 +154,12 @@ def _prepare(pair: Pair, device: torch.device) -> _Prepared:
 
 
 def _run_segment(
-    extractor: VGGFeatures, batch: list[_Prepared], live: list[int], k: int, last: bool
+    extractor: VGGFeatures,
+    evaluator: Evaluator,
+    batch: list[_Prepared],
+    live: list[int],
+    k: int,
+    last: bool,
 ) -> list[int]:
     """Run segment k for the live pairs (coarse to fine: each starts from its upsampled
     result); after the last, a forward-only row of each returned image. The pairs still going."""
@@ -164,25 +178,31 @@ def _run_segment(
     driver = adam if batch[live[0]].params.optimizer == "adam" else lbfgs
     x = torch.cat([batch[j].image for j in live])
     params = [batch[j].segments[k].params for j in live]
-    images = driver(x, objective, params, [batch[j].rec for j in live])
+    images = driver(x, objective, params, [batch[j].rec for j in live], evaluator)
     for j, image in zip(live, images, strict=True):
         batch[j].image = image
     going = [i for i, j in enumerate(live) if not batch[j].rec.stopped]
     if last and going:
         x = torch.cat([batch[live[i]].image for i in going])
-        terms, _ = evaluate(x, objective.select(going), grad=False)
-        record_all([batch[live[i]].rec for i in going], terms, x)
+        rows = evaluator.forward(x, objective.select(going))
+        record_all([batch[live[i]].rec for i in going], rows, x)
     return [live[i] for i in going]
 
 
-def _result(b: _Prepared) -> StyleResult:
+def _result(b: _Prepared, compile_s: float) -> StyleResult:
     x = b.image
     if tuple(x.shape[-2:]) != tuple(b.content.shape[-2:]):  # stopped early at a coarse scale
         x = F.interpolate(x, size=b.content.shape[-2:], mode="bilinear")
     image = _finish(x.clamp(0, 1), b.content, b.params)
     log = b.rec.log(b.params.style_layers)
     return StyleResult(
-        image[0].cpu(), log, log.iteration[-1], b.rec.reached, b.warnings, b.rec.diverged_at
+        image[0].cpu(),
+        log,
+        log.iteration[-1],
+        b.rec.reached,
+        b.warnings,
+        b.rec.diverged_at,
+        compile_s,
     )
 
 

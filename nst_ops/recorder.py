@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from nst_ops.objective import TERM_NAMES, LossTerms
+from nst_ops.objective import TERM_NAMES
 from nst_ops.params import StyleParams
 
 
@@ -126,15 +126,8 @@ class Recorder:
         return log
 
 
-def record_all(
-    recs: Sequence[Recorder], terms: LossTerms, x: Tensor, extra: Tensor | None = None
-) -> tuple[list[bool], Tensor]:
-    """Record row b of `terms` for image x[b] in recs[b], with one host transfer for the whole
-    batch. Returns the stop flags and the host rows (B, 5 + L), float64; `extra` (B,) rides
-    along in the same transfer as a last column (not recorded)."""
-    rows = terms.stacked().detach().double()
-    if extra is not None:
-        rows = torch.cat([rows, extra.detach().double()[:, None]], dim=1)
-    host = rows.cpu()
-    width = host.shape[1] - (extra is not None)
-    return [rec.record(host[b, :width], x[b]) for b, rec in enumerate(recs)], host
+def record_all(recs: Sequence[Recorder], rows: Tensor, x: Tensor) -> list[bool]:
+    """Record row b of `rows` (B, T + L) for image x[b] in recs[b], with one host transfer for
+    the whole batch. Returns the stop flags."""
+    host = rows.detach().double().cpu()
+    return [rec.record(host[b], x[b]) for b, rec in enumerate(recs)]

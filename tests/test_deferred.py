@@ -13,6 +13,7 @@ from test_divergence import Blows
 
 import nst_ops.drivers as drivers
 from nst_ops import deferred
+from nst_ops.evaluation import Evaluator
 from nst_ops.optimize import Pair, StyleResult, stylize, stylize_batch
 from nst_ops.params import StyleParams
 from nst_ops.recorder import Recorder
@@ -61,7 +62,7 @@ def test_blocks_keep_the_best_image_on_divergence(monkeypatch) -> None:
     blocks(monkeypatch, 4)
     params = StyleParams(iterations=20, optimizer="adam", learning_rate=0.05)
     rec = Recorder(params, None, 20)
-    (out,) = drivers.adam(torch.full((1, 3, 4, 4), 0.9), Blows(at=6), [params], [rec])  # type: ignore[arg-type]
+    (out,) = drivers.adam(torch.full((1, 3, 4, 4), 0.9), Blows(at=6), [params], [rec], Evaluator())  # type: ignore[arg-type]
     assert rec.diverged_at == 6 and len(rec.rows) == 7
     best = min(float(r[0]) for r in rec.rows[:6])
     assert float((out - 0.25).pow(2).sum()) == pytest.approx(best, rel=1e-6)

@@ -1,11 +1,25 @@
-"""L-BFGS direction (compact form) against the inverse-Hessian recursion written out densely."""
+"""L-BFGS on the device: the batched compact-form direction against the inverse-Hessian
+recursion written out densely, the history's bookkeeping, and the whole driver against the
+former host-side L-BFGS (tests/reference_lbfgs.py): same loss rows, same stops."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from reference_lbfgs import lbfgs_host
 
-from nst_ops.lbfgs import LBFGSState, armijo_ok
+from nst_ops.drivers import lbfgs
+from nst_ops.evaluation import Evaluator
+from nst_ops.lbfgs import FIRST_STEP, LBFGSHistory, armijo
+from nst_ops.params import StyleParams
+from nst_ops.recorder import Recorder
+from nst_ops.segments import Segment, segment_objective
+from nst_ops.vgg import VGGFeatures
+from workflows.images import load_image
+
+ALL = torch.tensor([True, True])
 
 
 def dense_direction(
@@ -23,39 +37,133 @@ def dense_direction(
     return -(h @ g)
 
 
-@pytest.mark.parametrize("history", [3, 8])
-def test_direction_equals_the_dense_bfgs_recursion(history: int) -> None:
+@pytest.mark.parametrize("m", [3, 8])
+def test_batched_direction_equals_the_dense_bfgs_recursion(m: int) -> None:
     torch.manual_seed(0)
     n = 12
-    a = torch.randn(n, n, dtype=torch.float64)
-    hessian = a @ a.T + n * torch.eye(n, dtype=torch.float64)  # SPD: every pair is kept
-    state = LBFGSState(history_size=history)
-    pairs = []
-    for _ in range(6):  # with history 3 the ring wraps: only the newest 3 pairs count
-        s = torch.randn(n, dtype=torch.float64)
-        y = hessian @ s
-        state.update(s, y)
-        pairs.append((s, y))
-        g = torch.randn(n, dtype=torch.float64)
-        d, step = state.direction(g)
-        expected = dense_direction(pairs[-history:], g)
-        assert step == 1.0
-        assert torch.allclose(d, expected, rtol=1e-9, atol=1e-9)
-        assert float(g @ d) < 0
+    hessians = []
+    for _ in range(2):  # two images, each with its own curvature
+        a = torch.randn(n, n, dtype=torch.float64)
+        hessians.append(a @ a.T + n * torch.eye(n, dtype=torch.float64))  # SPD: pairs kept
+    history = LBFGSHistory(2, n, m, torch.zeros(1, dtype=torch.float64))
+    pairs: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[], []]
+    for _ in range(6):  # with m = 3 the ring wraps: only the newest 3 pairs count
+        s = torch.randn(2, n, dtype=torch.float64)
+        y = torch.stack([h @ s[b] for b, h in enumerate(hessians)])
+        history.update(s, y, ALL)
+        for b in range(2):
+            pairs[b].append((s[b], y[b]))
+        g = torch.randn(2, n, dtype=torch.float64)
+        d, step = history.direction(g, ALL)
+        assert step.tolist() == [1.0, 1.0]
+        for b in range(2):
+            expected = dense_direction(pairs[b][-m:], g[b])
+            assert torch.allclose(d[b], expected, rtol=1e-9, atol=1e-9)
+            assert float(g[b] @ d[b]) < 0
+    assert history.count.tolist() == [min(6, m)] * 2
 
 
-def test_pairs_without_curvature_are_skipped_and_first_step_is_bounded() -> None:
-    state = LBFGSState(history_size=4, first_step=0.1)
-    g = torch.tensor([0.5, -2.0, 1.0], dtype=torch.float64)
-    d, step = state.direction(g)
-    assert torch.equal(d, -g) and step == pytest.approx(0.1 / 2.0)
-    s = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
-    state.update(s, -s)  # sᵀy < 0: would make H indefinite
-    assert state.count == 0
-    state.update(s, 2 * s)
-    assert state.count == 1
+def test_pairs_without_curvature_or_not_accepted_are_skipped() -> None:
+    history = LBFGSHistory(2, 3, 4, torch.zeros(1, dtype=torch.float64))
+    g = torch.tensor([[0.5, -2.0, 1.0], [1.0, 0.0, 0.25]], dtype=torch.float64)
+    d, step = history.direction(g, ALL)
+    assert torch.equal(d, -g)  # no pairs: steepest descent, bounded first step
+    assert step.tolist() == pytest.approx([FIRST_STEP / 2.0, FIRST_STEP / 1.0])
+    s = torch.tensor([[1.0, 0.0, 0.0]] * 2, dtype=torch.float64)
+    history.update(s, -s, ALL)  # sᵀy < 0 would make H indefinite
+    assert history.count.tolist() == [0, 0]
+    history.update(s, 2 * s, torch.tensor([True, False]))  # image 1's step was rejected
+    assert history.count.tolist() == [1, 0]
+    assert history.buffer[1].abs().sum() == 0 and history.sy[1].abs().sum() == 0
+
+
+def test_select_keeps_the_chosen_images() -> None:
+    history = LBFGSHistory(3, 2, 2, torch.zeros(1))
+    s = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    history.update(s, 2 * s, torch.tensor([True, False, True]))
+    history.select(torch.tensor([2, 1]))
+    assert history.count.tolist() == [1, 0] and torch.equal(history.buffer[0, 0], s[2])
 
 
 def test_armijo() -> None:
-    assert armijo_ok(0.9, 1.0, 1.0, -1.0) and not armijo_ok(1.0, 1.0, 1.0, -1.0)
-    assert not armijo_ok(float("nan"), 1.0, 1.0, -1.0)
+    f = torch.tensor([1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    f_new = torch.tensor([0.9, 1.0, float("nan"), 0.9], dtype=torch.float64)
+    slope = torch.tensor([-1.0, -1.0, -1.0, 0.0], dtype=torch.float64)
+    assert armijo(f_new, f, slope).tolist() == [True, False, False, False]
+
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def setup(artistic: Path, vgg16_state: dict[str, torch.Tensor]):
+    content = load_image(str(artistic / "content/tubingen.jpg"), SIZE)[None]
+    styles = [load_image(str(artistic / f"style/{s}.jpg"), SIZE)[None]
+              for s in ("starry_night", "wave")]  # fmt: skip
+    return content, styles, VGGFeatures("vgg16", ["relu5_1"], vgg16_state)
+
+
+def run(setup, driver, params_list: list[StyleParams]):  # type: ignore[no-untyped-def]
+    """One L-BFGS segment of a batch (as stylize_batch runs it) → (images, recorders)."""
+    from nst_ops.objective import StyleObjective
+
+    content, styles, extractor = setup
+    objectives, recs = [], []
+    for params, style in zip(params_list, styles, strict=False):
+        seg = Segment(1, SIZE, params)
+        objective, _ = segment_objective(extractor, seg, params, content, style, None, None)
+        objectives.append(objective)
+        recs.append(Recorder(params, None, params.iterations))
+    x = content.repeat(len(params_list), 1, 1, 1)
+    stacked = StyleObjective.stack(objectives)
+    if driver is lbfgs:
+        return lbfgs(x, stacked, params_list, recs, Evaluator()), recs
+    return lbfgs_host(x, stacked, params_list, recs), recs
+
+
+def totals(rec: Recorder) -> list[float]:
+    return [float(row[0]) for row in rec.rows]
+
+
+@pytest.mark.parametrize("style_weight", [1e3, 1e4])
+def test_device_lbfgs_gives_the_host_lbfgs_rows(setup, style_weight: float) -> None:
+    """Same loss rows to 1e-5 relative over 30 iterations at 64 px, fp32 (in fact the same
+    arithmetic: L-BFGS would amplify any 1e-7 difference to 1e-2 by row 30)."""
+    params = StyleParams(image_size=SIZE, iterations=30, style_weight=style_weight)
+    (device,), (device_rec,) = run(setup, lbfgs, [params])
+    (host,), (host_rec,) = run(setup, lbfgs_host, [params])
+    assert len(device_rec.rows) == len(host_rec.rows) == 30
+    assert totals(device_rec) == pytest.approx(totals(host_rec), rel=1e-5)
+    rows_a, rows_b = torch.stack(device_rec.rows), torch.stack(host_rec.rows)
+    assert torch.allclose(rows_a, rows_b, rtol=1e-5, atol=0)
+    assert float((device - host).abs().max()) < 1e-4
+
+
+def test_a_batch_runs_each_image_as_alone(setup) -> None:
+    """In a batch the convolutions round differently; the rows still agree closely."""
+    params = StyleParams(image_size=SIZE, iterations=12)
+    batch = [params, params.replace(style_weight=1e4)]
+    _, together = run(setup, lbfgs, batch)
+    for b, params_b in enumerate(batch):
+        content, styles, extractor = setup
+        _, (alone,) = run((content, [styles[b]], extractor), lbfgs_host, [params_b])
+        assert totals(together[b]) == pytest.approx(totals(alone), rel=1e-3)
+
+
+def test_target_and_divergence_stop_at_the_same_row(setup) -> None:
+    params = StyleParams(image_size=SIZE, iterations=20)
+    _, (reference,) = run(setup, lbfgs_host, [params])
+    losses = totals(reference)
+    target = (losses[9] + min(losses[:9])) / 2  # reached first at row 9 (or earlier, tied)
+    stop_at = next(i for i, v in enumerate(losses) if v <= target)
+    with_target = params.replace(target_loss=target)
+    (dev_image,), (dev,) = run(setup, lbfgs, [with_target])
+    (host_image,), (host,) = run(setup, lbfgs_host, [with_target])
+    assert dev.reached and host.reached and len(dev.rows) == len(host.rows) == stop_at + 1
+    assert float((dev_image - host_image).abs().max()) < 1e-4
+    # β·J_style overflows to inf from the first row: both stop there with the start image
+    blown = params.replace(style_weight=1e308)
+    (dev_image,), (dev,) = run(setup, lbfgs, [blown])
+    (host_image,), (host,) = run(setup, lbfgs_host, [blown])
+    assert dev.diverged_at == host.diverged_at == 0 and len(dev.rows) == len(host.rows) == 1
+    assert torch.equal(dev_image, host_image)

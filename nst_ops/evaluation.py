@@ -1,0 +1,101 @@
+"""One iteration's work: the objective's loss rows and its gradient at a batch of images, run
+eagerly (`Evaluator`) or captured (`CapturedEvaluator`: torch.compile, CUDA graphs on a GPU).
+
+On a GPU an eager iteration is ~200 kernel launches from Python, and Python, not the GPU, sets
+the pace (measured on an H200 at 256–512 px: ~5.5–6.8 ms per objective+gradient eager against
+0.8–1.9 ms captured; benchmarks.overhead_probe). Capturing replays the whole forward and backward
+as one graph per (image shape, batch size, objective structure). The drivers never read a loss
+on the host between iterations (nst_ops.deferred, nst_ops.lbfgs), so replays queue up.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nst_ops.objective import StyleObjective
+
+COMPILE_CHOICES = ("auto", "on", "off")
+
+
+def loss_rows(x: Tensor, objective: StyleObjective) -> Tensor:
+    """Loss rows (B, T + L) (LossTerms.stacked; the total in column 0) at clamp(x, 0, 1),
+    x (B, C, H, W) with C = 1 (luminance) or 3."""
+    return objective(x.clamp(0, 1).expand(-1, 3, -1, -1)).stacked()
+
+
+class Evaluator:
+    """Eager evaluation. `compile_s`: seconds this evaluator has spent compiling (0 here)."""
+
+    compile_s = 0.0
+
+    def __call__(self, x: Tensor, objective: StyleObjective) -> tuple[Tensor, Tensor]:
+        """(loss rows (B, T + L), gradient of each image's total (B, C·H·W)), both detached.
+        For x in [0,1] (as the drivers keep it) this is the full gradient of the objective
+        at x; image b's gradient depends on image b alone."""
+        x = x.detach().requires_grad_(True)
+        rows = loss_rows(x, objective)
+        (g,) = torch.autograd.grad(rows[:, 0].sum(), x)
+        return rows.detach(), g.reshape(x.shape[0], -1)
+
+    @staticmethod
+    def forward(x: Tensor, objective: StyleObjective) -> Tensor:
+        """Loss rows only (no gradient): the forward-only row of a returned image."""
+        with torch.no_grad():
+            return loss_rows(x, objective)
+
+
+class CapturedEvaluator(Evaluator):
+    """`loss_rows` under torch.compile: mode `reduce-overhead` (CUDA graphs) on a GPU,
+    inductor's default on the CPU. One per process, reused across pairs: a later pair with the
+    same image shape, batch size and objective structure replays the compiled graphs (the
+    objective's targets and weights are graph inputs, not constants). Objectives with the
+    matting Laplacian (a sparse matrix) run eagerly. Compiled artefacts go to inductor's cache
+    directory (TORCHINDUCTOR_CACHE_DIR), which later processes on the machine reuse."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        mode = "reduce-overhead" if self.cuda else "default"
+        config: Any = torch._dynamo.config
+        limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+        setattr(config, limit, max(64, getattr(config, limit)))  # one graph per shape and batch
+        self.compiled = torch.compile(loss_rows, mode=mode, dynamic=False)
+        self.compile_s = 0.0
+
+    def __call__(self, x: Tensor, objective: StyleObjective) -> tuple[Tensor, Tensor]:
+        if objective.laplacian is not None:
+            return super().__call__(x, objective)
+        before = _graphs()
+        start = time.perf_counter()
+        if self.cuda:  # a new iteration: earlier replays' outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
+        x = x.detach().requires_grad_(True)
+        rows = self.compiled(x, objective)
+        (g,) = torch.autograd.grad(rows[:, 0].sum(), x)
+        # graph outputs live in the graph's memory: copy what the drivers keep
+        rows, g = rows.detach().clone(), g.reshape(x.shape[0], -1).clone()
+        if _graphs() != before:
+            if self.cuda:
+                torch.cuda.synchronize(x.device)
+            self.compile_s += time.perf_counter() - start
+        return rows, g
+
+
+def _graphs() -> int:
+    """Graphs Dynamo has compiled in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def make_evaluator(compile: str, device: torch.device) -> Evaluator:
+    """The evaluator of the `compile` run setting: on | off | auto (on for CUDA; off for the
+    CPU, where compiling does not pay: benchmarks.overhead_probe)."""
+    if compile not in COMPILE_CHOICES:
+        raise ValueError(f"compile: must be one of {', '.join(COMPILE_CHOICES)}; got {compile!r}")
+    if compile == "on" or (compile == "auto" and device.type == "cuda"):
+        return CapturedEvaluator(device)
+    return Evaluator()

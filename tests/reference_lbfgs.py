@@ -1,0 +1,140 @@
+"""The host-side L-BFGS that nst_ops ran before its device-side rewrite (main e23344b), kept as
+the reference that nst_ops.lbfgs / nst_ops.drivers.lbfgs are tested against: one LBFGSState
+per image with the m×m algebra in numpy on the host, and a driver that reads every loss and
+Armijo slope on the host each iteration (Nocedal & Wright 2006, Alg. 7.4; compact form of
+Byrd, Nocedal & Schnabel 1994)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+import torch
+from numpy.typing import NDArray
+from torch import Tensor
+
+from nst_ops.drivers import _column, _Live
+from nst_ops.evaluation import Evaluator
+from nst_ops.objective import StyleObjective
+from nst_ops.params import StyleParams
+from nst_ops.recorder import Recorder
+
+
+@dataclass
+class LBFGSState:
+    """Up to `history_size` curvature pairs (s_k, y_k), flat (n,), in one device buffer
+    (rows [0, m): s, rows [m, 2m): y, ring order) with their inner products on the host."""
+
+    history_size: int = 100
+    first_step: float = 0.1  # max pixel change of the first, steepest-descent step
+    count: int = 0  # pairs stored
+    head: int = 0  # slot of the oldest pair once the ring is full
+    buffer: Tensor | None = None
+    sy: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))  # s_i·y_j by slot
+    yy: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))  # y_i·y_j by slot
+
+    def reset(self) -> None:
+        self.count, self.head = 0, 0
+
+    def _slots(self) -> list[int]:
+        """Slots from the oldest pair to the newest."""
+        m = self.history_size
+        return [(self.head + k) % m for k in range(self.count)]
+
+    def update(self, s: Tensor, y: Tensor) -> None:
+        """Store (s, y) when the curvature condition sᵀy > 0 holds (else skip, keeping H PD)."""
+        m = self.history_size
+        if self.buffer is None:
+            self.buffer = s.new_zeros((2 * m, s.numel()))
+            self.sy, self.yy = np.zeros((m, m)), np.zeros((m, m))
+        products = torch.cat([self.buffer @ y, torch.stack([s.dot(y), y.dot(y)])])
+        host = products.double().cpu().numpy()  # one transfer: [S·y, Y·y, s·y, y·y]
+        sy, yy = host[2 * m], host[2 * m + 1]
+        if not sy > 1e-10 * yy:
+            return
+        if self.count < m:
+            slot = self.count
+            self.count += 1
+        else:
+            slot, self.head = self.head, (self.head + 1) % m
+        self.buffer[slot].copy_(s)
+        self.buffer[m + slot].copy_(y)
+        self.sy[:, slot] = host[:m]  # s_i·y_new (stale entries of a reused slot are never read)
+        self.yy[:, slot] = self.yy[slot, :] = host[m : 2 * m]
+        self.sy[slot, slot], self.yy[slot, slot] = sy, yy
+
+    def direction(self, g: Tensor) -> tuple[Tensor, float]:
+        """Search direction d = −H g and the initial step length (1, or a steepest-descent
+        step of `first_step` max pixel change without pairs)."""
+        if self.count == 0 or self.buffer is None:
+            return -g, self.first_step / float(g.abs().max().clamp_min(1e-30))
+        m, slots = self.history_size, self._slots()
+        y_slots = [m + i for i in slots]
+        products = torch.cat([self.buffer @ g, g.dot(g)[None]]).double().cpu().numpy()
+        a, b = products[slots], products[y_slots]
+        newest = slots[-1]
+        gamma = self.sy[newest, newest] / self.yy[newest, newest]  # H_0 = γ I
+        r = np.triu(self.sy[np.ix_(slots, slots)])  # R_ij = s_i·y_j, i ≤ j (chronological)
+        u = scipy.linalg.solve_triangular(r, a, lower=False)
+        middle = np.diag(np.diag(r)) + gamma * self.yy[np.ix_(slots, slots)]
+        p = scipy.linalg.solve_triangular(r, middle @ u - gamma * b, trans="T", lower=False)
+        q = -gamma * u
+        g_dot_hg = gamma * products[-1] + a @ p + b @ q  # gᵀH g (> 0 when H is PD)
+        coefficients = np.zeros(2 * m)
+        coefficients[slots] = p
+        coefficients[y_slots] = q
+        weights = torch.from_numpy(coefficients).to(g.device, g.dtype)
+        d = torch.addmv(g, self.buffer.t(), weights, beta=gamma).neg_()
+        if not (math.isfinite(g_dot_hg) and g_dot_hg > 0):  # not a descent direction: restart
+            self.reset()
+            return self.direction(g)
+        return d, 1.0
+
+
+def armijo_ok(f_new: float, f: float, step: float, slope: float, c1: float = 1e-4) -> bool:
+    """Sufficient-decrease condition f(x + t·d) ≤ f(x) + c1·t·∇fᵀd."""
+    return math.isfinite(f_new) and f_new <= f + c1 * step * slope
+
+
+def lbfgs_host(
+    x: Tensor, objective: StyleObjective, params: Sequence[StyleParams], recs: Sequence[Recorder]
+) -> list[Tensor]:
+    """The former nst_ops.drivers.lbfgs (same contract), every decision on the host."""
+    shape, live, evaluate = x.shape[1:], _Live(recs, objective), Evaluator()
+    states = [LBFGSState(min(100, params[0].iterations)) for _ in recs]
+    stop = recs[0].evaluations + params[0].iterations
+    x = x.detach().reshape(x.shape[0], -1).clamp(0, 1)
+    rows, g = evaluate(x.view(-1, *shape), objective)
+    host = rows.double().cpu()
+    stops = [rec.record(host[b], x[b]) for b, rec in enumerate(live.current())]
+    f = _kept(host[:, 0].tolist(), stops)
+    x, g = live.drop(stops, x, x, g)
+    pairs = [states[j].direction(g[b]) for b, j in enumerate(live.index)]
+    steps = [step for _, step in pairs]
+    d = torch.stack([d for d, _ in pairs]) if pairs else g
+    while live.index and live.current()[0].evaluations < stop:
+        x_new = (x + _column(steps, x) * d).clamp_(0, 1)
+        rows, g_new = evaluate(x_new.view(-1, *shape), live.objective)
+        s = x_new - x
+        host = torch.cat([rows.double(), (g * s).sum(1).double()[:, None]], dim=1).cpu()
+        stops = [rec.record(host[b, :-1], x_new[b]) for b, rec in enumerate(live.current())]
+        f_new, slopes = host[:, 0].tolist(), host[:, -1].tolist()
+        for b, j in enumerate(live.index):
+            if stops[b]:
+                continue
+            if armijo_ok(f_new[b], f[b], 1.0, slopes[b]) and slopes[b] < 0:
+                states[j].update(s[b].clone(), g_new[b] - g[b])
+                x[b], g[b], f[b] = x_new[b], g_new[b], f_new[b]
+                d[b], steps[b] = states[j].direction(g[b])
+            else:
+                steps[b] *= 0.5
+        f, steps = _kept(f, stops), _kept(steps, stops)
+        x, g, d = live.drop(stops, x_new, x, g, d)
+    return [t.view(1, *shape) for t in live.results(x)]
+
+
+def _kept(values: list[float], stops: list[bool]) -> list[float]:
+    return [v for v, stop in zip(values, stops, strict=True) if not stop]

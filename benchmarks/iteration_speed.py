@@ -35,18 +35,20 @@ def conv_flops(extractor: VGGFeatures, height: int, width: int) -> float:
 
 
 def measure(
-    model: str, size: int, device: torch.device, iterations: int, precision: str, repeats: int
-) -> dict:
+    model: str, size: int, device: torch.device, iterations: int, precision: str, repeats: int,
+    optimizer: str = "adam", compile: str = "auto",
+) -> dict:  # fmt: skip
     """s/it, the floor and pair seconds of `repeats` runs. This shared machine's speed drifts
     by ±10–15% over minutes, so each run's floor uses the mean of matmul rates measured just
     before and just after it, and each run gets its own ratio; the run with the median ratio is
     reported, with the range."""
-    params = StyleParams(image_size=size, iterations=iterations, optimizer="adam")
-    cache = ExtractorCache(resolve_weights(model, weights_spec(model)), device, precision)
-    extractor = cache.get(params)
+    params = StyleParams(image_size=size, iterations=iterations, optimizer=optimizer)  # type: ignore[arg-type]
+    weights = resolve_weights(model, weights_spec(model))
+    cache = ExtractorCache(weights, device, precision, compile)
+    extractor, evaluate = cache.get(params), cache.evaluator
     content = torch.rand(3, size * 3 // 4, size)
     style = torch.rand(3, size * 3 // 4, size)
-    stylize(content, style, params.replace(iterations=2), extractor)  # warm-up
+    warm = stylize(content, style, params.replace(iterations=4), extractor, evaluator=evaluate)
     assert layer_names(model)[len(extractor.layers) - 1] == "relu5_1"
     flops = 2 * conv_flops(extractor, size * 3 // 4, size)
     runs = []
@@ -54,7 +56,7 @@ def measure(
         before = matmul_flops_per_s(device)
         sync(device)
         start = time.perf_counter()
-        result = stylize(content, style, params, extractor)
+        result = stylize(content, style, params, extractor, evaluator=evaluate)
         sync(device)
         wall = time.perf_counter() - start
         # rows 0..N-1 are full iterations (step + forward + backward); the time between row 0
@@ -67,7 +69,14 @@ def measure(
         run["ratio"] = run["s"] / run["floor"]
     runs.sort(key=lambda run: run["ratio"])
     ratios = [run["ratio"] for run in runs]
-    return {"flops": flops, **runs[len(runs) // 2], "low": ratios[0], "high": ratios[-1]}
+    median = runs[len(runs) // 2]
+    return {
+        "flops": flops,
+        **median,
+        "low": ratios[0],
+        "high": ratios[-1],
+        "compile_s": warm.compile_s,
+    }
 
 
 def main() -> None:
@@ -77,6 +86,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["vgg16", "vgg19"])
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam")
+    parser.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                        help="captured iterations (auto: CUDA on, CPU off)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median counts")
     parser.add_argument(
         "--rows-per-flush",
@@ -89,18 +101,20 @@ def main() -> None:
         every = args.rows_per_flush
         drivers.rows_per_flush = lambda device: every  # type: ignore[assignment]
     device = torch.device(args.device)
-    print(f"machine: {machine(device)}; precision {args.precision}; 4:3 images, default "
-          f"layers (deepest relu5_1), Adam; rows per flush {args.rows_per_flush or 'default'}; "
-          f"median of {args.repeats} runs, each between two fp32 matmul rates")  # fmt: skip
+    print(f"machine: {machine(device)}; precision {args.precision}; compile {args.compile}; "
+          f"4:3 images, default layers (deepest relu5_1), {args.optimizer}; rows per flush "
+          f"{args.rows_per_flush or 'default'}; median of {args.repeats} runs, each between "
+          "two fp32 matmul rates; s/it inside the optimisation loop")  # fmt: skip
     print(f"{'model':6} {'size':>5} {'GFLOP/it':>9} {'GFLOP/s':>8} {'s/it':>8} {'floor s':>8} "
-          f"{'ratio':>6} {'range':>11} {'pair s':>7}")  # fmt: skip
+          f"{'ratio':>6} {'range':>11} {'pair s':>7} {'compile s':>9}")  # fmt: skip
     for model in args.models:
         for size in args.sizes:
-            m = measure(model, size, device, args.iterations, args.precision, args.repeats)
+            m = measure(model, size, device, args.iterations, args.precision, args.repeats,
+                        args.optimizer, args.compile)  # fmt: skip
             spread = f"{m['low']:.2f}-{m['high']:.2f}"
             print(f"{model:6} {size:5d} {m['flops'] / 1e9:9.1f} {m['rate'] / 1e9:8.1f} "
-                  f"{m['s']:8.3f} {m['floor']:8.3f} {m['ratio']:6.2f} {spread:>11} "
-                  f"{m['pair_s']:7.1f}")  # fmt: skip
+                  f"{m['s']:8.4f} {m['floor']:8.4f} {m['ratio']:6.2f} {spread:>11} "
+                  f"{m['pair_s']:7.1f} {m['compile_s']:9.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ class PairResult:
     iterations_to_target: int | None = None
     wall_s: float | None = None  # its group's own time: loading, optimisation and writing
     batch_size: int | None = None  # pairs optimised together (pairs-per-gpu)
+    compile_s: float | None = None  # compiling for this pair's batch (0: graphs reused)
     device: str | None = None
     gpu_ids: tuple[int, ...] | None = None
     node: str | None = None

@@ -19,6 +19,7 @@ from torch import Tensor
 from nst_ops.objective import StyleObjective
 
 COMPILE_CHOICES = ("auto", "on", "off")
+DEFAULT_COMPILE = "auto"
 
 
 def loss_rows(x: Tensor, objective: StyleObjective) -> Tensor:

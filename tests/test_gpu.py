@@ -76,6 +76,41 @@ def test_cuda_adam_blocks_equal_row_by_row(
     block = stylize(content, style, params, cache.get(params))  # 16 rows per transfer
     monkeypatch.setattr(drivers, "rows_per_flush", lambda device: 1)
     each = stylize(content, style, params, cache.get(params))
-    assert block.losses.total_loss == pytest.approx(each.losses.total_loss, rel=1e-4)
+    # Deferring rows changes no arithmetic (the CPU test, tests/test_deferred.py, finds the
+    # tables equal bit for bit). Two CUDA runs are not: cuDNN's algorithms round differently
+    # from run to run (~1e-7), and Adam's normalised steps carry that to ~1e-4 by row 40
+    # (1.28e-4 measured on an H200 against the former 1e-4 tolerance). 1e-3 checks the
+    # rows are the same run; equality of the arithmetic is the CPU test's job.
+    assert block.losses.total_loss == pytest.approx(each.losses.total_loss, rel=1e-3)
     times = block.losses.elapsed_s
     assert all(b >= a for a, b in zip(times, times[1:], strict=False)) and times[0] > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_cuda_graphs_give_the_eager_rows_and_reuse_the_graphs(
+    weights_path: Path, examples: Path, optimizer: str
+) -> None:
+    """compile on (CUDA graphs via torch.compile reduce-overhead) against eager at 128 px: the
+    same loss curve; a second pair of the same shape replays the graphs without compiling; a
+    batch of two gets its own graphs."""
+    torch._dynamo.reset()  # compiled graphs are per process: start cold
+    weights = resolve_weights("vgg16", str(weights_path))
+    eager = ExtractorCache(weights, torch.device("cuda"), "tf32", "off")
+    captured = ExtractorCache(weights, torch.device("cuda"), "tf32", "on")
+    params = StyleParams(image_size=128, iterations=30, optimizer=optimizer)
+    content = load_image(str(examples / "content/tubingen.jpg"), 128)
+    styles = [load_image(str(examples / f"style/{s}.jpg"), 128) for s in ("wave", "the_scream")]
+    first = stylize(content, styles[0], params, captured.get(params),
+                    evaluator=captured.evaluator)  # fmt: skip
+    reference = stylize(content, styles[0], params, eager.get(params))
+    assert first.compile_s > 0
+    losses, expected = first.losses.total_loss, reference.losses.total_loss
+    assert losses[:5] == pytest.approx(expected[:5], rel=1e-3)
+    assert losses[-1] == pytest.approx(expected[-1], rel=5e-2)  # L-BFGS amplifies rounding
+    second = stylize(content, styles[1], params.replace(style_weight=1e4), captured.get(params),
+                     evaluator=captured.evaluator)  # fmt: skip
+    assert second.compile_s == 0.0 and second.losses.total_loss[-1] < second.losses.total_loss[0]
+    pairs = [Pair(content, style, params) for style in styles]
+    batch = stylize_batch(pairs, captured.get(params), captured.evaluator)
+    assert batch[0].compile_s > 0 and all(r.image.isfinite().all() for r in batch)

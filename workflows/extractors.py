@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from nst_ops.evaluation import DEFAULT_COMPILE, Evaluator, make_evaluator
 from nst_ops.params import StyleParams
-from nst_ops.vgg import VGGFeatures, check_layers, layer_names
+from nst_ops.vgg import DEFAULT_PRECISION, VGGFeatures, check_layers, layer_names
 from workflows.errors import InputError
 from workflows.host import keep_freed_memory
 from workflows.weights import ResolvedWeights
@@ -26,17 +27,24 @@ def pick_device(name: str) -> torch.device:
 @dataclass
 class ExtractorCache:
     """VGG trunks built from one set of weights, one per (pooling, depth), kept for the life of
-    the process so that a worker loads the network once, not once per pair. Creating one sets
-    the process up for its device: TF32 on CUDA; on the CPU, freed memory is kept for reuse
-    (workflows.host: 20% faster iterations at 512 px)."""
+    the process so that a worker loads the network once, not once per pair, and the process's
+    evaluator (`compile`: nst_ops.evaluation; its captured graphs are reused across pairs).
+    Creating one sets the process up for its device: TF32 on CUDA; on the CPU, freed memory is
+    kept for reuse (workflows.host: 20% faster iterations at 512 px)."""
 
     weights: ResolvedWeights
     device: torch.device
-    precision: str = "fp32"
+    precision: str = DEFAULT_PRECISION
+    compile: str = DEFAULT_COMPILE
     built: dict[tuple[str, int], VGGFeatures] = field(default_factory=dict)
     builds: int = 0
+    evaluator: Evaluator = field(init=False)
 
     def __post_init__(self) -> None:
+        try:
+            self.evaluator = make_evaluator(self.compile, self.device)
+        except ValueError as e:
+            raise InputError(f"--{e}") from None
         if self.device.type == "cuda":
             tf32 = self.precision == "tf32"
             torch.backends.cuda.matmul.allow_tf32 = tf32

@@ -72,7 +72,8 @@ def load_pair(
 def stylize_loaded(pairs: list[LoadedPair], extractors: ExtractorCache) -> list[StyleResult]:
     """Stylize pairs that form one batch (nst_ops.optimize.batch_groups) together."""
     try:
-        return stylize_batch([p.pair for p in pairs], extractors.get(pairs[0].pair.params))
+        extractor = extractors.get(pairs[0].pair.params)
+        return stylize_batch([p.pair for p in pairs], extractor, extractors.evaluator)
     except ValueError as e:  # masks are checked when the optimisation starts
         source = pairs[0].source
         if str(e).startswith("content mask"):

@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from manifests.fields import field_specs, format_value, parse_value
+from nst_ops.evaluation import COMPILE_CHOICES, DEFAULT_COMPILE
 from nst_ops.params import StyleParams
 from nst_ops.vgg import DEFAULT_PRECISION, MODELS, PRECISIONS
 from workflows.images import DEFAULT_MAX_PIXELS
@@ -59,6 +60,14 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_PRECISION,
         choices=PRECISIONS,
         help="fp32 | tf32 (CUDA TF32 matmuls) | bf16 (autocast VGG, losses in fp32)",
+    )
+    parser.add_argument(
+        "--compile",
+        default=DEFAULT_COMPILE,
+        choices=COMPILE_CHOICES,
+        help="run each iteration as captured graphs (torch.compile; CUDA graphs on a GPU): "
+        "auto = on for CUDA, off for the CPU (compiling costs ~20 s per image shape and batch "
+        "size, once per worker; see compile_s)",
     )
     parser.add_argument(
         "--max-image-pixels",

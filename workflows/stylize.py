@@ -48,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
     options = parse_storage_options(args.storage_options)
     device = pick_device(args.device)
     weights = resolve_weights(args.model, args.weights, options)
-    extractors = ExtractorCache(weights, device, args.precision)
+    extractors = ExtractorCache(weights, device, args.precision, args.compile)
     pair = PairInput(args.content, args.style, params, args.content_mask, args.style_mask)
     bar = tqdm(total=params.iterations, disable=args.quiet, unit="it", file=sys.stderr)
 

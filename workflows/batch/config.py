@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from nst_ops.evaluation import DEFAULT_COMPILE
 from nst_ops.vgg import DEFAULT_PRECISION
 from workflows.images import DEFAULT_MAX_PIXELS
 from workflows.storage import StorageOptions
@@ -39,6 +40,7 @@ class RunConfig:
     storage_retry_s: float = 60.0
     connect_timeout_s: float = 30.0
     precision: str = DEFAULT_PRECISION
+    compile: str = DEFAULT_COMPILE
     quiet: bool = False
 
     def worker(self, tag_fields: list[pa.Field]) -> WorkerConfig:
@@ -52,6 +54,7 @@ class RunConfig:
             self.yardstick_size,
             self.storage_retry_s,
             self.precision,
+            self.compile,
         )
 
 
@@ -72,3 +75,4 @@ class WorkerConfig:
     yardstick_size: int = 256
     storage_retry_s: float = 60.0
     precision: str = DEFAULT_PRECISION
+    compile: str = DEFAULT_COMPILE

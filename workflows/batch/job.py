@@ -56,6 +56,7 @@ def _metadata(cfg: RunConfig, started: Any, num_rows: int) -> dict[str, Any]:
         "rows": num_rows,
         "model": cfg.model,
         "precision": cfg.precision,
+        "compile": cfg.compile,
         "weights": cfg.weights if "://" not in cfg.weights else cfg.weights.split("?")[0],
         "package_version": package_version,
         **source_revision(),

@@ -62,7 +62,9 @@ class PairWorker:
         """Weights come from the object store on first use (and again after a restart)."""
         if self.extractors is None:
             weights: ResolvedWeights = ray.get(weights_ref[0])
-            self.extractors = ExtractorCache(weights, self.device, self.cfg.precision)
+            self.extractors = ExtractorCache(
+                weights, self.device, self.cfg.precision, self.cfg.compile
+            )
         return self.extractors
 
     def info(self) -> dict[str, Any]:
@@ -155,6 +157,7 @@ class PairWorker:
             "warnings": tuple(out.warnings),
             "iterations_to_target": out.iterations_run if out.reached_target else None,
             "batch_size": batch_size,
+            "compile_s": out.compile_s,
         }
         if yard is not None:
             fields["yardstick_content_loss"] = yard.content_loss

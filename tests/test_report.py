@@ -94,7 +94,12 @@ def test_report_files_and_grid_shape(report: Path) -> None:
     assert grid.height >= 3 * CELL  # 3 style_weight rows
     assert grid.width == 2 * round(CELL * 384 / 288)  # 2 optimizer columns of 4:3 thumbnails
     assert thumbs.std() > 10
-    assert "style_weight" in page and "optimizer" in page and "reduced yardstick" in page
+    assert "style_weight" in page and "optimizer" in page
+    # style_weight is a trade-off (a frontier per pair, its strip beside it); optimizer is
+    # compared pair by pair against the default
+    assert "style_weight trades yardstick content loss against style loss" in page
+    assert "optimizer=adam vs optimizer=lbfgs: yardstick style loss lower in" in page
+    assert {"frontier_0_0.png", "strip_0_0.png"} <= set(sources)
 
 
 def test_load_run_for_notebooks(report: Path) -> None:

@@ -1,11 +1,18 @@
-"""Reading a run for analysis: `load_run` for notebooks, and the DuckDB queries of `nst report`.
+"""Reading a run for analysis: `load_run` for notebooks, the paired comparisons
+(`paired_effects`, `frontier`), and the DuckDB queries of `nst report`.
 
 Swept parameters are the StyleParams fields and tag_ columns that take more than one value
 among a run's ok results. List-valued parameters are shown as `a+b+c` strings.
+
+Comparisons are paired: a value of a swept parameter is compared with the baseline value (the
+default, else the first value) only within a *pair* — rows with the same content, style, masks
+and every other parameter and tag — because yardstick values differ by orders of magnitude
+between images; per-pair ratios are then combined with their geometric mean.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +21,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from manifests.fields import field_specs
-from manifests.schema import TAG_PREFIX
+from manifests.fields import field_specs, format_value
+from manifests.schema import TAG_PREFIX, URI_COLUMNS
 from workflows.storage import StorageOptions, filesystem, join, read_bytes
 
 
@@ -81,18 +88,136 @@ def load_run(uri: str, options: StorageOptions | None = None) -> tuple[pd.DataFr
     return run.df("select * from results"), run.df("select * from losses")
 
 
-def curves(run: Run, param: str) -> pd.DataFrame:
-    """Mean total/content/style loss per iteration for each value of `param` (ok rows)."""
+# Loss weights: sweeping one trades content against style (a frontier, no single winner).
+WEIGHT_PARAMS = (
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "photo_weight",
+    "style_layer_weights",
+)
+METRICS = {
+    "content": "yardstick_content_loss",
+    "style": "yardstick_style_loss",
+    "total": "yardstick_total",
+    "raw_total": "final_total_loss",  # the row's own objective: comparable only where equal
+}
+
+
+def text(value: Any) -> str:
+    """A parameter value as the report labels it (lists as a+b+c)."""
+    return value if isinstance(value, str) else format_value(value, "+")
+
+
+def order(value: str) -> tuple[int, float, str]:
+    """Sort key of value labels: numbers by value, then the rest by text."""
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def baseline(param: str, values: list[Any]) -> Any:
+    """The value others are compared with: the default when it was swept, else the first."""
+    spec = field_specs().get(param)
+    default = None if spec is None else format_value(spec.default, "+")
+    for value in values:
+        if text(value) == default:
+            return value
+    return sorted(values, key=lambda v: (v is None, text(v) if isinstance(v, str) else v))[0]
+
+
+def pairs_of(results: pd.DataFrame, param: str) -> pd.DataFrame:
+    """The ok rows with `pair`: a label of their setting except `param` (equal labels = the
+    same content, style, masks, other parameters and tags), and `role`: "baseline", "value"
+    (it has its pair's baseline), or "unpaired" (its pair has no row of another value)."""
+    ok = results[results["status"] == "ok"].copy()
+    setup = [c for c in ok.columns if c != param and (
+        c in URI_COLUMNS or c in field_specs() or c.startswith(TAG_PREFIX))]  # fmt: skip
+    ok["pair"] = [repr(key) for key in ok[setup].itertuples(index=False, name=None)]
+    base = baseline(param, list(ok[param].drop_duplicates()))
+    is_base = ok[param].map(text) == text(base)
+    with_base = set(ok.loc[is_base, "pair"])
+    with_other = set(ok.loc[~is_base, "pair"])
+    ok["role"] = "unpaired"
+    ok.loc[is_base & ok["pair"].isin(with_other), "role"] = "baseline"
+    ok.loc[~is_base & ok["pair"].isin(with_base), "role"] = "value"
+    return ok
+
+
+def paired_effects(results: pd.DataFrame, param: str) -> pd.DataFrame:
+    """Per value of `param` other than its baseline: in how many pairs it lowered each metric
+    (`{metric}_better`, of `pairs`) and the geometric mean of its per-pair ratios as a change
+    (`{metric}_change`: −0.042 = 4.2% lower). Metrics: the yardstick's content, style and
+    total, and the raw final total. `unpaired`: rows of that value left out (no baseline with
+    the same other settings). `results` as `load_run` returns it."""
+    rows = pairs_of(results, param)
+    base_value = baseline(param, list(rows[param].drop_duplicates()))
+    columns = list(METRICS.values())
+    means = rows[rows["role"] != "unpaired"].groupby(["pair", rows[param].map(text)])[columns]
+    table = means.mean()
+    out = []
+    for value in sorted(set(rows[param].map(text)) - {text(base_value)}):
+        mine = rows[rows[param].map(text) == value]
+        entry: dict[str, Any] = {"value": value, "baseline": text(base_value)}
+        entry["unpaired"] = int((mine["role"] == "unpaired").sum())
+        paired = sorted(set(mine.loc[mine["role"] == "value", "pair"]))
+        entry["pairs"] = len(paired)
+        for name, column in METRICS.items():
+            ratios = [table.loc[(p, value), column] / table.loc[(p, text(base_value)), column]
+                      for p in paired]  # fmt: skip
+            good = [r for r in ratios if math.isfinite(r) and r > 0]
+            geo = math.exp(sum(math.log(r) for r in good) / len(good)) if good else math.nan
+            entry[f"{name}_change"] = geo - 1
+            entry[f"{name}_better"] = sum(r < 1 for r in good)
+        out.append(entry)
+    return pd.DataFrame(out)
+
+
+def frontier(results: pd.DataFrame, param: str) -> pd.DataFrame:
+    """Per pair, each value's yardstick content and style loss and whether it is on the pair's
+    Pareto frontier (no other value of the pair has both lower or equal, one lower): the view
+    of a trade-off parameter such as α or β, which has no single best value."""
+    rows = pairs_of(results, param)
+    rows = rows[rows["role"] != "unpaired"].dropna(subset=[METRICS["content"], METRICS["style"]])
+    keep = ["pair", "content_uri", "style_uri", param, METRICS["content"], METRICS["style"]]
+    rows = rows[keep].rename(columns={param: "value"})
+    rows["value"] = rows["value"].map(text)
+    rows = rows.groupby(["pair", "content_uri", "style_uri", "value"], as_index=False).mean()
+    c, st = rows[METRICS["content"]], rows[METRICS["style"]]
+    on = []
+    for i in rows.index:
+        same = rows["pair"] == rows.at[i, "pair"]
+        no_worse = same & (c <= c[i]) & (st <= st[i])
+        on.append(not (no_worse & ((c < c[i]) | (st < st[i]))).any())
+    rows["on_frontier"] = on
+    return rows
+
+
+def curves(run: Run, param: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """Loss curves per value of `param`, normalised per pair: each pair's total/content/style
+    curve divided by its baseline row's final value, then averaged over the pairs (`rows`:
+    pairs_of's paired rows). 1.0 = where the baseline ended."""
+    paired = rows.loc[rows["role"] != "unpaired", ["pair_id", "pair", "role", param]].copy()
+    paired["value"] = paired.pop(param).map(text)
+    run.con.register("paired", paired)
     return run.df(
-        f"""select r."{param}" as value, l.iteration, avg(l.total_loss) as total,
-                   avg(l.content_loss) as content, avg(l.style_loss) as style
-            from losses l join results r using (pair_id) where r.status = 'ok'
-            group by all order by value, l.iteration"""  # noqa: S608
+        """with last as (select pair_id, max(iteration) as n from losses group by 1),
+           base as (select p.pair, avg(l.total_loss) as t, avg(l.content_loss) as c,
+                           avg(l.style_loss) as s
+                    from paired p join last using (pair_id)
+                    join losses l on l.pair_id = p.pair_id and l.iteration = last.n
+                    where p.role = 'baseline' group by 1)
+           select p.value, l.iteration, avg(l.total_loss / nullif(b.t, 0)) as total,
+                  avg(l.content_loss / nullif(b.c, 0)) as content,
+                  avg(l.style_loss / nullif(b.s, 0)) as style, count(*) as pairs
+           from paired p join losses l using (pair_id) join base b using (pair)
+           group by all order by 1, 2"""
     )
 
 
 _LEVELS_SQL = """
-with ok as (select * from results where status = 'ok'),
+with ok as (select r.* from results r join paired p using (pair_id)),
 ranked as (
     select *, row_number() over (partition by content_uri, style_uri
         order by coalesce(yardstick_total, final_total_loss), pair_id) as rk from ok),
@@ -120,10 +245,12 @@ from ok o join reach r using (pair_id) group by all order by value
 """
 
 
-def param_table(run: Run, param: str) -> pd.DataFrame:
-    """Per value of `param`: final raw total, yardstick terms, and iterations/seconds to reach
-    the loss levels L25/L50 — what the best config of each (content, style) reached at 25%/50%
-    of its iterations (raw totals: meaningful where the objective is the same)."""
+def param_table(run: Run, param: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """Per value of `param`, over its paired rows only (`rows`: pairs_of): mean final raw
+    total, yardstick terms, and iterations/seconds to reach the loss levels L25/L50 — what
+    the best config of each (content, style) reached at 25%/50% of its iterations, computed
+    per pair (raw totals: meaningful where the objective is the same)."""
+    run.con.register("paired", rows.loc[rows["role"] != "unpaired", ["pair_id"]])
     return run.df(_LEVELS_SQL.format(param=param))
 
 

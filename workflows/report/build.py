@@ -1,7 +1,9 @@
 """The HTML report of a run (`nst report`): index.html + PNG figures, viewable offline.
 
-Summary, loss curves and a table per swept parameter, contact sheets (sampled for large runs),
-and a generated statement of which settings reached the lowest yardstick loss.
+Summary; per swept parameter, loss curves normalised per pair and a paired comparison — for a
+loss weight (α, β, …) a frontier plot per pair beside its strip of images, otherwise the
+paired effects on the yardstick —, the L25/L50 table over paired rows; findings as sentences
+(workflows.report.findings); contact sheets (sampled for large runs).
 """
 
 from __future__ import annotations
@@ -13,8 +15,21 @@ from typing import Any
 import pandas as pd
 
 from manifests.fields import field_specs, format_value
-from workflows.analysis import Run, curves, open_run, param_table, summary
-from workflows.report.figures import contact_sheet, loss_curves, short
+from workflows.analysis import (
+    WEIGHT_PARAMS,
+    Run,
+    curves,
+    frontier,
+    open_run,
+    order,
+    paired_effects,
+    pairs_of,
+    param_table,
+    summary,
+)
+from workflows.analysis import text as text_of
+from workflows.report.figures import contact_sheet, frontier_plot, loss_curves, short
+from workflows.report.findings import param_findings
 
 KEY_COLUMNS = ["value", "pairs", "final_total", "yardstick_total", "iters_to_l50", "secs_to_l50"]
 
@@ -69,94 +84,106 @@ def _grid(run: Run, pair: tuple[str, str], a: str, b: str, path: Path, options: 
     contact_sheet(cells, row_labels, [_label(b, y) for y in bv], path, options)
 
 
-def _statements(run: Run) -> list[str]:
-    """The seed talk's style: 'X reduced yardstick style loss by N% vs Y'."""
-    out = []
-    for param in run.swept:
-        table = param_table(run, param).dropna(subset=["yardstick_total"])
-        if len(table) < 2:
-            continue
-        best = table.loc[table["yardstick_total"].idxmin()]
-        default = table[[_label(param, v).endswith("(default)") for v in table["value"]]]
-        base = default.iloc[0] if len(default) else table.loc[table["yardstick_total"].idxmax()]
-        if best["value"] == base["value"]:
-            out.append(f"{_label(param, best['value'])} reached the lowest mean yardstick total.")
-            continue
-        style = 100 * (1 - best["yardstick_style"] / base["yardstick_style"])
-        content = 100 * (1 - best["yardstick_content"] / base["yardstick_content"])
-        out.append(
-            f"{_label(param, best['value'])} reached the lowest mean yardstick total "
-            f"({best['yardstick_total']:.4g}); vs {_label(param, base['value'])} it reduced "
-            f"yardstick style loss by {style:.1f}% and content loss by {content:.1f}%."
+def _frontiers(
+    rows: pd.DataFrame, i: int, param: str, others: list[str], out: Path, limit: int,
+    options: Any,
+) -> list[str]:  # fmt: skip
+    """Per pair (at most `limit`; `rows`: pairs_of): the frontier plot and, beside it, the strip
+    of its images ordered by the value, as HTML; first a table of how often each value is on
+    its pair's frontier."""
+    points = frontier(rows, param)
+    parts = []
+    for k, (pair, group) in enumerate(points.groupby("pair", sort=True)):
+        if k == limit:
+            parts.append(f"<p>{limit} of {points['pair'].nunique()} pairs shown.</p>")
+            break
+        mine = rows[rows["pair"] == pair].drop_duplicates(subset=[param])
+        first = mine.iloc[0]
+        title = ", ".join(
+            [f"{short(first['content_uri'])} x {short(first['style_uri'])}"]
+            + [_label(o, first[o]) for o in others]
+        )  # the pair's other settings
+        frontier_plot(group, param, title, out / f"frontier_{i}_{k}.png")
+        ordered = sorted(mine.itertuples(), key=lambda r: order(text_of(getattr(r, param))))
+        labels = [_label(param, getattr(r, param)) for r in ordered]
+        strip = out / f"strip_{i}_{k}.png"
+        contact_sheet([[r.output_uri for r in ordered]], [title], labels, strip, options)
+        parts.append(
+            f"<div class='side'><img src='frontier_{i}_{k}.png'><img src='strip_{i}_{k}.png'></div>"
         )
-    return out
+    counts = points.groupby("value").agg(
+        pairs=("pair", "nunique"), on_frontier=("on_frontier", "sum")
+    )
+    counts = counts.reset_index().sort_values("value", key=lambda v: v.map(order))
+    return [f"<p>On the yardstick frontier of their pair:</p>{_table(counts)}", *parts]
 
 
-def _pair_statements(run: Run, pairs: list[tuple[str, str]]) -> list[str]:
-    """Per (content, style): the setting with the lowest yardstick total, against the row with
-    every swept parameter at its default (else the worst row)."""
-    if not run.swept:
-        return []
-    cols = ", ".join(f'"{p}"' for p in run.swept)
-    out = []
-    for pair in pairs:
-        rows = run.df(
-            f"select {cols}, yardstick_total, yardstick_style_loss, yardstick_content_loss "  # noqa: S608
-            "from results where status = 'ok' and content_uri = ? and style_uri = ? "
-            "and yardstick_total is not null order by yardstick_total",
-            list(pair),
-        )
-        if len(rows) < 2:
-            continue
-        best = rows.iloc[0]
-        defaults = rows[[all(_label(p, r[p]).endswith("(default)") for p in run.swept)
-                         for _, r in rows.iterrows()]]  # fmt: skip
-        base = defaults.iloc[0] if len(defaults) else rows.iloc[-1]
-        setting = ", ".join(_label(p, best[p]) for p in run.swept)
-        if base.equals(best):
-            out.append(f"{short(pair[0])} x {short(pair[1])}: the defaults ({setting}) won.")
-            continue
-        style = 100 * (1 - best["yardstick_style_loss"] / base["yardstick_style_loss"])
-        total = 100 * (1 - best["yardstick_total"] / base["yardstick_total"])
-        versus = ", ".join(_label(p, base[p]) for p in run.swept)
-        out.append(
-            f"{short(pair[0])} x {short(pair[1])}: {setting} reduced the yardstick total by "
-            f"{total:.1f}% and yardstick style loss by {style:.1f}% vs {versus}."
-        )
-    return out
+def _section(
+    run: Run, results: pd.DataFrame, i: int, param: str, out: Path, limit: int, options: Any
+) -> tuple[str, list[str]]:
+    """One swept parameter: normalised loss curves, the paired comparison (a frontier for a
+    loss weight), the L25/L50 table over paired rows; (HTML, text lines)."""
+    rows = pairs_of(results, param)
+    html_parts, text = [f"<h3>{html.escape(param)}</h3>"], [f"== {param}"]
+    if (rows["role"] == "unpaired").all():
+        html_parts.append("<p>No two values share their other settings: nothing to compare.</p>")
+        return "".join(html_parts), text
+    loss_curves(curves(run, param, rows), param, out / f"curves_{i}.png")
+    levels = param_table(run, param, rows)
+    html_parts.append(f"<img src='curves_{i}.png'>")
+    if param in WEIGHT_PARAMS:
+        others = [p for p in run.swept if p != param]
+        html_parts += _frontiers(rows, i, param, others, out, limit, options)
+    else:
+        effects = paired_effects(results, param)
+        base = html.escape(f"{param}={effects['baseline'].iloc[0]}") if len(effects) else ""
+        html_parts.append(f"<p>Against {base} in the same pair:</p>{_table(effects)}")
+        text.append(effects.to_string(index=False))
+    html_parts.append(f"<p>Over paired rows:</p>{_table(levels)}")
+    text.append(levels[KEY_COLUMNS].to_string(index=False))
+    return "".join(html_parts), text
 
 
 def build_report(uri: str, out: Path, options: Any = None, max_pairs: int = 12) -> list[str]:
     """Write out/index.html and figures; return the key tables as text lines."""
     run = open_run(uri, options)
+    results = run.df("select * from results")
     out.mkdir(parents=True, exist_ok=True)
     parts = [f"<h1>nst-batch report</h1><p>run: <code>{html.escape(uri)}</code></p>"]
     for name, frame in summary(run).items():
         parts.append(f"<h3>{name}</h3>{_table(frame)}")
     text: list[str] = []
-    parts.append("<h2>Swept parameters</h2>")
+    parts.append("<h2>Swept parameters</h2><p>Every comparison is paired: a value against the "
+                 "baseline (the default, else the first value) among rows with the same "
+                 "content, style, masks and other settings; loss curves are each pair's curve "
+                 "divided by its baseline's final value, then averaged.</p>")  # fmt: skip
     if not run.swept:
         parts.append("<p>No parameter varies in this run.</p>")
+    findings: list[str] = []
     for i, param in enumerate(run.swept):
-        loss_curves(curves(run, param), param, out / f"curves_{i}.png")
-        table = param_table(run, param)
-        parts.append(f"<h3>{html.escape(param)}</h3><img src='curves_{i}.png'>{_table(table)}")
-        text += [f"== {param}", table[KEY_COLUMNS].to_string(index=False)]
-    pairs, total = _pairs(run, max_pairs)
-    findings = _statements(run) + _pair_statements(run, pairs)
+        section, lines = _section(run, results, i, param, out, max_pairs, options)
+        parts.append(section)
+        text += lines
+        findings += param_findings(results, param)
     parts.append("<h2>Findings</h2><ul>")
     parts += [f"<li>{html.escape(s)}</li>" for s in findings] + ["</ul>"]
     text += findings
+    pairs, total = _pairs(run, max_pairs)
     parts.append(f"<h2>Contact sheets</h2><p>{len(pairs)} of {total} (content, style) pairs.</p>")
     for j, pair in enumerate(pairs):
         for i, param in enumerate(run.swept):
+            if param in WEIGHT_PARAMS:
+                continue  # beside its frontier above
             _strip(run, pair, param, out / f"sheet_{j}_{i}.png", options)
             parts.append(f"<img src='sheet_{j}_{i}.png'><br>")
         if len(run.swept) == 2:
             first, second = run.swept
             _grid(run, pair, first, second, out / f"grid_{j}.png", options)
             parts.append(f"<img src='grid_{j}.png'><br>")
-    style = "body{font-family:sans-serif;margin:2em} td,th{padding:2px 8px} img{max-width:100%}"
+    style = (
+        "body{font-family:sans-serif;margin:2em} td,th{padding:2px 8px} img{max-width:100%}"
+        " .side{display:flex;gap:1em;align-items:flex-start} .side img{max-width:49%}"
+    )
     page = "<!doctype html><html><head><meta charset='utf-8'><title>nst-batch report</title>"
     page += f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
     (out / "index.html").write_text(page)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure  # the object API: no pyplot, no GUI backend to choose
+from matplotlib.ticker import FuncFormatter, NullFormatter
 from PIL import Image, ImageDraw
 
 from workflows.storage import StorageOptions, read_bytes
@@ -20,7 +22,8 @@ CHAR = 6  # approximate width of a character of Pillow's default font, px
 
 
 def loss_curves(data: pd.DataFrame, param: str, path: Path) -> None:
-    """Total, content and style loss vs iteration, one line per value of `param` (log y)."""
+    """Total, content and style loss vs iteration, one line per value of `param` (log y). The
+    curves are normalised per pair (workflows.analysis.curves): 1 = the baseline's final."""
     fig = Figure(figsize=(13, 3.6))
     axes = fig.subplots(1, 3)
     for value, group in data.groupby("value", sort=True):
@@ -30,8 +33,36 @@ def loss_curves(data: pd.DataFrame, param: str, path: Path) -> None:
     for ax, column in zip(axes, ("total", "content", "style"), strict=True):
         ax.set_yscale("log")
         ax.set_xlabel("iteration")
-        ax.set_title(f"{column} loss")
+        ax.set_title(f"{column} loss / baseline's final, mean over pairs", fontsize=9)
     axes[0].legend(title=param, fontsize=7, title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+def frontier_plot(points: pd.DataFrame, param: str, title: str, path: Path) -> None:
+    """One pair's values as points (yardstick content loss, yardstick style loss), log-log,
+    labelled by value; the Pareto frontier (points["on_frontier"]) joined by a line."""
+    fig = Figure(figsize=(4.2, 3.6))
+    ax = fig.subplots()
+    content, style = points["yardstick_content_loss"], points["yardstick_style_loss"]
+    ax.scatter(content, style, c=["C0" if f else "0.6" for f in points["on_frontier"]])
+    front = points[points["on_frontier"]].sort_values("yardstick_content_loss")
+    ax.plot(front["yardstick_content_loss"], front["yardstick_style_loss"], "C0-", lw=1)
+    for row in points.itertuples():
+        ax.annotate(str(row.value), (row.yardstick_content_loss, row.yardstick_style_loss),
+                    fontsize=7, xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    short_number = FuncFormatter(lambda v, _: f"{v:.3g}")
+    for axis, values in ((ax.xaxis, content), (ax.yaxis, style)):
+        axis.set_major_formatter(short_number)
+        narrow = values.max() < 10 * values.min()  # within a decade: label the minor ticks
+        axis.set_minor_formatter(short_number if narrow else NullFormatter())
+    ax.tick_params(labelsize=7)
+    ax.tick_params(axis="x", which="both", labelrotation=30)
+    ax.set_xlabel("yardstick content loss")
+    ax.set_ylabel("yardstick style loss")
+    ax.set_title("\n".join(textwrap.wrap(f"{title}: {param} frontier", 48)), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
 

@@ -1,0 +1,136 @@
+"""Paired analysis on synthetic results tables (no optimisation): findings follow per-pair
+ratios, unpaired rows are left out and counted, a trade-off parameter gets a frontier and no
+winner, and the report names the frontier figure it writes."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from manifests.schema import RUN_LOSS_SCHEMA, results_schema
+from workflows.analysis import frontier, paired_effects, pairs_of
+from workflows.report.build import build_report
+from workflows.report.findings import param_findings, percent
+
+SL45 = "relu1_1+relu2_1+relu3_1+relu4_2+relu5_2"
+DEFAULT_LAYERS = "relu1_1+relu2_1+relu3_1+relu4_1+relu5_1"
+
+
+def row(content: str, style: str, scale: float, layers: str = DEFAULT_LAYERS,
+        style_weight: float = 1000.0, content_loss: float = 1.0, style_loss: float = 1.0,
+        raw: float = 1.0) -> dict[str, Any]:  # fmt: skip
+    """A results row (the columns analysis reads); yardstick values scaled by `scale`."""
+    c, s = scale * content_loss, scale * style_loss
+    return {
+        "pair_id": f"p{abs(hash((content, style, layers, style_weight, scale))) % 10**12}",
+        "status": "ok", "content_uri": content, "style_uri": style,
+        "content_mask_uri": None, "style_mask_uri": None,
+        "style_layers": layers, "style_weight": style_weight, "image_size": 128,
+        "yardstick_content_loss": c, "yardstick_style_loss": s,
+        "yardstick_total": c + 1000 * s, "final_total_loss": scale * raw,
+    }  # fmt: skip
+
+
+def layer_sweep() -> pd.DataFrame:
+    """Two pairs whose yardsticks differ 1000×: SL4,5 lowers style 10% in the small pair and
+    raises it 5% in the big one — unpaired means would follow the big pair."""
+    rows = [
+        row("a.jpg", "s.jpg", 1.0),
+        row("a.jpg", "s.jpg", 1.0, SL45, style_loss=0.9, raw=0.8),
+        row("b.jpg", "s.jpg", 1000.0),
+        row("b.jpg", "s.jpg", 1000.0, SL45, style_loss=1.05),
+        row("c.jpg", "s.jpg", 5.0, SL45),  # no default-layers partner: unpaired
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_paired_effects_follow_per_pair_ratios_not_the_big_pair() -> None:
+    effects = paired_effects(layer_sweep(), "style_layers")
+    (sl45,) = effects.itertuples()
+    assert sl45.value == SL45 and sl45.baseline == DEFAULT_LAYERS
+    assert sl45.pairs == 2 and sl45.unpaired == 1
+    assert sl45.style_change == pytest.approx(math.sqrt(0.9 * 1.05) - 1)  # geometric mean
+    assert sl45.style_better == 1 and sl45.content_better == 0
+    assert sl45.raw_total_change == pytest.approx(math.sqrt(0.8 * 1.0) - 1)
+    # the unpaired mean over both pairs would call it a 4.99% increase: the big pair wins
+    unpaired_mean = (0.9 + 1000 * 1.05) / (1 + 1000) - 1
+    assert unpaired_mean > 0.04 and sl45.style_change < 0
+
+
+def test_findings_say_in_how_many_pairs_and_by_how_much() -> None:
+    text = " ".join(param_findings(layer_sweep(), "style_layers"))
+    change = percent(math.sqrt(0.9 * 1.05) - 1)
+    assert f"yardstick style loss lower in 1 of 2 pairs (geometric mean {change})" in text
+    assert change.endswith("lower") and "-" not in change  # never "reduced by -5%"
+    assert f"raw final total {percent(math.sqrt(0.8) - 1)}" in text
+    assert "1 row (style_layers relu1_1+relu2_1+relu3_1+relu4_2+relu5_2) without" in text
+    assert percent(0.051) == "5.1% higher" and percent(-0.042) == "4.2% lower"
+    # total: lower in the small pair only (1 of 2): no winner by the paired total
+    assert "no value lowered the paired yardstick total of" in text and "in most pairs" in text
+
+
+def weight_sweep() -> pd.DataFrame:
+    """β = 100 keeps content, β = 10000 matches style: each wins one term, in two pairs."""
+    rows = []
+    for content, scale in (("a.jpg", 1.0), ("b.jpg", 1000.0)):
+        rows.append(row(content, "s.jpg", scale, style_weight=100.0, content_loss=1, style_loss=3))
+        rows.append(row(content, "s.jpg", scale, style_weight=1e4, content_loss=3, style_loss=1))
+        rows.append(row(content, "s.jpg", scale, style_weight=1e3, content_loss=4, style_loss=4))
+    return pd.DataFrame(rows)
+
+
+def test_a_weight_sweep_is_a_frontier_without_a_winner() -> None:
+    points = frontier(weight_sweep(), "style_weight")
+    on = points[points["on_frontier"]].groupby("value")["pair"].nunique().to_dict()
+    assert on == {"100": 2, "10000": 2}  # 1000 is dominated in both pairs
+    sentence = " ".join(param_findings(weight_sweep(), "style_weight"))
+    assert "no single best value" in sentence and "best by" not in sentence
+    assert "on the frontier 100 (in 2 of 2 pairs), 10000 (in 2 of 2 pairs)" in sentence
+    assert "dominated 1000 (in 2 of 2)" in sentence
+
+
+def test_pairs_need_equal_other_settings() -> None:
+    frame = layer_sweep()
+    frame.loc[1, "image_size"] = 256  # now a's SL4,5 row differs in another setting
+    roles = pairs_of(frame, "style_layers")["role"].tolist()
+    assert roles == ["unpaired", "unpaired", "baseline", "value", "unpaired"]
+
+
+def write_run(folder: Path, frame: pd.DataFrame) -> None:
+    """results.parquet (the declared schema), losses.parquet (3 rows a pair), grey images."""
+    folder.mkdir(parents=True)
+    (folder / "images").mkdir()
+    schema = results_schema()
+    records = []
+    for r in frame.to_dict("records"):
+        uri = str(folder / "images" / f"{r['pair_id']}.png")
+        Image.new("RGB", (32, 24), (120, 120, 120)).save(uri)
+        r = r | {"style_layers": r["style_layers"].split("+"), "output_uri": uri}
+        records.append({name: r.get(name) for name in schema.names})
+    pq.write_table(pa.Table.from_pylist(records, schema=schema), folder / "results.parquet")
+    losses = [{"pair_id": r["pair_id"], "iteration": i, "total_loss": r["final_total_loss"] * (3 - i),
+               "content_loss": 1.0 + i, "style_loss": 3.0 - i, "tv_loss": 0.0, "photo_loss": 0.0,
+               "stage": 1, "scale": 128, "style_layer_losses": [], "elapsed_s": 0.1 * i}
+              for r in records for i in range(3)]  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(losses, schema=RUN_LOSS_SCHEMA), folder / "losses.parquet")
+
+
+def test_report_shows_the_frontier_beside_its_strip(tmp_path: Path) -> None:
+    write_run(tmp_path / "run", weight_sweep())
+    lines = build_report(str(tmp_path / "run"), tmp_path / "report")
+    page = (tmp_path / "report" / "index.html").read_text()
+    sources = re.findall(r"src='([^']+)'", page)
+    assert "frontier_0_0.png" in sources and "frontier_0_1.png" in sources
+    assert all((tmp_path / "report" / s).exists() for s in sources)
+    side = re.search(r"<div class='side'><img src='frontier_0_0.png'><img src='(\w+).png'>", page)
+    assert side is not None and side.group(1) == "strip_0_0"
+    assert any("no single best value" in line for line in lines)
+    assert "reduced" not in page and "lowest mean" not in page

@@ -14,7 +14,13 @@
 #   3. ms per iteration inside the real loop, one pair, L-BFGS, compile on (target <= 2 ms);
 #   4. time to quality: the fp32 eager 1000-iteration L-BFGS baseline's yardstick within 1%,
 #      per pair of GPU time with compile amortised over 100 pairs (target: <= 1/10 of the time);
-#   5. (NST_CHECK_OVERHEAD=1) the objective+gradient probe, eager vs captured.
+#   5. (NST_CHECK_OVERHEAD=1) the objective+gradient probe, eager vs captured;
+#   6. (NST_CHECK_PHOTO=1, ~4 min more: run it on its own, NST_CHECK_ONLY_PHOTO=1) the photo
+#      quality benchmark at 512 px, 500 + 500 iterations, pairs 1-8, images only (the machine
+#      has no scikit-image): untar $OUT/photo.tar and score on the CPU with
+#      `python -m benchmarks.photo_quality --score-only --out DIR`.
+#      It needs the photo pairs carried too:
+#      mkdir -p .weights/shared/data && cp -r ../shared/data/photo .weights/shared/data/
 # With $OUT set (the device tool), the log and the time-to-quality contact sheet go there. Copy
 # the tables into benchmarks/RESULTS.md with the date and the card. Each step has its own cap.
 set -uo pipefail
@@ -30,6 +36,13 @@ PY="${PY:-python3}"
 log() { echo; echo "== $* ($(date -u +%H:%M:%S))"; }
 date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+if [[ "${NST_CHECK_ONLY_PHOTO:-0}" == 1 ]]; then
+    log "photo quality: 512 px, 500 + 500 L-BFGS iterations, pairs 1-8 (images only)"
+    timeout 420 "$PY" -m benchmarks.photo_quality --device cuda --size 512 --iterations 500 \
+        --configs photo equal --postprocess none affine smooth --no-metrics --out "$OUT/photo"
+    tar -C "$OUT" -cf "$OUT/photo.tar" photo && rm -rf "$OUT/photo"
+    log "done"; exit 0
+fi
 log "gpu tests"
 # -W: the machine's torch is not the pinned one; its deprecations are not what this checks
 timeout 200 "$PY" -m pytest -q -m gpu -p no:cacheprovider -W ignore::DeprecationWarning tests/test_gpu.py
@@ -49,5 +62,11 @@ timeout 150 "$PY" -m benchmarks.time_to_quality --device cuda --size 512 --itera
 if [[ "${NST_CHECK_OVERHEAD:-0}" == 1 ]]; then
     log "launch overhead: objective+gradient eager vs torch.compile(reduce-overhead), 512 px"
     timeout 120 "$PY" -m benchmarks.overhead_probe --device cuda --size 512 --precision tf32
+fi
+if [[ "${NST_CHECK_PHOTO:-0}" == 1 ]]; then
+    log "photo quality: 512 px, 500 + 500 L-BFGS iterations, pairs 1-8 (images only)"
+    timeout 300 "$PY" -m benchmarks.photo_quality --device cuda --size 512 --iterations 500 \
+        --configs photo equal --postprocess none affine smooth --no-metrics --out "$OUT/photo"
+    tar -C "$OUT" -cf "$OUT/photo.tar" photo && rm -rf "$OUT/photo"
 fi
 log "done"

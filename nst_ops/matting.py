@@ -84,9 +84,24 @@ def to_torch_sparse(matrix: scipy.sparse.spmatrix, device: torch.device | str = 
         ).to(device)
 
 
-def photo_loss(image: Tensor, laplacian: Tensor) -> Tensor:
-    """Σ_c V_cᵀ L V_c per image: image (B, 3, H, W) in [0,1], L (H·W × H·W) sparse → (B,)."""
+# photo_loss = PHOTO_SCALE · Φ, so that photo_weight = 1e4 — Luan et al.'s λ — gives the photo
+# term Luan's balance against the style term with the default α, β and equal layer weights:
+# his style loss is mean-normalised like ours (per layer 400/N_l² · E_l in our units) and his
+# Φ a plain sum like ours, so one scale matches his balance at every image size. Measured with
+# the shared VGG16 trunk at Luan's own outputs (benchmarks.photo_balance, pairs 1–8): the λ on Φ
+# that matches is 5.1e7 (4.6e7–5.8e7) at 512 px and 5.6e7 (5.0e7–6.7e7) at 256 px.
+PHOTO_SCALE = 5000.0
+
+
+def matting_energy(image: Tensor, laplacian: Tensor) -> Tensor:
+    """Φ = Σ_c V_cᵀ L V_c per image: image (B, 3, H, W) in [0,1], L (H·W × H·W) sparse → (B,)."""
     b, c, h, w = image.shape
     v = image.reshape(b * c, h * w).T  # (N, B·C)
     lv = laplacian @ v
     return (v * lv).sum(0).reshape(b, c).sum(1)
+
+
+def photo_loss(image: Tensor, laplacian: Tensor) -> Tensor:
+    """The photorealism term (B,): PHOTO_SCALE · Φ (Luan et al. 2017's Φ = Σ_c V_cᵀ L V_c, scaled
+    so that photo_weight means Luan's λ; see PHOTO_SCALE)."""
+    return matting_energy(image, laplacian) * PHOTO_SCALE

@@ -22,8 +22,16 @@ from nst_ops.evaluation import Evaluator
 from nst_ops.guided import guided_filter
 from nst_ops.objective import Masks, StyleObjective
 from nst_ops.params import StyleParams, batch_key
+from nst_ops.postprocess import closed_form_smooth, smooth_local_affine
 from nst_ops.recorder import LossLog, Progress, ProgressCallback, Recorder, record_all
-from nst_ops.segments import Segment, initial_image, plan, prepare_masks, segment_objective
+from nst_ops.segments import (
+    Segment,
+    content_laplacian,
+    initial_image,
+    plan,
+    prepare_masks,
+    segment_objective,
+)
 from nst_ops.vgg import VGGFeatures
 
 __all__ = [
@@ -193,7 +201,7 @@ def _result(b: _Prepared, compile_s: float) -> StyleResult:
     x = b.image
     if tuple(x.shape[-2:]) != tuple(b.content.shape[-2:]):  # stopped early at a coarse scale
         x = F.interpolate(x, size=b.content.shape[-2:], mode="bilinear")
-    image = _finish(x.clamp(0, 1), b.content, b.params)
+    image = _finish(x.clamp(0, 1), b)
     log = b.rec.log(b.params.style_layers)
     return StyleResult(
         image[0].cpu(),
@@ -206,9 +214,18 @@ def _result(b: _Prepared, compile_s: float) -> StyleResult:
     )
 
 
-def _finish(x: Tensor, content: Tensor, params: StyleParams) -> Tensor:
-    """Recolour a luminance result; apply the optional guided-filter post-processing."""
+def _finish(x: Tensor, b: _Prepared) -> Tensor:
+    """Recolour a luminance result; apply the optional post-processing (nst_ops.postprocess)."""
+    content, kind = b.content, b.params.photo_postprocess
     image = combine_luminance(x, content) if x.shape[1] == 1 else x
-    if params.photo_postprocess == "guided":
-        image = guided_filter(content, image)
+    if kind == "guided":
+        return guided_filter(content, image)
+    if kind == "affine":
+        return smooth_local_affine(content, image)
+    if kind == "smooth":
+        size = (content.shape[-2], content.shape[-1])
+        cached = (b.laplacians or {}).get(size)
+        return closed_form_smooth(
+            image, cached if cached is not None else content_laplacian(content)
+        )
     return image

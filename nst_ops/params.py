@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from nst_ops.vgg import VGG19_LAYER_NAMES
+from nst_ops.vgg import VGG19_LAYER_NAMES, block_channels
 
 # Documented limits: a manifest row outside them is rejected before any work starts.
 MAX_ITERATIONS = 100_000
@@ -22,7 +22,7 @@ OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "random", "style")
 POOLINGS = ("max", "avg")
 PRESERVE_COLORS = ("none", "luminance")
-POSTPROCESSES = ("none", "guided")
+POSTPROCESSES = ("auto", "none", "guided", "affine", "smooth")
 
 
 class ParamError(ValueError):
@@ -52,7 +52,11 @@ class StyleParams:
         metadata=_help("layers of J_style"),
     )
     style_layer_weights: tuple[float, ...] | None = field(
-        default=None, metadata=_help("w_l per style layer; none = equal 1/len(style_layers)")
+        default=None,
+        metadata=_help(
+            "w_l per style layer; none = equal 1/len(style_layers), or with photo_weight > 0 "
+            "Luan's proportional to 1/N_l^2 (N_l channels)"
+        ),
     )
     optimizer: Literal["lbfgs", "adam"] = field(default="lbfgs", metadata=_help("lbfgs | adam"))
     learning_rate: float = field(
@@ -82,8 +86,13 @@ class StyleParams:
     photo_two_stage: bool = field(
         default=True, metadata=_help("with photo_weight > 0: iterations without, then with it")
     )
-    photo_postprocess: Literal["none", "guided"] = field(
-        default="none", metadata=_help("none | guided (guided filter by the content image)")
+    photo_postprocess: Literal["auto", "none", "guided", "affine", "smooth"] = field(
+        default="auto",
+        metadata=_help(
+            "auto (smooth with photo_weight > 0, else none) | none | guided (guided filter) | "
+            "affine (Luan's smooth local affine) | smooth (FastPhotoStyle's closed form), "
+            "each guided by the content image"
+        ),
     )
     ema_decay: float = field(
         default=0.0, metadata=_help("Adam only: return an EMA of the image with this decay")
@@ -101,6 +110,14 @@ class StyleParams:
                     value = tuple(v for v in value.split(",") if v)
                 object.__setattr__(self, name, tuple(value))
         _validate(self)
+        # Photo defaults (Luan et al. 2017), resolved here so that tables record what ran
+        photo = self.photo_weight > 0
+        if self.photo_postprocess == "auto":
+            object.__setattr__(self, "photo_postprocess", "smooth" if photo else "none")
+        if photo and self.style_layer_weights is None:
+            inverse = [1.0 / block_channels(name) ** 2 for name in self.style_layers]
+            weights = tuple(w / sum(inverse) for w in inverse)  # Luan's: ∝ 1/N_l²
+            object.__setattr__(self, "style_layer_weights", weights)
 
     @property
     def layer_weights(self) -> tuple[float, ...]:

@@ -92,7 +92,7 @@ def segment_objective(
     laplacian = None
     if laplacians is not None:
         if size not in laplacians:
-            laplacians[size] = _laplacian(c)
+            laplacians[size] = content_laplacian(c)
         laplacian = laplacians[size]
     rgb = (c.expand(-1, 3, -1, -1), st.expand(-1, 3, -1, -1))
     return StyleObjective(extractor, seg.params, *rgb, masks, laplacian), size
@@ -116,7 +116,7 @@ def prepare_masks(
     return Masks(c, s, weights), warnings
 
 
-def _laplacian(content: Tensor) -> Tensor:
+def content_laplacian(content: Tensor) -> Tensor:
     """Matting Laplacian of the content (1, C, H, W) as a sparse tensor on its device."""
     rgb = content.expand(-1, 3, -1, -1)[0].permute(1, 2, 0).double().cpu().numpy()
     return to_torch_sparse(matting_laplacian(np.ascontiguousarray(rgb)), content.device)

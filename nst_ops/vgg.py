@@ -43,6 +43,13 @@ def layer_names(model: str) -> tuple[str, ...]:
 VGG19_LAYER_NAMES = layer_names("vgg19")
 
 
+def block_channels(name: str) -> int:
+    """Channels N_l of a layer named conv{b}_{i} / relu{b}_{i} / pool{b} (VGG16 and VGG19):
+    64, 128, 256, 512, 512 for blocks 1–5."""
+    block = int(name.removeprefix("conv").removeprefix("relu").removeprefix("pool")[0])
+    return int(64 * 2 ** (min(block, 4) - 1))
+
+
 def check_layers(model: str, layers: Iterable[str]) -> None:
     """Raise ValueError naming the first layer `model` does not have, listing the valid ones."""
     valid = layer_names(model)

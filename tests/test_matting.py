@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from nst_ops.matting import matting_laplacian, photo_loss, to_torch_sparse
+from nst_ops.matting import (
+    PHOTO_SCALE,
+    matting_energy,
+    matting_laplacian,
+    photo_loss,
+    to_torch_sparse,
+)
 
 
 def brute_force(image: np.ndarray, eps: float, radius: int) -> np.ndarray:
@@ -60,11 +66,13 @@ def test_symmetric_zero_row_sums_psd_and_null_space() -> None:
     assert linear @ laplacian @ linear < 1e-5 * (linear @ linear)
 
 
-def test_photo_loss_is_quadratic_form_per_channel() -> None:
+def test_photo_loss_is_the_scaled_quadratic_form_per_channel() -> None:
     image = np.random.default_rng(3).random((6, 5, 3))
     laplacian = matting_laplacian(image)
     v = torch.rand(2, 3, 6, 5, dtype=torch.float64)
     expected = [sum(float(v[b, c].reshape(-1).numpy() @ laplacian @ v[b, c].reshape(-1).numpy())
                     for c in range(3)) for b in range(2)]  # fmt: skip
+    energy = matting_energy(v.float(), to_torch_sparse(laplacian))
+    assert energy.tolist() == pytest.approx(expected, rel=1e-4)  # Φ = Σ_c V_cᵀ L V_c
     got = photo_loss(v.float(), to_torch_sparse(laplacian))
-    assert got.tolist() == pytest.approx(expected, rel=1e-4)
+    assert got.tolist() == pytest.approx([PHOTO_SCALE * e for e in expected], rel=1e-4)

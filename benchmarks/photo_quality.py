@@ -1,0 +1,240 @@
+"""Photorealistic transfer against Luan et al.'s published outputs (issue: photorealism).
+
+For each pair of ../shared/data/photo (content, style, masks, Luan's reference_output.png):
+stage 1 (`--iterations` L-BFGS without the photo term, from the content), then for each photo
+weight stage 2 (`--iterations` more with it, from stage 1's image) — exactly what `nst stylize
+--photo-weight W` runs, with stage 1 shared between the weights — then each post-process. Every
+output is scored with ../shared/tools/photo_metrics.py (edge_corr ↑, seg_color ↓,
+affine_residual ↓; it needs scikit-image) beside Luan's output resized to the same size, and Φ
+(the matting energy, as nst_ops.matting) of our stage-2 image beside Luan's. Writes the images,
+a contact sheet (a row per pair: content, style, Luan, then each variant) and prints the table.
+
+Configs: `photo` (what a plain `--photo-weight` run does: our α, β with Luan's relative layer
+weights ∝ 1/N_l², which weigh the colour-carrying low layers most); `equal` (our α, β, equal
+layer weights); `luan` (Luan's objective in our units at this size: those layer weights,
+β = 40·N₄M₄/(N₁²·w₁), tv_weight = 3.28·N₄M₄, and its photo weight 0.2·N₄M₄ —
+benchmarks.photo_balance's conversion).
+
+    python -m benchmarks.photo_quality [--size 512] [--iterations 500] [--pairs 1 2 ... 8]
+        [--configs photo equal luan] [--photo-weights 1e4] [--postprocess none affine smooth guided]
+        [--out runs/photo_quality] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from benchmarks.common import SHARED, machine, weights_spec
+from nst_ops.drivers import lbfgs
+from nst_ops.guided import guided_filter
+from nst_ops.matting import matting_energy
+from nst_ops.optimize import stylize
+from nst_ops.params import StyleParams
+from nst_ops.postprocess import closed_form_smooth, smooth_local_affine
+from nst_ops.recorder import Recorder
+from nst_ops.segments import Segment, content_laplacian, prepare_masks, segment_objective
+from workflows.extractors import ExtractorCache
+from workflows.images import resize_long_side, to_png, to_tensor
+from workflows.weights import resolve_weights
+
+PHOTO = SHARED / "data" / "photo"
+CHANNELS = (64, 128, 256, 512, 512)  # N_l of relu1_1 … relu5_1
+
+
+def load(pair: Path, name: str, size: int) -> torch.Tensor:
+    return to_tensor(resize_long_side(Image.open(pair / name).convert("RGB"), size))
+
+
+def config_params(name: str, content: torch.Tensor, size: int, iterations: int,
+                  style_weight: float | None = None) -> StyleParams:  # fmt: skip
+    """Stage-1 params of a config (photo weight 0, no post-processing: the benchmark applies
+    each post-process itself) for this content image (3, H, W); `style_weight` replaces the
+    default β of `photo` and `equal`."""
+    base = StyleParams(image_size=size, iterations=iterations, photo_postprocess="none")
+    if style_weight is not None:
+        base = base.replace(style_weight=style_weight)
+    if name == "equal":
+        return base.replace(style_layer_weights=(0.2,) * 5)
+    # a photo pair's defaults (nst_ops.params): Luan's relative layer weights ∝ 1/N_l²
+    photo = base.replace(photo_weight=1.0).replace(photo_weight=0.0)
+    if name == "photo":
+        return photo
+    n4m4 = 512 * (content.shape[1] // 8) * (content.shape[2] // 8)
+    weights = photo.layer_weights
+    beta = 40.0 * n4m4 / CHANNELS[0] ** 2 / weights[0]
+    return photo.replace(style_weight=beta, tv_weight=3.28 * n4m4)
+
+
+def luan_photo_weight(content: torch.Tensor) -> float:
+    return 0.2 * 512 * (content.shape[1] // 8) * (content.shape[2] // 8)
+
+
+def stage2(cache: ExtractorCache, inputs: dict[str, torch.Tensor], params: StyleParams,
+           start: torch.Tensor) -> tuple[torch.Tensor, float]:  # fmt: skip
+    """Luan's stage 2 from `start` (as stylize's second segment): (image, its Φ)."""
+    device = cache.device
+    content, style = (inputs[k].to(device)[None] for k in ("content", "style"))
+    masks, _ = prepare_masks(inputs["content_mask"], inputs["style_mask"], content, style)
+    seg = Segment(2, params.image_size, params)
+    objective, _ = segment_objective(cache.get(params), seg, params, content, style, masks, {})
+    rec = Recorder(params, None, params.iterations)
+    rec.begin(2, params.image_size, True)
+    (out,) = lbfgs(start.to(device)[None], objective, [params], [rec], cache.evaluator)
+    laplacian = objective.laplacian
+    assert laplacian is not None
+    return out[0].clamp(0, 1).cpu(), float(matting_energy(out.clamp(0, 1), laplacian)[0])
+
+
+def postprocess(kind: str, content: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    c, x = content[None], image[None]
+    if kind == "affine":
+        return smooth_local_affine(c, x)[0]
+    if kind == "smooth":
+        return closed_form_smooth(x, content_laplacian(c))[0]
+    if kind == "guided":
+        return guided_filter(c, x)[0]
+    return image
+
+
+def scores(pair: Path, path: Path) -> tuple[float, float, float]:
+    """(edge_corr, seg_color, affine_residual) from ../shared/tools/photo_metrics.py."""
+    sys.path.insert(0, str(SHARED / "tools"))
+    import photo_metrics
+
+    edge, seg, _ = photo_metrics.metrics(str(pair), str(path))
+    return edge, seg, photo_metrics.residual(str(pair), str(path))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--iterations", type=int, default=500, help="per stage")
+    parser.add_argument("--pairs", type=int, nargs="+", default=list(range(1, 9)))
+    parser.add_argument("--configs", nargs="+", default=["photo"],
+                        choices=["photo", "equal", "luan"])  # fmt: skip
+    parser.add_argument("--photo-weights", type=float, nargs="+", default=[1e4])
+    parser.add_argument("--style-weight", type=float, help="β of photo/equal (default: ours)")
+    parser.add_argument("--postprocess", nargs="+", default=["none", "affine", "smooth"])
+    parser.add_argument("--out", default="runs/photo_quality")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-metrics", action="store_true", help="images only (no skimage)")
+    parser.add_argument("--score-only", action="store_true",
+                        help="score the images already in --out (made elsewhere)")  # fmt: skip
+    args = parser.parse_args()
+    device, out = torch.device(args.device), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.score_only:
+        score_folder(out, args.pairs)
+        return
+    cache = ExtractorCache(resolve_weights("vgg16", weights_spec("vgg16")), device, "fp32")
+    variants = [(c, w, p) for c in args.configs
+                for w in (["luan"] if c == "luan" else args.photo_weights)
+                for p in args.postprocess]  # fmt: skip
+    print(
+        f"machine: {machine(device)}; vgg16 (shared trunk) at {args.size} px; "
+        f"{args.iterations} + {args.iterations} L-BFGS iterations; pairs {args.pairs}"
+    )
+    rows: dict[str, list[tuple[float, ...]]] = {}
+    sheet: list[list[torch.Tensor]] = []
+    for number in args.pairs:
+        sheet.append(run_pair(PHOTO / str(number), number, args, cache, variants, rows, out))
+    print(
+        f"\n{'variant':32} {'edge_corr':>9} {'seg_color':>9} {'affine_res':>10} {'Φ':>9}  (means)"
+    )
+    for name, values in rows.items():
+        means = [statistics.fmean(v[i] for v in values) for i in range(4)]
+        print(f"{name:32} {means[0]:9.3f} {means[1]:9.2f} {means[2]:10.3f} {means[3]:9.4g}")
+    contact_sheet(sheet, out / "sheet.png")
+    print(f"images and sheet.png in {out}")
+
+
+def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: ExtractorCache,
+             variants: list[tuple[str, object, str]], rows: dict[str, list[tuple[float, ...]]],
+             out: Path) -> list[torch.Tensor]:  # fmt: skip
+    """All variants of one pair; adds their scores to `rows`; returns its sheet row."""
+    names = ("content.png", "style.png", "content_seg.png", "style_seg.png")
+    content, style, cmask, smask = (load(pair, n, args.size) for n in names)
+    inputs = {"content": content, "style": style, "content_mask": cmask, "style_mask": smask}
+    luan = load(pair, "reference_output.png", args.size)
+    luan = torch.nn.functional.interpolate(luan[None], size=content.shape[-2:], mode="bilinear")[0]
+    luan_path = out / f"{number}_luan.png"
+    luan_path.write_bytes(to_png(luan))
+    laplacian = content_laplacian(content[None].to(cache.device))
+    luan_phi = float(matting_energy(luan[None].to(cache.device), laplacian)[0])
+    record(rows, "Luan (reference_output, resized)", pair, luan_path, luan_phi, args)
+    images = [content, style, luan]
+    stage1: dict[str, torch.Tensor] = {}
+    for config, weight, kind in variants:
+        params = config_params(config, content, args.size, args.iterations, args.style_weight)
+        beta = "" if args.style_weight is None else f"_b{args.style_weight:g}"
+        saved = out / f"stage1_{number}_{config}{beta}_{args.size}_{args.iterations}.pt"
+        if config not in stage1 and saved.exists():  # a later run with other photo weights
+            stage1[config] = torch.load(saved)
+        if config not in stage1:
+            start = time.perf_counter()
+            first = stylize(content, style, params, cache.get(params), None, cmask, smask,
+                            evaluator=cache.evaluator)  # fmt: skip
+            stage1[config] = first.image
+            torch.save(first.image, saved)
+            print(f"pair {number} {config}: stage 1 in {time.perf_counter() - start:.0f} s")
+        photo = luan_photo_weight(content) if weight == "luan" else float(weight)  # type: ignore[arg-type]
+        key = (config, photo)
+        if key not in stage1:
+            image, phi = stage2(cache, inputs, params.replace(photo_weight=photo), stage1[config])
+            stage1[key], stage1[(key, "phi")] = image, torch.tensor(phi)  # type: ignore[index]
+        image = postprocess(kind, content, stage1[key])  # type: ignore[index]
+        weight_text = "luan" if weight == "luan" else f"{photo:.3g}"  # luan: size-dependent
+        name = f"{config} λ={weight_text} {kind}"
+        path = out / f"{number}_{config}_{weight_text}_{kind}.png"
+        path.write_bytes(to_png(image))
+        record(rows, name, pair, path, float(stage1[(key, "phi")]), args)  # type: ignore[index]
+        images.append(image)
+    return images
+
+
+def record(rows: dict[str, list[tuple[float, ...]]], name: str, pair: Path, path: Path,
+           phi: float, args: argparse.Namespace) -> None:  # fmt: skip
+    edge, seg, residual = (float("nan"),) * 3 if args.no_metrics else scores(pair, path)
+    rows.setdefault(name, []).append((edge, seg, residual, phi))
+    print(
+        f"  {pair.name} {name:32} edge {edge:.3f} seg {seg:.2f} residual {residual:.3f} "
+        f"Φ {phi:.4g}",
+        flush=True,
+    )
+
+
+def score_folder(out: Path, pairs: list[int]) -> None:
+    """The metrics table of images written by an earlier run (names {pair}_{variant}.png)."""
+    rows: dict[str, list[tuple[float, ...]]] = {}
+    for number in pairs:
+        for path in sorted(out.glob(f"{number}_*.png")):
+            variant = path.stem.split("_", 1)[1].replace("_", " ")
+            edge, seg, residual = scores(PHOTO / str(number), path)
+            rows.setdefault(variant, []).append((edge, seg, residual))
+    print(f"{'variant':32} {'pairs':>5} {'edge_corr':>9} {'seg_color':>9} {'affine_res':>10}")
+    for name, values in rows.items():
+        means = [statistics.fmean(v[i] for v in values) for i in range(3)]
+        print(f"{name:32} {len(values):5d} {means[0]:9.3f} {means[1]:9.2f} {means[2]:10.3f}")
+
+
+def contact_sheet(rows: list[list[torch.Tensor]], path: Path, tile: int = 256) -> None:
+    cols = max(len(r) for r in rows)
+    sheet = Image.new("RGB", (cols * tile, len(rows) * tile), "white")
+    for i, row in enumerate(rows):
+        for j, image in enumerate(row):
+            pil = Image.open(io.BytesIO(to_png(image)))
+            pil.thumbnail((tile, tile))
+            sheet.paste(pil, (j * tile, i * tile))
+    sheet.save(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""The photo quality benchmark runs end to end on one tiny pair and scores what it wrote with
+../shared/tools/photo_metrics.py (so RESULTS.md's table can be regenerated)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SHARED
+
+
+def test_photo_quality_writes_scored_images(
+    photo_dir: Path, weights_path: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("skimage", reason="photo_metrics.py needs scikit-image (test extras)")
+    command = [sys.executable, "-m", "benchmarks.photo_quality", "--size", "64", "--iterations",
+               "2", "--pairs", "1", "--postprocess", "none", "smooth", "--out", str(tmp_path)]  # fmt: skip
+    env = {"NST_SHARED": str(SHARED), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {p.name for p in tmp_path.glob("1_*.png")} == {
+        "1_luan.png",
+        "1_photo_1e+04_none.png",
+        "1_photo_1e+04_smooth.png",
+    }
+    table = done.stdout.split("(means)")[1]
+    rows = [line.split() for line in table.strip().splitlines()[:3]]
+    assert rows[0][0] == "Luan" and all(float(r[-4]) > 0 for r in rows)  # edge_corr values
+    assert (tmp_path / "sheet.png").exists()
+    again = subprocess.run([*command, "--score-only"], cwd=REPO, capture_output=True, text=True,
+                           env=env, timeout=300)  # fmt: skip
+    assert again.returncode == 0 and "photo 1e+04 smooth" in again.stdout

@@ -1,6 +1,6 @@
 """The balance of the photorealism term (issue: photorealistic transfer): gradient norms of each
-term at Luan's own output image, for our objective and for Luan et al.'s (2017) formulas on the
-same network, and the photo weight that gives our objective Luan's photo/style balance.
+term at Luan's own output image, for our objective with a photo pair's defaults and for Luan et
+al.'s (2017) formulas on the same network, and their ratios.
 
 Luan's code (luanfujun/deep-photo-styletransfer, neuralstyle_seg.lua / deepmatting_seg.lua), in
 our terms (F: features of the same trunk, E_l: our masked style layer loss, Φ = Σ_c V_cᵀ L V_c
@@ -8,11 +8,11 @@ with V in [0,1]): content 5·mean((F − P)²) = 10/(N₄M₄)·J_content; style
 100·Σ_k ω_k·mean((G_k/(N·M_k) − A_k/(N·M^S_k))²) = 400/N_l²·E_l; matting λ·Φ (his CUDA gradient
 2·L·V/256 on the 0–256 image is exactly ∇(λΦ) in [0,1] units), λ = 1e4.
 
-Our photo term is photo_weight · photo_loss with photo_loss = PHOTO_SCALE · Φ
-(nst_ops.matting). `raw λ` is the weight on Φ whose photo/style gradient ratio equals Luan's
-(with our default α, β and equal layer weights) — about the same at every size, since both style
-losses are mean-normalised and both Φ are sums — and `balanced` the photo_weight that gives it
-(PHOTO_SCALE was set from these medians so that it is ~1e4, Luan's λ).
+With the photo defaults (nst_ops.params: β = 1000, w_l ∝ 1/N_l²) and photo_weight = λ, our style
+and photo terms are k = PHOTO_SCALE (7620) times Luan's: the ratios `k style` and `k photo` are k
+for every pair and size, so photo_weight = 1e4 is his photo/style balance at every size. Our
+content term is Gatys' sum (α = 1): `k content` = N₄M₄/10 grows with the pixel count; α =
+1.25·k/(H·W) would make it k too (tests/test_photo_balance.py checks the identity).
 
     python -m benchmarks.photo_balance [--sizes 256 512] [--pairs 1 2 ... 8] [--device cuda]
 """
@@ -37,8 +37,8 @@ from workflows.weights import resolve_weights
 
 PHOTO = SHARED / "data" / "photo"
 LUAN_LAMBDA = 1e4
-COLUMNS = ["pixels", "content", "style", "phi", "luan content", "luan style", "luan photo",
-           "raw", "balanced"]  # fmt: skip
+COLUMNS = ["pixels", "content", "style", "photo", "luan content", "luan style", "luan photo",
+           "k content", "k style", "k photo"]  # fmt: skip
 
 
 def load(pair: Path, name: str, size: int) -> torch.Tensor:
@@ -69,7 +69,7 @@ def objective_at(
 
 
 def measure(pair: Path, size: int, cache: ExtractorCache) -> dict[str, float]:
-    """Gradient norms at Luan's output image, and the balanced weights (raw λ and photo_weight)."""
+    """Gradient norms at Luan's output image, ours (weighted) and his, and their ratios."""
     objective, output = objective_at(pair, size, cache)
     p = objective.params
     x = output.clone().requires_grad_(True)
@@ -77,22 +77,20 @@ def measure(pair: Path, size: int, cache: ExtractorCache) -> dict[str, float]:
     channels = [objective.style_targets[n].shape[-1] for n in p.style_layers]
     luan_style = sum(400.0 / n**2 * terms.style_layers[0, i] for i, n in enumerate(channels))
     content = grad_norm(terms.values["content"].sum(), x)
-    style = p.style_weight * grad_norm(terms.values["style"].sum(), x)
     phi = grad_norm(matting_energy(x, objective.laplacian).sum(), x)  # type: ignore[arg-type]
-    luan = grad_norm(luan_style, x)  # type: ignore[arg-type]
-    raw = LUAN_LAMBDA * style / luan  # λ on Φ with Luan's photo/style gradient ratio
     n4m4 = float(objective.content_targets[p.content_layers[0]][0].numel())
-    return {
+    m = {
         "pixels": float(output.shape[-1] * output.shape[-2]),
         "content": p.content_weight * content,
-        "style": style,
-        "phi": phi,
+        "style": p.style_weight * grad_norm(terms.values["style"].sum(), x),
+        "photo": LUAN_LAMBDA * PHOTO_SCALE * phi,
         "luan content": 10.0 / n4m4 * content,
-        "luan style": luan,
+        "luan style": grad_norm(luan_style, x),  # type: ignore[arg-type]
         "luan photo": LUAN_LAMBDA * phi,
-        "raw": raw,
-        "balanced": raw / PHOTO_SCALE,
     }
+    for term in ("content", "style", "photo"):
+        m[f"k {term}"] = m[term] / m[f"luan {term}"]
+    return m
 
 
 def main() -> None:
@@ -105,20 +103,23 @@ def main() -> None:
     cache = ExtractorCache(resolve_weights("vgg16", weights_spec("vgg16")), device, "fp32", "off")
     print(
         f"machine: {machine(device)}; vgg16 (shared trunk); gradient norms at Luan's output "
-        f"resized; ours: default α, β, equal layer weights; PHOTO_SCALE {PHOTO_SCALE:g}"
+        f"resized; ours: a photo pair's defaults, photo_weight {LUAN_LAMBDA:g}; "
+        f"PHOTO_SCALE {PHOTO_SCALE:g}"
     )
-    heads = ["|∇αJc|", "|∇βJs|", "|∇Φ|", "Luan c", "Luan s", "Luan λΦ", "raw λ", "balanced"]
+    heads = ["|∇αJc|", "|∇βJs|", "|∇λSΦ|", "Luan c", "Luan s", "Luan λΦ", "k c", "k s", "k p"]
     print(f"{'pair':>4} {'size':>5} {'pixels':>7} " + " ".join(f"{h:>9}" for h in heads))
     for size in args.sizes:
-        balanced = []
+        ratios: dict[str, list[float]] = {}
         for number in args.pairs:
             m = measure(PHOTO / str(number), size, cache)
-            balanced.append(m["balanced"])
-            values = " ".join(f"{m[c]:9.3g}" for c in COLUMNS[1:])
+            for term in ("content", "style", "photo"):
+                ratios.setdefault(term, []).append(m[f"k {term}"])
+            values = " ".join(f"{m[c]:9.4g}" for c in COLUMNS[1:])
             print(f"{number:4d} {size:5d} {m['pixels']:7.0f} {values}", flush=True)
-        median, low, high = statistics.median(balanced), min(balanced), max(balanced)
-        print(f"size {size}: balanced photo_weight, median of {len(balanced)} pairs: "
-              f"{median:.3g} (range {low:.3g}-{high:.3g})")  # fmt: skip
+        for term, values in ratios.items():
+            low, high = min(values), max(values)
+            print(f"size {size}: ours/Luan's {term} gradient, median of {len(values)} pairs: "
+                  f"{statistics.median(values):.4g} (range {low:.4g}-{high:.4g})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -9,15 +9,14 @@ affine_residual ↓; it needs scikit-image) beside Luan's output resized to the 
 (the matting energy, as nst_ops.matting) of our stage-2 image beside Luan's. Writes the images,
 a contact sheet (a row per pair: content, style, Luan, then each variant) and prints the table.
 
-Configs: `photo` (what a plain `--photo-weight` run does: our α, β with Luan's relative layer
-weights ∝ 1/N_l², which weigh the colour-carrying low layers most); `equal` (our α, β, equal
-layer weights); `luan` (Luan's objective in our units at this size: those layer weights,
-β = 40·N₄M₄/(N₁²·w₁), tv_weight = 3.28·N₄M₄, and its photo weight 0.2·N₄M₄ —
-benchmarks.photo_balance's conversion).
+Configs: `photo` (what a plain `--photo-weight` run does: α = 1, β = 1000, Luan's relative
+layer weights ∝ 1/N_l², which weigh the colour-carrying low layers most); `equal` (α = 1,
+β = 1000, equal layer weights); `luan` (Luan's whole objective in our units: the photo
+defaults with α = 1.25·PHOTO_SCALE/(H·W) and his TV term, tv_weight = 32.8·PHOTO_SCALE).
 
     python -m benchmarks.photo_quality [--size 512] [--iterations 500] [--pairs 1 2 ... 8]
-        [--configs photo equal luan] [--photo-weights 1e4] [--postprocess none affine smooth guided]
-        [--out runs/photo_quality] [--device cuda]
+        [--configs photo equal luan] [--photo-weights 1e4] [--style-weight B]
+        [--postprocess none affine smooth guided] [--out runs/photo_quality] [--device cuda]
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from PIL import Image
 from benchmarks.common import SHARED, machine, weights_spec
 from nst_ops.drivers import lbfgs
 from nst_ops.guided import guided_filter
-from nst_ops.matting import matting_energy
+from nst_ops.matting import PHOTO_SCALE, matting_energy
 from nst_ops.optimize import stylize
 from nst_ops.params import StyleParams
 from nst_ops.postprocess import closed_form_smooth, smooth_local_affine
@@ -46,7 +45,7 @@ from workflows.images import resize_long_side, to_png, to_tensor
 from workflows.weights import resolve_weights
 
 PHOTO = SHARED / "data" / "photo"
-CHANNELS = (64, 128, 256, 512, 512)  # N_l of relu1_1 … relu5_1
+LUAN_LAMBDA = 1e4  # his photo weight λ
 
 
 def load(pair: Path, name: str, size: int) -> torch.Tensor:
@@ -58,23 +57,19 @@ def config_params(name: str, content: torch.Tensor, size: int, iterations: int,
     """Stage-1 params of a config (photo weight 0, no post-processing: the benchmark applies
     each post-process itself) for this content image (3, H, W); `style_weight` replaces the
     default β of `photo` and `equal`."""
-    base = StyleParams(image_size=size, iterations=iterations, photo_postprocess="none")
-    if style_weight is not None:
-        base = base.replace(style_weight=style_weight)
-    if name == "equal":
+    beta = {} if style_weight is None else {"style_weight": style_weight}
+    base = StyleParams(image_size=size, iterations=iterations, photo_postprocess="none", **beta)
+    if name == "equal":  # the defaults of an artistic pair: α = 1, equal layer weights
         return base.replace(style_layer_weights=(0.2,) * 5)
     # a photo pair's defaults (nst_ops.params): Luan's relative layer weights ∝ 1/N_l²
-    photo = base.replace(photo_weight=1.0).replace(photo_weight=0.0)
+    photo = StyleParams(image_size=size, iterations=iterations, photo_weight=1.0,
+                        photo_postprocess="none", **beta).replace(photo_weight=0.0)  # fmt: skip
     if name == "photo":
         return photo
-    n4m4 = 512 * (content.shape[1] // 8) * (content.shape[2] // 8)
-    weights = photo.layer_weights
-    beta = 40.0 * n4m4 / CHANNELS[0] ** 2 / weights[0]
-    return photo.replace(style_weight=beta, tv_weight=3.28 * n4m4)
-
-
-def luan_photo_weight(content: torch.Tensor) -> float:
-    return 0.2 * 512 * (content.shape[1] // 8) * (content.shape[2] // 8)
+    # luan: with α = 1.25·k/(H·W) the photo defaults are k = PHOTO_SCALE times Luan's objective
+    # (nst_ops.matting); plus his TV (3.28·N₄M₄ in units where α = 1, issue 14) times k
+    alpha = 1.25 * PHOTO_SCALE / (content.shape[1] * content.shape[2])
+    return photo.replace(content_weight=alpha, tv_weight=32.8 * PHOTO_SCALE)
 
 
 def stage2(cache: ExtractorCache, inputs: dict[str, torch.Tensor], params: StyleParams,
@@ -136,7 +131,7 @@ def main() -> None:
         return
     cache = ExtractorCache(resolve_weights("vgg16", weights_spec("vgg16")), device, "fp32")
     variants = [(c, w, p) for c in args.configs
-                for w in (["luan"] if c == "luan" else args.photo_weights)
+                for w in ([LUAN_LAMBDA] if c == "luan" else args.photo_weights)
                 for p in args.postprocess]  # fmt: skip
     print(
         f"machine: {machine(device)}; vgg16 (shared trunk) at {args.size} px; "
@@ -185,13 +180,13 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
             stage1[config] = first.image
             torch.save(first.image, saved)
             print(f"pair {number} {config}: stage 1 in {time.perf_counter() - start:.0f} s")
-        photo = luan_photo_weight(content) if weight == "luan" else float(weight)  # type: ignore[arg-type]
+        photo = float(weight)  # type: ignore[arg-type]
         key = (config, photo)
         if key not in stage1:
             image, phi = stage2(cache, inputs, params.replace(photo_weight=photo), stage1[config])
             stage1[key], stage1[(key, "phi")] = image, torch.tensor(phi)  # type: ignore[index]
         image = postprocess(kind, content, stage1[key])  # type: ignore[index]
-        weight_text = "luan" if weight == "luan" else f"{photo:.3g}"  # luan: size-dependent
+        weight_text = f"{photo:.3g}"
         name = f"{config} λ={weight_text} {kind}"
         path = out / f"{number}_{config}_{weight_text}_{kind}.png"
         path.write_bytes(to_png(image))

@@ -84,13 +84,15 @@ def to_torch_sparse(matrix: scipy.sparse.spmatrix, device: torch.device | str = 
         ).to(device)
 
 
-# photo_loss = PHOTO_SCALE · Φ, so that photo_weight = 1e4 — Luan et al.'s λ — gives the photo
-# term Luan's balance against the style term with the default α, β and equal layer weights:
-# his style loss is mean-normalised like ours (per layer 400/N_l² · E_l in our units) and his
-# Φ a plain sum like ours, so one scale matches his balance at every image size. Measured with
-# the shared VGG16 trunk at Luan's own outputs (benchmarks.photo_balance, pairs 1–8): the λ on Φ
-# that matches is 5.1e7 (4.6e7–5.8e7) at 512 px and 5.6e7 (5.0e7–6.7e7) at 256 px.
-PHOTO_SCALE = 5000.0
+# photo_loss = PHOTO_SCALE · Φ, so that photo_weight = λ means Luan et al.'s λ (1e4 in their
+# code). Their style loss per layer, 100·mean((G−A)²) with Grams ÷ (N_l·M_l), is 400/N_l² · E_l
+# in our terms, and their Φ is a plain sum like ours. A photo pair's default style (β = 1000,
+# w_l = (1/N_l²)/S with S = Σ_l 1/N_l² over relu1_1…relu5_1, nst_ops.params) is therefore
+# k · Σ_l 400/N_l² · E_l with k = β/(400·S) = 7620 — Luan's style times k, at every image size —
+# and photo_weight · PHOTO_SCALE · Φ with PHOTO_SCALE = k is Luan's λ·Φ times the same k.
+# Deliberate departure: our content term stays Gatys' sum (α = 1); α = 10·k/N₄M₄ = 1.25·k/(H·W)
+# would make it k times Luan's mean-normalised one too (tests/test_photo_balance.py).
+PHOTO_SCALE = 7620.0
 
 
 def matting_energy(image: Tensor, laplacian: Tensor) -> Tensor:

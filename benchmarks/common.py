@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
 import platform
 import time
 from pathlib import Path
 
 import torch
+from PIL import Image
 
-from workflows.images import load_image
+from workflows.images import load_image, to_png
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NST_SHARED", REPO.parent / "shared"))
@@ -55,3 +57,24 @@ def matmul_flops_per_s(device: torch.device, n: int = 2048, repeat: int = 10) ->
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def contact_sheet(
+    images: list[list[torch.Tensor]], path: Path, tile: int = 256, enlarge: bool = False
+) -> None:
+    """One PNG: a row per pair, a column per variant, each image (3, H, W) in [0,1] fitted into
+    a tile × tile cell (shrunk smoothly; with `enlarge` small images are also enlarged, nearest,
+    so that tiny outputs stay visible)."""
+    cols = max(len(r) for r in images)
+    sheet = Image.new("RGB", (cols * tile, len(images) * tile), "white")
+    for i, row in enumerate(images):
+        for j, image in enumerate(row):
+            pil = Image.open(io.BytesIO(to_png(image)))
+            if enlarge:
+                scale = tile / max(pil.size)
+                size = (round(pil.width * scale), round(pil.height * scale))
+                pil = pil.resize(size, Image.Resampling.NEAREST)
+            else:
+                pil.thumbnail((tile, tile))
+            sheet.paste(pil, (j * tile, i * tile))
+    sheet.save(path)

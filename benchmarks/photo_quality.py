@@ -22,7 +22,6 @@ defaults with α = 1.25·PHOTO_SCALE/(H·W) and his TV term, tv_weight = 32.8·P
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import sys
 import time
@@ -31,13 +30,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from benchmarks.common import SHARED, machine, weights_spec
+from benchmarks.common import SHARED, contact_sheet, machine, weights_spec
 from nst_ops.drivers import lbfgs
-from nst_ops.guided import guided_filter
 from nst_ops.matting import PHOTO_SCALE, matting_energy
 from nst_ops.optimize import stylize
 from nst_ops.params import StyleParams
-from nst_ops.postprocess import closed_form_smooth, smooth_local_affine
+from nst_ops.postprocess import refine
 from nst_ops.recorder import Recorder
 from nst_ops.segments import Segment, content_laplacian, prepare_masks, segment_objective
 from workflows.extractors import ExtractorCache
@@ -86,17 +84,6 @@ def stage2(cache: ExtractorCache, inputs: dict[str, torch.Tensor], params: Style
     laplacian = objective.laplacian
     assert laplacian is not None
     return out[0].clamp(0, 1).cpu(), float(matting_energy(out.clamp(0, 1), laplacian)[0])
-
-
-def postprocess(kind: str, content: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    c, x = content[None], image[None]
-    if kind == "affine":
-        return smooth_local_affine(c, x)[0]
-    if kind == "smooth":
-        return closed_form_smooth(x, content_laplacian(c))[0]
-    if kind == "guided":
-        return guided_filter(c, x)[0]
-    return image
 
 
 def scores(pair: Path, path: Path) -> tuple[float, float, float]:
@@ -185,7 +172,7 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
         if key not in stage1:
             image, phi = stage2(cache, inputs, params.replace(photo_weight=photo), stage1[config])
             stage1[key], stage1[(key, "phi")] = image, torch.tensor(phi)  # type: ignore[index]
-        image = postprocess(kind, content, stage1[key])  # type: ignore[index]
+        image = refine(kind, content[None], stage1[key][None])[0]  # type: ignore[index]
         weight_text = f"{photo:.3g}"
         name = f"{config} λ={weight_text} {kind}"
         path = out / f"{number}_{config}_{weight_text}_{kind}.png"
@@ -218,17 +205,6 @@ def score_folder(out: Path, pairs: list[int]) -> None:
     for name, values in rows.items():
         means = [statistics.fmean(v[i] for v in values) for i in range(3)]
         print(f"{name:32} {len(values):5d} {means[0]:9.3f} {means[1]:9.2f} {means[2]:10.3f}")
-
-
-def contact_sheet(rows: list[list[torch.Tensor]], path: Path, tile: int = 256) -> None:
-    cols = max(len(r) for r in rows)
-    sheet = Image.new("RGB", (cols * tile, len(rows) * tile), "white")
-    for i, row in enumerate(rows):
-        for j, image in enumerate(row):
-            pil = Image.open(io.BytesIO(to_png(image)))
-            pil.thumbnail((tile, tile))
-            sheet.paste(pil, (j * tile, i * tile))
-    sheet.save(path)
 
 
 if __name__ == "__main__":

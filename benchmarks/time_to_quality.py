@@ -26,21 +26,18 @@ same-size pairs share the graphs), so the speed-up is per pair of GPU time.
 from __future__ import annotations
 
 import argparse
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 
-from benchmarks.common import example_pair, machine, sync, weights_spec
+from benchmarks.common import contact_sheet, example_pair, machine, sync, weights_spec
 from nst_ops.optimize import Pair, StyleResult, stylize_batch
 from nst_ops.params import StyleParams
 from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
 from nst_ops.yardstick import yardstick
 from workflows.extractors import ExtractorCache
-from workflows.images import to_png
 from workflows.weights import resolve_weights
 
 PAIRS = [("tubingen", "starry_night"), ("tubingen", "wave")]
@@ -139,20 +136,6 @@ def cost(result: StyleResult, size: int) -> float:
     return sum((scale / size) ** 2 for scale in result.losses.scale)
 
 
-def contact_sheet(images: list[list[torch.Tensor]], path: Path, tile: int = 256) -> None:
-    """One PNG: a row per pair, a column per config (in the printed order)."""
-    cols = max(len(r) for r in images)
-    sheet = Image.new("RGB", (cols * tile, len(images) * tile), "white")
-    for i, row in enumerate(images):
-        for j, image in enumerate(row):
-            pil = Image.open(io.BytesIO(to_png(image)))
-            scale = tile / max(pil.size)  # small outputs are enlarged (nearest) to the tile
-            size = (round(pil.width * scale), round(pil.height * scale))
-            pil = pil.resize(size, Image.Resampling.NEAREST)
-            sheet.paste(pil, (j * tile, i * tile))
-    sheet.save(path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=512)
@@ -193,7 +176,7 @@ def main() -> None:
     for pair in PAIRS:
         sheet.append(compare(pair, names, configs, caches, args))
     if args.sheet:
-        contact_sheet(sheet, Path(args.sheet))
+        contact_sheet(sheet, Path(args.sheet), enlarge=True)
 
 
 def compare(

@@ -19,14 +19,12 @@ from torch import Tensor
 from nst_ops.color import combine_luminance, luminance, match_luminance
 from nst_ops.drivers import adam, lbfgs
 from nst_ops.evaluation import Evaluator
-from nst_ops.guided import guided_filter
 from nst_ops.objective import Masks, StyleObjective
 from nst_ops.params import StyleParams, batch_key
-from nst_ops.postprocess import closed_form_smooth, smooth_local_affine
+from nst_ops.postprocess import refine
 from nst_ops.recorder import LossLog, Progress, ProgressCallback, Recorder, record_all
 from nst_ops.segments import (
     Segment,
-    content_laplacian,
     initial_image,
     plan,
     prepare_masks,
@@ -216,16 +214,7 @@ def _result(b: _Prepared, compile_s: float) -> StyleResult:
 
 def _finish(x: Tensor, b: _Prepared) -> Tensor:
     """Recolour a luminance result; apply the optional post-processing (nst_ops.postprocess)."""
-    content, kind = b.content, b.params.photo_postprocess
+    content = b.content
     image = combine_luminance(x, content) if x.shape[1] == 1 else x
-    if kind == "guided":
-        return guided_filter(content, image)
-    if kind == "affine":
-        return smooth_local_affine(content, image)
-    if kind == "smooth":
-        size = (content.shape[-2], content.shape[-1])
-        cached = (b.laplacians or {}).get(size)
-        return closed_form_smooth(
-            image, cached if cached is not None else content_laplacian(content)
-        )
-    return image
+    cached = (b.laplacians or {}).get((content.shape[-2], content.shape[-1]))
+    return refine(b.params.photo_postprocess, content, image, cached)

@@ -12,7 +12,8 @@
   μ = β/(1−β)/9 (9 windows per pixel): β = 0.9999 gives μ ≈ 1111. Solved by conjugate gradients
   (Jacobi-preconditioned) on the images' device.
 
-All images (1, 3, H, W) in [0,1] on one device.
+`refine` applies one of them (or the guided filter of nst_ops.guided) by its
+`photo_postprocess` name. All images (1, 3, H, W) in [0,1] on one device.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from nst_ops.guided import guided_filter
+from nst_ops.segments import content_laplacian
 
 AFFINE_EPS = 1e-3  # ridge on the linear part of each window's affine fit (Luan's cuda_utils)
 
@@ -116,3 +120,17 @@ def _diagonal(matrix: Tensor, n: int) -> Tensor:
     out = torch.zeros(n, dtype=coo.values().dtype, device=coo.device)
     out.index_add_(0, rows[on], coo.values()[on])
     return out
+
+
+def refine(kind: str, content: Tensor, image: Tensor, laplacian: Tensor | None = None) -> Tensor:
+    """The `photo_postprocess` named `kind` (none | guided | affine | smooth) of image by content,
+    both (1, 3, H, W) in [0,1]; `smooth` uses `laplacian` (the content's) when given."""
+    if kind == "guided":
+        return guided_filter(content, image)
+    if kind == "affine":
+        return smooth_local_affine(content, image)
+    if kind == "smooth":
+        return closed_form_smooth(
+            image, content_laplacian(content) if laplacian is None else laplacian
+        )
+    return image

@@ -9,6 +9,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,18 @@ def run_args(manifest_uri: str, output: str, weights: Path, *extra: str) -> list
             "--weights", str(weights), "--quiet", "--yardstick-size", "0", *extra]  # fmt: skip
 
 
+@contextmanager
+def background(args: list[str], codes: list[int]) -> Iterator[threading.Thread]:
+    """`nst` with `args` in a thread (its exit status appended to `codes`), joined on the way
+    out even when the test fails: a job left running would fail the tests after it."""
+    job = threading.Thread(target=lambda: codes.append(main(args)), daemon=True)
+    job.start()
+    try:
+        yield job
+    finally:
+        job.join(timeout=300)
+
+
 def parquet(uri: str) -> list[dict[str, Any]]:
     return pq.read_table(io.BytesIO(read_bytes(uri))).to_pylist()
 
@@ -91,16 +105,14 @@ def test_worker_killed_mid_pair_is_retried_exactly_once(
     uri = manifest(str(tmp_path / "m.parquet"), examples, rows=4, iterations=80)
     output = str(tmp_path / "out")
     codes: list[int] = []
-    job = threading.Thread(target=lambda: codes.append(main(run_args(uri, output, weights_path))))
-    job.start()
-    deadline = time.monotonic() + 60
-    while not pair_workers() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(3.0)  # the workers are busy with their first pairs now
-    victims = pair_workers()
-    assert victims, "no worker process found"
-    os.kill(victims[0].pid, signal.SIGKILL)
-    job.join(timeout=300)
+    with background(run_args(uri, output, weights_path), codes):
+        deadline = time.monotonic() + 180  # workers import torch: slow on a loaded machine
+        while not pair_workers() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3.0)  # the workers are busy with their first pairs now
+        victims = pair_workers()
+        assert victims, "no worker process found"
+        os.kill(victims[0].pid, signal.SIGKILL)
     assert codes == [0]
     results = check_exactly_once(output, rows=4, iterations=80)
     assert max(r["attempt"] for r in results) >= 2
@@ -113,12 +125,10 @@ def test_s3_outage_is_retried(ray_s3, s3_endpoint, examples, weights_path) -> No
     uri = manifest("s3://outage/m.parquet", examples, rows=4, iterations=30)
     codes: list[int] = []
     args = run_args(uri, "s3://outage/out", weights_path, "--storage-retry-seconds", "60")
-    job = threading.Thread(target=lambda: codes.append(main(args)))
-    job.start()
-    time.sleep(4.0)
-    with s3util.outage(s3_endpoint, seconds=6.0):
-        pass
-    job.join(timeout=300)
+    with background(args, codes):
+        time.sleep(4.0)
+        with s3util.outage(s3_endpoint, seconds=6.0):
+            pass
     assert codes == [0]
     check_exactly_once("s3://outage/out", rows=4, iterations=30)
 
@@ -130,14 +140,13 @@ def test_s3_down_for_good_fails_clearly_then_rerun_completes(
     uri = manifest("s3://down/m.parquet", examples, rows=2, iterations=12, size=48)
     args = run_args(uri, "s3://down/out", weights_path, "--storage-retry-seconds", "3")
     codes: list[int] = []
-    job = threading.Thread(target=lambda: codes.append(main(args)))
-    job.start()
-    time.sleep(2.0)
-    started = time.monotonic()
-    with s3util.outage(s3_endpoint, seconds=None) as restart:
-        job.join(timeout=240)
-        assert time.monotonic() - started < 200, "did not give up within the retry budget"
-        restart()
+    with background(args, codes) as job:
+        time.sleep(2.0)
+        started = time.monotonic()
+        with s3util.outage(s3_endpoint, seconds=None) as restart:
+            job.join(timeout=240)
+            assert time.monotonic() - started < 200, "did not give up within the retry budget"
+            restart()
     assert codes == [1]
     assert "storage error:" in capsys.readouterr().err
     assert main(args[:-2] + ["--storage-retry-seconds", "30"]) == 0

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 from manifests.manifest import ManifestError
@@ -110,6 +111,8 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_FATAL
     except ClusterError as e:
         print(f"error: {e}", file=sys.stderr)
+        if threading.current_thread() is not threading.main_thread():
+            return EXIT_FATAL  # called as a library (a test's thread): never end its process
         sys.stderr.flush()
         sys.stdout.flush()
         # Ray's connect attempt cannot be cancelled: its thread would go on logging retries and

@@ -11,8 +11,10 @@ with V in [0,1]): content 5·mean((F − P)²) = 10/(N₄M₄)·J_content; style
 With the photo defaults (nst_ops.params: β = 1000, w_l ∝ 1/N_l²) and photo_weight = λ, our style
 and photo terms are k = PHOTO_SCALE (7620) times Luan's: the ratios `k style` and `k photo` are k
 for every pair and size, so photo_weight = 1e4 is his photo/style balance at every size. Our
-content term is Gatys' sum (α = 1): `k content` = N₄M₄/10 grows with the pixel count; α =
-1.25·k/(H·W) would make it k too (tests/test_photo_balance.py checks the identity).
+content term is Gatys' sum, α·N₄M₄/10 times his mean: with the photo default α =
+(256/image_size)² `k content` is 0.8·256²·H/W ≈ 4.6·k for a 3:2 photo at every size (α = 1
+would let it grow with the pixel count); α = 1.25·k/(H·W) would make it k
+(tests/test_photo_balance.py checks both).
 
     python -m benchmarks.photo_balance [--sizes 256 512] [--pairs 1 2 ... 8] [--device cuda]
 """

@@ -9,13 +9,15 @@ affine_residual ↓; it needs scikit-image) beside Luan's output resized to the 
 (the matting energy, as nst_ops.matting) of our stage-2 image beside Luan's. Writes the images,
 a contact sheet (a row per pair: content, style, Luan, then each variant) and prints the table.
 
-Configs: `photo` (what a plain `--photo-weight` run does: α = 1, β = 1000, Luan's relative
-layer weights ∝ 1/N_l², which weigh the colour-carrying low layers most); `equal` (α = 1,
-β = 1000, equal layer weights); `luan` (Luan's whole objective in our units: the photo
+Configs: `photo` (what a plain `--photo-weight` run does: α = (256/size)², β = 1000, Luan's
+relative layer weights ∝ 1/N_l², which weigh the colour-carrying low layers most); `equal`
+(α = 1, β = 1000, equal layer weights); `luan` (Luan's whole objective in our units: the photo
 defaults with α = 1.25·PHOTO_SCALE/(H·W) and his TV term, tv_weight = 32.8·PHOTO_SCALE).
+`--content-factor c` gives `photo` α = c·1.25·PHOTO_SCALE/(H·W), c times Luan's content weight
+(the defaults are c ≈ 4.6 for a 3:2 photo at every size).
 
     python -m benchmarks.photo_quality [--size 512] [--iterations 500] [--pairs 1 2 ... 8]
-        [--configs photo equal luan] [--photo-weights 1e4] [--style-weight B]
+        [--configs photo equal luan] [--photo-weights 1e4] [--style-weight B] [--content-factor c]
         [--postprocess none affine smooth guided] [--out runs/photo_quality] [--device cuda]
 """
 
@@ -51,10 +53,12 @@ def load(pair: Path, name: str, size: int) -> torch.Tensor:
 
 
 def config_params(name: str, content: torch.Tensor, size: int, iterations: int,
-                  style_weight: float | None = None) -> StyleParams:  # fmt: skip
+                  style_weight: float | None = None,
+                  content_factor: float | None = None) -> StyleParams:  # fmt: skip
     """Stage-1 params of a config (photo weight 0, no post-processing: the benchmark applies
     each post-process itself) for this content image (3, H, W); `style_weight` replaces the
-    default β of `photo` and `equal`."""
+    default β of `photo` and `equal`; `content_factor` c sets α = c·1.25·k/(H·W), c times
+    Luan's content weight in our units."""
     beta = {} if style_weight is None else {"style_weight": style_weight}
     base = StyleParams(image_size=size, iterations=iterations, photo_postprocess="none", **beta)
     if name == "equal":  # the defaults of an artistic pair: α = 1, equal layer weights
@@ -62,11 +66,13 @@ def config_params(name: str, content: torch.Tensor, size: int, iterations: int,
     # a photo pair's defaults (nst_ops.params): Luan's relative layer weights ∝ 1/N_l²
     photo = StyleParams(image_size=size, iterations=iterations, photo_weight=1.0,
                         photo_postprocess="none", **beta).replace(photo_weight=0.0)  # fmt: skip
-    if name == "photo":
-        return photo
-    # luan: with α = 1.25·k/(H·W) the photo defaults are k = PHOTO_SCALE times Luan's objective
-    # (nst_ops.matting); plus his TV (3.28·N₄M₄ in units where α = 1, issue 14) times k
+    # with α = 1.25·k/(H·W) the photo defaults are k = PHOTO_SCALE times Luan's objective
+    # (nst_ops.matting)
     alpha = 1.25 * PHOTO_SCALE / (content.shape[1] * content.shape[2])
+    if name == "photo":
+        factor = content_factor
+        return photo if factor is None else photo.replace(content_weight=factor * alpha)
+    # luan: plus his TV (3.28·N₄M₄ in units where α = 1, issue 14) times k
     return photo.replace(content_weight=alpha, tv_weight=32.8 * PHOTO_SCALE)
 
 
@@ -104,6 +110,8 @@ def main() -> None:
                         choices=["photo", "equal", "luan"])  # fmt: skip
     parser.add_argument("--photo-weights", type=float, nargs="+", default=[1e4])
     parser.add_argument("--style-weight", type=float, help="β of photo/equal (default: ours)")
+    parser.add_argument("--content-factor", type=float,
+                        help="photo: α = this × Luan's (default: the photo defaults')")  # fmt: skip
     parser.add_argument("--postprocess", nargs="+", default=["none", "affine", "smooth"])
     parser.add_argument("--out", default="runs/photo_quality")
     parser.add_argument("--device", default="cpu")
@@ -155,8 +163,10 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
     images = [content, style, luan]
     stage1: dict[str, torch.Tensor] = {}
     for config, weight, kind in variants:
-        params = config_params(config, content, args.size, args.iterations, args.style_weight)
+        params = config_params(config, content, args.size, args.iterations, args.style_weight,
+                               args.content_factor)  # fmt: skip
         beta = "" if args.style_weight is None else f"_b{args.style_weight:g}"
+        beta += "" if args.content_factor is None else f"_c{args.content_factor:g}"
         saved = out / f"stage1_{number}_{config}{beta}_{args.size}_{args.iterations}.pt"
         if config not in stage1 and saved.exists():  # a later run with other photo weights
             stage1[config] = torch.load(saved)

@@ -23,6 +23,11 @@ INITS = ("content", "random", "style")
 POOLINGS = ("max", "avg")
 PRESERVE_COLORS = ("none", "luminance")
 POSTPROCESSES = ("auto", "none", "guided", "affine", "smooth")
+# A photo pair's default α is (PHOTO_CONTENT_SIZE / image_size)²: 1 at 256 px, where the photo
+# defaults were measured (benchmarks/RESULTS.md). J_content is a sum over the positions of
+# relu4_2 and grows with the pixel count while J_style (Gram means) and Luan's λ·Φ keep their
+# balance, so a fixed α would weigh the content 4× more at 512 px than at 256 px.
+PHOTO_CONTENT_SIZE = 256
 
 
 class ParamError(ValueError):
@@ -41,7 +46,13 @@ def _help(text: str) -> dict[str, str]:
 class StyleParams:
     """Per-pair parameters of Gatys et al. (2015) style transfer. Immutable and validated."""
 
-    content_weight: float = field(default=1.0, metadata=_help("alpha: weight of J_content"))
+    content_weight: float | None = field(
+        default=None,
+        metadata=_help(
+            "alpha: weight of J_content; none = 1, or with photo_weight > 0 "
+            "(256/image_size)^2, the same content/style balance at every size"
+        ),
+    )
     style_weight: float = field(default=1000.0, metadata=_help("beta: weight of J_style"))
     tv_weight: float = field(default=0.0, metadata=_help("weight of the total-variation term"))
     content_layers: tuple[str, ...] = field(
@@ -114,6 +125,9 @@ class StyleParams:
         photo = self.photo_weight > 0
         if self.photo_postprocess == "auto":
             object.__setattr__(self, "photo_postprocess", "smooth" if photo else "none")
+        if self.content_weight is None:
+            alpha = (PHOTO_CONTENT_SIZE / self.image_size) ** 2 if photo else 1.0
+            object.__setattr__(self, "content_weight", alpha)
         if photo and self.style_layer_weights is None:
             inverse = [1.0 / block_channels(name) ** 2 for name in self.style_layers]
             weights = tuple(w / sum(inverse) for w in inverse)  # Luan's: ∝ 1/N_l²
@@ -210,7 +224,9 @@ def _layers(name: str, layers: tuple[str, ...]) -> None:
 
 
 def _validate(p: StyleParams) -> None:
-    for name in ("content_weight", "style_weight", "tv_weight"):
+    if p.content_weight is not None:
+        _number("content_weight", p.content_weight)
+    for name in ("style_weight", "tv_weight"):
         _number(name, getattr(p, name))
     _layers("content_layers", p.content_layers)
     _layers("style_layers", p.style_layers)

@@ -136,9 +136,10 @@ def test_photo_masks_and_two_stages(tmp_path: Path, weights_path: Path, examples
     stage2 = [r["photo_loss"] for r in rows if r["stage"] == 2]
     assert all(r["photo_loss"] > 0 for r in rows)
     assert stage2[-1] < stage2[0]
+    alpha = (256 / 64) ** 2  # a photo pair's default α: (256/image_size)²
     for r in rows:  # photo term weighted only in stage 2
         weight = 1e6 if r["stage"] == 2 else 0.0
-        expected = r["content_loss"] + 1000 * r["style_loss"] + weight * r["photo_loss"]
+        expected = alpha * r["content_loss"] + 1000 * r["style_loss"] + weight * r["photo_loss"]
         assert r["total_loss"] == pytest.approx(expected, rel=1e-5)
 
 

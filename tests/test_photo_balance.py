@@ -1,6 +1,7 @@
 """A photorealistic pair's default style and photo terms are k = PHOTO_SCALE times Luan et al.'s
-(2017) at any size, and with α = 1.25·k/(H·W) the content term too: brute-force transcriptions of
-his formulas (neuralstyle_seg.lua, deepmatting_seg.lua; issue 14) against nst_ops' objective."""
+(2017) at any size, and with α = 1.25·k/(H·W) the content term too; its default α keeps the
+content term's ratio to his the same at every size: brute-force transcriptions of his formulas
+(neuralstyle_seg.lua, deepmatting_seg.lua; issue 14) against nst_ops' objective."""
 
 from __future__ import annotations
 
@@ -37,7 +38,6 @@ def luan_terms(
 @pytest.mark.parametrize(("height", "width"), [(16, 24), (32, 48)])
 def test_photo_defaults_are_k_times_luans_objective(height: int, width: int) -> None:
     torch.manual_seed(0)
-    assert StyleParams(photo_weight=LUAN_LAMBDA).content_weight == 1.0  # Gatys' α by default
     alpha = 1.25 * PHOTO_SCALE / (height * width)  # Luan's content balance (not the default)
     params = StyleParams(image_size=width, photo_weight=LUAN_LAMBDA, content_weight=alpha)
     extractor = VGGFeatures("vgg16", ["relu5_1"], None, "max")
@@ -58,3 +58,28 @@ def test_photo_defaults_are_k_times_luans_objective(height: int, width: int) -> 
         k * luan["photo"].item(), rel=1e-4
     )
     assert k == pytest.approx(1000 / (400 * sum(1 / n**2 for n in (64, 128, 256, 512, 512))), 1e-4)
+
+
+def test_default_alpha_keeps_the_content_balance_at_every_size() -> None:
+    """α = (256/image_size)² for photo pairs (1 for artistic ones): α·J_content over Luan's
+    5·mean((F−P)²) is N₄M₄·α/10 = 0.8·256²·(H/W) — the same at 24×16 and 48×32 — where α = 1
+    would double it with each doubling of the side."""
+    assert StyleParams().content_weight == 1.0  # artistic: Gatys' α
+    assert StyleParams(image_size=256, photo_weight=LUAN_LAMBDA).content_weight == 1.0
+    assert StyleParams(image_size=512, photo_weight=LUAN_LAMBDA).content_weight == 0.25
+    explicit = StyleParams(image_size=512, photo_weight=LUAN_LAMBDA, content_weight=1.0)
+    assert explicit.content_weight == 1.0  # a given α is kept
+    extractor = VGGFeatures("vgg16", ["relu5_1"], None, "max")
+    ratios = []
+    for height, width in ((16, 24), (32, 48)):
+        torch.manual_seed(1)
+        params = StyleParams(image_size=width, photo_weight=LUAN_LAMBDA)
+        content, x = torch.rand(1, 3, height, width), torch.rand(1, 3, height, width)
+        style = torch.rand(1, 3, 24, 24)
+        objective = StyleObjective(extractor, params, content, style, None, None)
+        assert params.content_weight is not None
+        ours = params.content_weight * objective(x).values["content"].item()
+        luan = luan_terms(extractor, params, x, content, style)["content"].item()
+        ratios.append(ours / luan)
+    assert ratios[0] == pytest.approx(ratios[1], rel=1e-5)
+    assert ratios[0] == pytest.approx(0.8 * 256**2 * 16 / 24, rel=1e-5)

@@ -70,8 +70,9 @@ def config_params(name: str, content: torch.Tensor, size: int, iterations: int,
     # (nst_ops.matting)
     alpha = 1.25 * PHOTO_SCALE / (content.shape[1] * content.shape[2])
     if name == "photo":
-        factor = content_factor
-        return photo if factor is None else photo.replace(content_weight=factor * alpha)
+        if content_factor is None:
+            return photo
+        return photo.replace(content_weight=content_factor * alpha)
     # luan: plus his TV (3.28·N₄M₄ in units where α = 1, issue 14) times k
     return photo.replace(content_weight=alpha, tv_weight=32.8 * PHOTO_SCALE)
 

@@ -50,7 +50,7 @@ class StyleParams:
         default=None,
         metadata=_help(
             "alpha: weight of J_content; none = 1, or with photo_weight > 0 "
-            "(256/image_size)^2, the same content/style balance at every size"
+            f"({PHOTO_CONTENT_SIZE}/image_size)^2, the same content/style balance at every size"
         ),
     )
     style_weight: float = field(default=1000.0, metadata=_help("beta: weight of J_style"))

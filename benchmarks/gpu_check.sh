@@ -39,7 +39,7 @@ date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,no
 if [[ "${NST_CHECK_ONLY_PHOTO:-0}" == 1 ]]; then
     log "photo quality: 512 px, 500 + 500 L-BFGS iterations, pairs 1-8 (images only)"
     timeout 420 "$PY" -m benchmarks.photo_quality --device cuda --size 512 --iterations 500 \
-        --configs photo equal --postprocess none affine smooth --no-metrics --out "$OUT/photo"
+        --configs photo equal --postprocess none affine smooth --stage1-too --no-metrics --out "$OUT/photo"
     tar -C "$OUT" -cf "$OUT/photo.tar" photo && rm -rf "$OUT/photo"
     log "done"; exit 0
 fi
@@ -66,7 +66,7 @@ fi
 if [[ "${NST_CHECK_PHOTO:-0}" == 1 ]]; then
     log "photo quality: 512 px, 500 + 500 L-BFGS iterations, pairs 1-8 (images only)"
     timeout 300 "$PY" -m benchmarks.photo_quality --device cuda --size 512 --iterations 500 \
-        --configs photo equal --postprocess none affine smooth --no-metrics --out "$OUT/photo"
+        --configs photo equal --postprocess none affine smooth --stage1-too --no-metrics --out "$OUT/photo"
     tar -C "$OUT" -cf "$OUT/photo.tar" photo && rm -rf "$OUT/photo"
 fi
 log "done"

@@ -6,8 +6,10 @@ weight stage 2 (`--iterations` more with it, from stage 1's image) — exactly w
 --photo-weight W` runs, with stage 1 shared between the weights — then each post-process. Every
 output is scored with ../shared/tools/photo_metrics.py (edge_corr ↑, seg_color ↓,
 affine_residual ↓; it needs scikit-image) beside Luan's output resized to the same size, and Φ
-(the matting energy, as nst_ops.matting) of our stage-2 image beside Luan's. Writes the images,
-a contact sheet (a row per pair: content, style, Luan, then each variant) and prints the table.
+(the matting energy, as nst_ops.matting) of our stage-2 image beside Luan's. `--stage1-too`
+also scores each post-process of the stage-1 image alone (no stage 2: FastPhotoStyle's recipe).
+Writes the images, a contact sheet (a row per pair: content, style, Luan, then each variant) and
+prints the table.
 
 Configs: `photo` (what a plain `--photo-weight` run does: α = (256/size)², β = 1000, Luan's
 relative layer weights ∝ 1/N_l², which weigh the colour-carrying low layers most); `equal`
@@ -18,7 +20,8 @@ defaults with α = 1.25·PHOTO_SCALE/(H·W) and his TV term, tv_weight = 32.8·P
 
     python -m benchmarks.photo_quality [--size 512] [--iterations 500] [--pairs 1 2 ... 8]
         [--configs photo equal luan] [--photo-weights 1e4] [--style-weight B] [--content-factor c]
-        [--postprocess none affine smooth guided] [--out runs/photo_quality] [--device cuda]
+        [--postprocess none affine smooth guided] [--stage1-too] [--out runs/photo_quality]
+        [--device cuda]
 """
 
 from __future__ import annotations
@@ -116,6 +119,8 @@ def main() -> None:
     parser.add_argument("--postprocess", nargs="+", default=["none", "affine", "smooth"])
     parser.add_argument("--out", default="runs/photo_quality")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--stage1-too", action="store_true",
+                        help="also post-process the stage-1 image (no stage 2)")  # fmt: skip
     parser.add_argument("--no-metrics", action="store_true", help="images only (no skimage)")
     parser.add_argument("--score-only", action="store_true",
                         help="score the images already in --out (made elsewhere)")  # fmt: skip
@@ -190,6 +195,30 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
         path.write_bytes(to_png(image))
         record(rows, name, pair, path, float(stage1[(key, "phi")]), args)  # type: ignore[index]
         images.append(image)
+    if args.stage1_too:
+        images += stage1_variants(pair, number, args, stage1, laplacian, rows, out)
+    return images
+
+
+def stage1_variants(pair: Path, number: int, args: argparse.Namespace,
+                    stage1: dict[str, torch.Tensor], laplacian: torch.Tensor,
+                    rows: dict[str, list[tuple[float, ...]]],
+                    out: Path) -> list[torch.Tensor]:  # fmt: skip
+    """`--stage1-too`: each post-process applied to each config's stage-1 image, with no
+    stage 2 (FastPhotoStyle's recipe: stylise, then smooth); Φ of the stage-1 image."""
+    content = load(pair, "content.png", args.size)
+    images = []
+    for config in args.configs:
+        if config not in stage1:
+            continue
+        first = stage1[config][None].to(laplacian.device)
+        phi = float(matting_energy(first, laplacian)[0])
+        for kind in args.postprocess:
+            image = refine(kind, content[None].to(first.device), first, laplacian)[0].cpu()
+            path = out / f"{number}_{config}_stage1_{kind}.png"
+            path.write_bytes(to_png(image))
+            record(rows, f"{config} stage 1 only, {kind}", pair, path, phi, args)
+            images.append(image)
     return images
 
 

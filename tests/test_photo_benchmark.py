@@ -16,7 +16,8 @@ def test_photo_quality_writes_scored_images(
 ) -> None:
     pytest.importorskip("skimage", reason="photo_metrics.py needs scikit-image (test extras)")
     command = [sys.executable, "-m", "benchmarks.photo_quality", "--size", "64", "--iterations",
-               "2", "--pairs", "1", "--postprocess", "none", "smooth", "--out", str(tmp_path)]  # fmt: skip
+               "2", "--pairs", "1", "--postprocess", "none", "smooth", "--stage1-too", "--out",
+               str(tmp_path)]  # fmt: skip
     env = {"NST_SHARED": str(SHARED), "PATH": "/usr/bin:/bin"}
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -24,10 +25,14 @@ def test_photo_quality_writes_scored_images(
         "1_luan.png",
         "1_photo_1e+04_none.png",
         "1_photo_1e+04_smooth.png",
+        "1_photo_stage1_none.png",
+        "1_photo_stage1_smooth.png",
     }
     table = done.stdout.split("(means)")[1]
-    rows = [line.split() for line in table.strip().splitlines()[:3]]
-    assert rows[0][0] == "Luan" and all(float(r[-4]) > 0 for r in rows)  # edge_corr values
+    rows = [line.split() for line in table.strip().splitlines()[:5]]
+    assert rows[0][0] == "Luan"
+    assert all(float(r[-4]) > 0 for r in rows)  # edge_corr values
+    assert rows[-1][:5] == ["photo", "stage", "1", "only,", "smooth"]
     assert (tmp_path / "sheet.png").exists()
     again = subprocess.run([*command, "--score-only"], cwd=REPO, capture_output=True, text=True,
                            env=env, timeout=300)  # fmt: skip

@@ -18,6 +18,7 @@ from nst_ops.postprocess import (
     local_affine,
     smooth_local_affine,
 )
+from nst_ops.segments import content_laplacian
 from nst_ops.vgg import VGGFeatures
 
 
@@ -75,6 +76,21 @@ def test_stylize_applies_the_postprocess(vgg16_state: dict[str, torch.Tensor], k
     refined = stylize(content, style, params.replace(photo_postprocess=kind), extractor)
     assert plain.losses.total_loss == refined.losses.total_loss  # the optimisation is the same
     assert not torch.equal(plain.image, refined.image) and refined.image.shape == (3, 24, 32)
+
+
+def test_an_artistic_pair_can_be_smoothed(vgg16_state: dict[str, torch.Tensor]) -> None:
+    # stylise, then smooth (FastPhotoStyle's recipe; README): photo_weight 0, smooth post-process
+    extractor = VGGFeatures("vgg16", ["relu5_1"], vgg16_state)
+    generator = torch.Generator().manual_seed(1)
+    content, style = (torch.rand((3, 24, 32), generator=generator) for _ in range(2))
+    params = StyleParams(image_size=32, iterations=3, photo_postprocess="none")
+    plain = stylize(content, style, params, extractor)
+    smoothed = stylize(content, style, params.replace(photo_postprocess="smooth"), extractor)
+    assert smoothed.losses.total_loss == plain.losses.total_loss  # the same optimisation
+    assert set(smoothed.losses.terms["photo"]) == {0.0}  # and no matting term in it
+    expected = closed_form_smooth(plain.image[None], content_laplacian(content[None]))[0]
+    assert torch.allclose(smoothed.image, expected, atol=1e-5)
+    assert float((smoothed.image - plain.image).abs().max()) > 1e-2
 
 
 def test_photo_defaults_apply_to_photorealistic_pairs_only() -> None:

@@ -196,17 +196,16 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
         record(rows, name, pair, path, float(stage1[(key, "phi")]), args)  # type: ignore[index]
         images.append(image)
     if args.stage1_too:
-        images += stage1_variants(pair, number, args, stage1, laplacian, rows, out)
+        images += stage1_variants(pair, number, args, content, stage1, laplacian, rows, out)
     return images
 
 
-def stage1_variants(pair: Path, number: int, args: argparse.Namespace,
+def stage1_variants(pair: Path, number: int, args: argparse.Namespace, content: torch.Tensor,
                     stage1: dict[str, torch.Tensor], laplacian: torch.Tensor,
                     rows: dict[str, list[tuple[float, ...]]],
                     out: Path) -> list[torch.Tensor]:  # fmt: skip
     """`--stage1-too`: each post-process applied to each config's stage-1 image, with no
     stage 2 (FastPhotoStyle's recipe: stylise, then smooth); Φ of the stage-1 image."""
-    content = load(pair, "content.png", args.size)
     images = []
     for config in args.configs:
         if config not in stage1:

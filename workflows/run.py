@@ -110,16 +110,26 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: manifest: {e}", file=sys.stderr)
         return EXIT_FATAL
     except ClusterError as e:
-        print(f"error: {e}", file=sys.stderr)
         if threading.current_thread() is not threading.main_thread():
+            print(f"error: {e}", file=sys.stderr)
             return EXIT_FATAL  # called as a library (a test's thread): never end its process
-        sys.stderr.flush()
-        sys.stdout.flush()
         # Ray's connect attempt cannot be cancelled: its thread would go on logging retries and
         # delay the exit. Nothing has been written yet, so end the process here.
+        _last_line(f"error: {e}")
         os._exit(EXIT_FATAL)
     print(counts.summary(cfg.output), file=sys.stderr)
     return EXIT_FAILED_ROWS if counts.failed else EXIT_OK
+
+
+def _last_line(message: str) -> None:
+    """Write `message` as stderr's last line: Ray's connect thread (C++) logs its retries
+    straight to fd 2 until the process ends, so fd 2 goes to /dev/null first and the message
+    to a copy of it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    copy = os.dup(2)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    os.write(copy, f"{message}\n".encode())
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -38,9 +38,10 @@ from PIL import Image
 from benchmarks.common import SHARED, contact_sheet, machine, weights_spec
 from nst_ops.drivers import lbfgs
 from nst_ops.matting import PHOTO_SCALE, matting_energy
+from nst_ops.objective import Masks
 from nst_ops.optimize import stylize
 from nst_ops.params import StyleParams
-from nst_ops.postprocess import refine
+from nst_ops.postprocess import mask_colors, refine
 from nst_ops.recorder import Recorder
 from nst_ops.segments import Segment, content_laplacian, prepare_masks, segment_objective
 from workflows.extractors import ExtractorCache
@@ -117,6 +118,8 @@ def main() -> None:
     parser.add_argument("--content-factor", type=float,
                         help="photo: α = this × Luan's (default: the photo defaults')")  # fmt: skip
     parser.add_argument("--postprocess", nargs="+", default=["none", "affine", "smooth"])
+    parser.add_argument("--mask-color-match", type=float, nargs="+", default=[0.0, 1.0],
+                        help="smooth: each γ of mask_color_match (0: plain)")  # fmt: skip
     parser.add_argument("--out", default="runs/photo_quality")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--stage1-too", action="store_true",
@@ -133,7 +136,7 @@ def main() -> None:
     cache = ExtractorCache(resolve_weights("vgg16", weights_spec("vgg16")), device, "fp32")
     variants = [(c, w, p) for c in args.configs
                 for w in ([LUAN_LAMBDA] if c == "luan" else args.photo_weights)
-                for p in args.postprocess]  # fmt: skip
+                for p in postprocesses(args)]  # fmt: skip
     print(
         f"machine: {machine(device)}; vgg16 (shared trunk) at {args.size} px; "
         f"{args.iterations} + {args.iterations} L-BFGS iterations; pairs {args.pairs}"
@@ -164,6 +167,8 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
     luan_path = out / f"{number}_luan.png"
     luan_path.write_bytes(to_png(luan))
     laplacian = content_laplacian(content[None].to(cache.device))
+    on_device = (content[None].to(cache.device), style[None].to(cache.device))
+    masks, _ = prepare_masks(cmask, smask, *on_device)
     luan_phi = float(matting_energy(luan[None].to(cache.device), laplacian)[0])
     record(rows, "Luan (reference_output, resized)", pair, luan_path, luan_phi, args)
     images = [content, style, luan]
@@ -188,7 +193,7 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
         if key not in stage1:
             image, phi = stage2(cache, inputs, params.replace(photo_weight=photo), stage1[config])
             stage1[key], stage1[(key, "phi")] = image, torch.tensor(phi)  # type: ignore[index]
-        image = refine(kind, content[None], stage1[key][None])[0]  # type: ignore[index]
+        image = post(kind, content, style, masks, stage1[key], laplacian)  # type: ignore[index]
         weight_text = f"{photo:.3g}"
         name = f"{config} λ={weight_text} {kind}"
         path = out / f"{number}_{config}_{weight_text}_{kind}.png"
@@ -196,11 +201,35 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
         record(rows, name, pair, path, float(stage1[(key, "phi")]), args)  # type: ignore[index]
         images.append(image)
     if args.stage1_too:
-        images += stage1_variants(pair, number, args, content, stage1, laplacian, rows, out)
+        images += stage1_variants(pair, number, args, (content, style, masks), stage1, laplacian,
+                                  rows, out)  # fmt: skip
     return images
 
 
-def stage1_variants(pair: Path, number: int, args: argparse.Namespace, content: torch.Tensor,
+def postprocesses(args: argparse.Namespace) -> list[str]:
+    """The post-process variants: each --postprocess, and `smooth` once per --mask-color-match
+    γ, labelled smooth (γ = 0, plain) or smooth-match{γ}."""
+    kinds = [k for k in args.postprocess if k != "smooth"]
+    if "smooth" in args.postprocess:
+        kinds += ["smooth" if g == 0 else f"smooth-match{g:g}" for g in args.mask_color_match]
+    return kinds
+
+
+def post(label: str, content: torch.Tensor, style: torch.Tensor, masks: Masks | None,
+         image: torch.Tensor, laplacian: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """The post-process variant `label` (`postprocesses`) of image (3, H, W), as stylize's
+    _finish does it: (3, H, W) on the CPU."""
+    kind, match = label, 0.0
+    if label.startswith("smooth-match"):
+        kind, match = "smooth", float(label.removeprefix("smooth-match"))
+    device = laplacian.device
+    colors = mask_colors(masks, style[None].to(device), match)
+    refined = refine(kind, content[None].to(device), image[None].to(device), laplacian, colors)
+    return refined[0].cpu()
+
+
+def stage1_variants(pair: Path, number: int, args: argparse.Namespace,
+                    inputs: tuple[torch.Tensor, torch.Tensor, Masks | None],
                     stage1: dict[str, torch.Tensor], laplacian: torch.Tensor,
                     rows: dict[str, list[tuple[float, ...]]],
                     out: Path) -> list[torch.Tensor]:  # fmt: skip
@@ -212,8 +241,8 @@ def stage1_variants(pair: Path, number: int, args: argparse.Namespace, content: 
             continue
         first = stage1[config][None].to(laplacian.device)
         phi = float(matting_energy(first, laplacian)[0])
-        for kind in args.postprocess:
-            image = refine(kind, content[None].to(first.device), first, laplacian)[0].cpu()
+        for kind in postprocesses(args):
+            image = post(kind, *inputs, first[0], laplacian)
             path = out / f"{number}_{config}_stage1_{kind}.png"
             path.write_bytes(to_png(image))
             record(rows, f"{config} stage 1 only, {kind}", pair, path, phi, args)

@@ -21,7 +21,7 @@ from nst_ops.drivers import adam, lbfgs
 from nst_ops.evaluation import Evaluator
 from nst_ops.objective import Masks, StyleObjective
 from nst_ops.params import StyleParams, batch_key
-from nst_ops.postprocess import refine
+from nst_ops.postprocess import mask_colors, refine
 from nst_ops.recorder import LossLog, Progress, ProgressCallback, Recorder, record_all
 from nst_ops.segments import (
     Segment,
@@ -217,4 +217,7 @@ def _finish(x: Tensor, b: _Prepared) -> Tensor:
     content = b.content
     image = combine_luminance(x, content) if x.shape[1] == 1 else x
     cached = (b.laplacians or {}).get((content.shape[-2], content.shape[-1]))
-    return refine(b.params.photo_postprocess, content, image, cached)
+    # preserve_color keeps the content's colours: no mask colours to match then
+    masks = b.masks if b.params.preserve_color == "none" else None
+    colors = mask_colors(masks, b.style_in, b.params.mask_color_match)
+    return refine(b.params.photo_postprocess, content, image, cached, colors)

@@ -105,6 +105,13 @@ class StyleParams:
             "each guided by the content image"
         ),
     )
+    mask_color_match: float = field(
+        default=1.0,
+        metadata=_help(
+            "with masks and the smooth post-process: how far (0-1) the smoothing moves each "
+            "mask region's mean colour to the style region's; 0 = plain smoothing"
+        ),
+    )
     ema_decay: float = field(
         default=0.0, metadata=_help("Adam only: return an EMA of the image with this decay")
     )
@@ -178,6 +185,7 @@ PER_IMAGE_FIELDS = frozenset(
         "target_loss",
         "style_scale",
         "photo_postprocess",
+        "mask_color_match",
     }
 )
 
@@ -255,6 +263,9 @@ def _validate(p: StyleParams) -> None:
     if not isinstance(p.photo_two_stage, bool):
         raise ParamError("photo_two_stage", f"must be true or false, got {p.photo_two_stage!r}")
     _choice("photo_postprocess", p.photo_postprocess, POSTPROCESSES)
+    _number("mask_color_match", p.mask_color_match)
+    if p.mask_color_match > 1:
+        raise ParamError("mask_color_match", f"must be <= 1, got {p.mask_color_match}")
     _number("ema_decay", p.ema_decay)
     if p.ema_decay >= 1:
         raise ParamError("ema_decay", f"must be < 1, got {p.ema_decay}")

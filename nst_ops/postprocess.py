@@ -11,6 +11,9 @@
   is, away from the image border, R = (I + μ·L)⁻¹ Y with L our matting Laplacian and
   μ = β/(1−β)/9 (9 windows per pixel): β = 0.9999 gives μ ≈ 1111. Solved by conjugate gradients
   (Jacobi-preconditioned) on the images' device.
+- `mask_color_smooth`: the same smoothing when the pair has Luan's masks, constrained so that
+  each content mask region's mean colour moves to the style region's (our addition; Luan's masks
+  ask for it, and his stage 2 and the smoothing both pull colours back towards the content's).
 
 `refine` applies one of them (or the guided filter of nst_ops.guided) by its
 `photo_postprocess` name. All images (1, 3, H, W) in [0,1] on one device.
@@ -18,14 +21,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from nst_ops.guided import guided_filter
+from nst_ops.objective import Masks
 from nst_ops.segments import content_laplacian
 
 AFFINE_EPS = 1e-3  # ridge on the linear part of each window's affine fit (Luan's cuda_utils)
+SMOOTH_STRENGTH = 1111.0  # μ of FastPhotoStyle's β = 0.9999 (module docstring)
 
 
 def _window_sums(x: Tensor, radius: int = 1) -> Tensor:
@@ -78,7 +85,7 @@ def smooth_local_affine(
 
 
 def closed_form_smooth(
-    output: Tensor, laplacian: Tensor, strength: float = 1111.0, tolerance: float = 1e-4,
+    output: Tensor, laplacian: Tensor, strength: float = SMOOTH_STRENGTH, tolerance: float = 1e-4,
     max_iterations: int = 1000,
 ) -> Tensor:  # fmt: skip
     """FastPhotoStyle's closed-form smoothing (module docstring): solve (I + μL) R = Y for the
@@ -86,7 +93,66 @@ def closed_form_smooth(
     matting Laplacian (sparse, H·W × H·W, on the images' device) → (1, 3, H, W) in [0,1]."""
     _, c, h, w = output.shape
     y = output[0].reshape(c, h * w).T.to(torch.float32)  # (N, 3)
-    diagonal = 1.0 + strength * _diagonal(laplacian, h * w).to(y)
+    x = _smooth_columns(y, laplacian, strength, tolerance, max_iterations)
+    return x.T.reshape(1, c, h, w).clamp(0, 1).to(output.dtype)
+
+
+@dataclass(frozen=True)
+class MaskColors:
+    """What `mask_color_smooth` matches: the content's masks (K, H, W) in [0,1] at the output's
+    size, the style region's mean RGB of each (K, 3) in [0,1], and `match` γ in [0,1]."""
+
+    masks: Tensor
+    targets: Tensor
+    match: float
+
+
+def mask_colors(masks: Masks | None, style: Tensor, match: float) -> MaskColors | None:
+    """The colour targets of a pair's masks: the regions whose colour is in the style mask too,
+    each with the style's mean RGB under its style mask; style (1, 3, H_s, W_s) in [0,1].
+    None without masks or usable regions, or for match 0."""
+    if masks is None or match <= 0:
+        return None
+    keep = (masks.weights > 0) & (masks.content.flatten(1).sum(1) > 0)
+    if not bool(keep.any()):
+        return None
+    weights = masks.style[keep].flatten(1).to(torch.float32)  # (K, H_s·W_s)
+    pixels = style[0].flatten(1).T.to(torch.float32)  # (H_s·W_s, 3)
+    targets = (weights @ pixels) / weights.sum(1, keepdim=True).clamp_min(1e-8)
+    return MaskColors(masks.content[keep], targets, match)
+
+
+def mask_color_smooth(
+    output: Tensor, laplacian: Tensor, colors: MaskColors, strength: float = SMOOTH_STRENGTH,
+    tolerance: float = 1e-4,
+) -> Tensor:  # fmt: skip
+    """Closed-form smoothing whose mask regions take the style regions' colours (our addition
+    to FastPhotoStyle's step, for Luan et al.'s masks): minimise Σ_c ‖R_c − Y_c‖² + μ R_cᵀ L R_c
+    subject to m̂_kᵀ R_c = m̂_kᵀ R⁰_c + γ (t_kc − m̂_kᵀ R⁰_c) for each mask k, with R⁰ the plain
+    smoothing, m̂_k = m_k / Σ m_k (a mean over the region) and t_k the style region's mean RGB.
+    The Lagrange conditions give R = R⁰ + A⁻¹M Λ, A = I + μL, M = [m_1 … m_K]: a smooth,
+    edge-aware colour shift per region, with Λ (K, 3) from the K × K system (M̂ᵀA⁻¹M) Λ =
+    γ (T − M̂ᵀR⁰). One conjugate-gradient solve for the 3 + K columns → (1, 3, H, W) in [0,1]."""
+    _, c, h, w = output.shape
+    y = output[0].reshape(c, h * w).T.to(torch.float32)  # (N, 3)
+    m = colors.masks.reshape(colors.masks.shape[0], h * w).T.to(y)  # (N, K)
+    solved = _smooth_columns(torch.cat([y, m], 1), laplacian, strength, tolerance, 1000)
+    plain, spread = solved[:, :c], solved[:, c:]  # R⁰, A⁻¹M
+    mean = m / m.sum(0).clamp_min(1e-8)  # M̂
+    now = mean.T @ plain  # (K, 3): each region's mean colour after plain smoothing
+    shift = colors.match * (colors.targets.to(now) - now)
+    system = mean.T @ spread  # (K, K), symmetric positive definite for independent masks
+    multipliers: Tensor = torch.linalg.solve(system, shift)
+    x = plain + spread @ multipliers
+    return x.T.reshape(1, c, h, w).clamp(0, 1).to(output.dtype)
+
+
+def _smooth_columns(
+    y: Tensor, laplacian: Tensor, strength: float, tolerance: float, max_iterations: int
+) -> Tensor:
+    """X (N, C) with (I + μL) X = Y, every column at once by Jacobi-preconditioned conjugate
+    gradients, to a relative residual `tolerance` per column."""
+    diagonal = 1.0 + strength * _diagonal(laplacian, y.shape[0]).to(y)
 
     def apply(v: Tensor) -> Tensor:
         return v + strength * (laplacian @ v)
@@ -108,7 +174,7 @@ def closed_form_smooth(
         rz_new = (r * z).sum(0)
         p = z + (rz_new / rz.clamp_min(1e-30)) * p
         rz = rz_new
-    return x.T.reshape(1, c, h, w).clamp(0, 1).to(output.dtype)
+    return x
 
 
 def _diagonal(matrix: Tensor, n: int) -> Tensor:
@@ -122,15 +188,20 @@ def _diagonal(matrix: Tensor, n: int) -> Tensor:
     return out
 
 
-def refine(kind: str, content: Tensor, image: Tensor, laplacian: Tensor | None = None) -> Tensor:
+def refine(
+    kind: str, content: Tensor, image: Tensor, laplacian: Tensor | None = None,
+    colors: MaskColors | None = None,
+) -> Tensor:  # fmt: skip
     """The `photo_postprocess` named `kind` (none | guided | affine | smooth) of image by content,
-    both (1, 3, H, W) in [0,1]; `smooth` uses `laplacian` (the content's) when given."""
+    both (1, 3, H, W) in [0,1]; `smooth` uses `laplacian` (the content's) when given, and
+    matches the masks' colours (`mask_color_smooth`) when `colors` are given."""
     if kind == "guided":
         return guided_filter(content, image)
     if kind == "affine":
         return smooth_local_affine(content, image)
     if kind == "smooth":
-        return closed_form_smooth(
-            image, content_laplacian(content) if laplacian is None else laplacian
-        )
+        laplacian = content_laplacian(content) if laplacian is None else laplacian
+        if colors is not None and colors.match > 0:
+            return mask_color_smooth(image, laplacian, colors)
+        return closed_form_smooth(image, laplacian)
     return image

@@ -25,14 +25,18 @@ def test_photo_quality_writes_scored_images(
         "1_luan.png",
         "1_photo_1e+04_none.png",
         "1_photo_1e+04_smooth.png",
+        "1_photo_1e+04_smooth-match1.png",  # --mask-color-match 0 1 (the default)
         "1_photo_stage1_none.png",
         "1_photo_stage1_smooth.png",
+        "1_photo_stage1_smooth-match1.png",
     }
     table = done.stdout.split("(means)")[1]
-    rows = [line.split() for line in table.strip().splitlines()[:5]]
+    rows = [line.split() for line in table.strip().splitlines()[:7]]
     assert rows[0][0] == "Luan"
     assert all(float(r[-4]) > 0 for r in rows)  # edge_corr values
-    assert rows[-1][:5] == ["photo", "stage", "1", "only,", "smooth"]
+    assert rows[-1][:5] == ["photo", "stage", "1", "only,", "smooth-match1"]
+    seg = {" ".join(r[:-4]): float(r[-3]) for r in rows}  # seg_color per variant
+    assert seg["photo λ=1e+04 smooth-match1"] < seg["photo λ=1e+04 smooth"]
     assert (tmp_path / "sheet.png").exists()
     again = subprocess.run([*command, "--score-only"], cwd=REPO, capture_output=True, text=True,
                            env=env, timeout=300)  # fmt: skip

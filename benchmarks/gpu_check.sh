@@ -17,8 +17,9 @@
 #   5. (NST_CHECK_OVERHEAD=1) the objective+gradient probe, eager vs captured;
 #   6. (NST_CHECK_PHOTO=1, ~4 min more: run it on its own, NST_CHECK_ONLY_PHOTO=1) the photo
 #      quality benchmark at 512 px, 500 + 500 iterations, pairs 1-8, images only (the machine
-#      has no scikit-image): untar $OUT/photo.tar and score on the CPU with
-#      `python -m benchmarks.photo_quality --score-only --out DIR`.
+#      has no scikit-image): untar $OUT/photo_1-4.tar and photo_5-8.tar into DIR and score on
+#      the CPU with `python -m benchmarks.photo_quality --score-only --out DIR`. Variants:
+#      stage 2 and stage 1 alone, each with none, affine, smooth (plain) and smooth-match1.
 #      It needs the photo pairs carried too:
 #      mkdir -p .weights/shared/data && cp -r ../shared/data/photo .weights/shared/data/
 # With $OUT set (the device tool), the log and the time-to-quality contact sheet go there. Copy
@@ -36,11 +37,16 @@ PY="${PY:-python3}"
 log() { echo; echo "== $* ($(date -u +%H:%M:%S))"; }
 date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
-if [[ "${NST_CHECK_ONLY_PHOTO:-0}" == 1 ]]; then
+photo_check() {  # $1: timeout in s. Two tars of PNGs (16 MiB each at most come back), no .pt
     log "photo quality: 512 px, 500 + 500 L-BFGS iterations, pairs 1-8 (images only)"
-    timeout 420 "$PY" -m benchmarks.photo_quality --device cuda --size 512 --iterations 500 \
-        --configs photo equal --postprocess none affine smooth --stage1-too --no-metrics --out "$OUT/photo"
-    tar -C "$OUT" -cf "$OUT/photo.tar" photo && rm -rf "$OUT/photo"
+    timeout "$1" "$PY" -m benchmarks.photo_quality --device cuda --size 512 --iterations 500 \
+        --configs photo --postprocess none affine smooth --mask-color-match 0 1 --stage1-too \
+        --no-metrics --out "$OUT/photo"
+    (cd "$OUT/photo" && tar -cf "$OUT/photo_1-4.tar" [1-4]_*.png && tar -cf "$OUT/photo_5-8.tar" [5-8]_*.png)
+    rm -rf "$OUT/photo"
+}
+if [[ "${NST_CHECK_ONLY_PHOTO:-0}" == 1 ]]; then
+    photo_check 420
     log "done"; exit 0
 fi
 log "gpu tests"
@@ -64,9 +70,6 @@ if [[ "${NST_CHECK_OVERHEAD:-0}" == 1 ]]; then
     timeout 120 "$PY" -m benchmarks.overhead_probe --device cuda --size 512 --precision tf32
 fi
 if [[ "${NST_CHECK_PHOTO:-0}" == 1 ]]; then
-    log "photo quality: 512 px, 500 + 500 L-BFGS iterations, pairs 1-8 (images only)"
-    timeout 300 "$PY" -m benchmarks.photo_quality --device cuda --size 512 --iterations 500 \
-        --configs photo equal --postprocess none affine smooth --stage1-too --no-metrics --out "$OUT/photo"
-    tar -C "$OUT" -cf "$OUT/photo.tar" photo && rm -rf "$OUT/photo"
+    photo_check 300
 fi
 log "done"

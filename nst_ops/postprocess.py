@@ -11,7 +11,8 @@
   is, away from the image border, R = (I + μ·L)⁻¹ Y with L our matting Laplacian and
   μ = β/(1−β)/9 (9 windows per pixel): β = 0.9999 gives μ ≈ 1111. Solved by conjugate gradients
   (Jacobi-preconditioned) on the images' device.
-- `mask_color_smooth`: the same smoothing when the pair has Luan's masks, constrained so that
+- `mask_color_smooth`: the same smoothing when the pair has Luan's masks, after narrowing each
+  region's colour spread to the style region's where that is narrower, and constrained so that
   each content mask region's mean colour moves to the style region's (our addition; Luan's masks
   ask for it, and his stage 2 and the smoothing both pull colours back towards the content's).
 
@@ -100,10 +101,12 @@ def closed_form_smooth(
 @dataclass(frozen=True)
 class MaskColors:
     """What `mask_color_smooth` matches: the content's masks (K, H, W) in [0,1] at the output's
-    size, the style region's mean RGB of each (K, 3) in [0,1], and `match` γ in [0,1]."""
+    size, the style region's mean RGB of each (K, 3) in [0,1] and its standard deviation per
+    channel (K, 3), and `match` γ in [0,1]."""
 
     masks: Tensor
     targets: Tensor
+    spreads: Tensor
     match: float
 
 
@@ -117,9 +120,24 @@ def mask_colors(masks: Masks | None, style: Tensor, match: float) -> MaskColors 
     if not bool(keep.any()):
         return None
     weights = masks.style[keep].flatten(1).to(torch.float32)  # (K, H_s·W_s)
+    weights = weights / weights.sum(1, keepdim=True).clamp_min(1e-8)
     pixels = style[0].flatten(1).T.to(torch.float32)  # (H_s·W_s, 3)
-    targets = (weights @ pixels) / weights.sum(1, keepdim=True).clamp_min(1e-8)
-    return MaskColors(masks.content[keep], targets, match)
+    targets = weights @ pixels
+    spreads = (weights @ pixels.square() - targets.square()).clamp_min(0).sqrt()
+    return MaskColors(masks.content[keep], targets, spreads, match)
+
+
+def narrow_spread(y: Tensor, masks: Tensor, spreads: Tensor, match: float) -> Tensor:
+    """Each region's colours pulled towards its own mean where the style region's are narrower:
+    Ỹ = Y + Σ_k m_k ⊙ (f_k − 1)(Y − μ_k), with μ_k and σ_k the region's mask-weighted mean and
+    standard deviation of Y per channel and f_k = min(1, s_k/σ_k)^γ, s_k the style region's.
+    Deliberately never widened (f ≤ 1): scaling deviations up amplifies stage 2's brush
+    texture (benchmarks/RESULTS.md). y (N, 3), masks (N, K) in [0,1], spreads (K, 3) → (N, 3)."""
+    mean = masks / masks.sum(0).clamp_min(1e-8)  # M̂
+    mu = mean.T @ y  # (K, 3)
+    sigma = (mean.T @ y.square() - mu.square()).clamp_min(0).sqrt()
+    factor = (spreads.to(y) / sigma.clamp_min(1e-6)).clamp(max=1.0) ** match  # (K, 3)
+    return y + (masks @ (factor - 1)) * y - masks @ ((factor - 1) * mu)
 
 
 def mask_color_smooth(
@@ -127,15 +145,17 @@ def mask_color_smooth(
     tolerance: float = 1e-4,
 ) -> Tensor:  # fmt: skip
     """Closed-form smoothing whose mask regions take the style regions' colours (our addition
-    to FastPhotoStyle's step, for Luan et al.'s masks): minimise Σ_c ‖R_c − Y_c‖² + μ R_cᵀ L R_c
-    subject to m̂_kᵀ R_c = m̂_kᵀ R⁰_c + γ (t_kc − m̂_kᵀ R⁰_c) for each mask k, with R⁰ the plain
-    smoothing, m̂_k = m_k / Σ m_k (a mean over the region) and t_k the style region's mean RGB.
-    The Lagrange conditions give R = R⁰ + A⁻¹M Λ, A = I + μL, M = [m_1 … m_K]: a smooth,
-    edge-aware colour shift per region, with Λ (K, 3) from the K × K system (M̂ᵀA⁻¹M) Λ =
-    γ (T − M̂ᵀR⁰). One conjugate-gradient solve for the 3 + K columns → (1, 3, H, W) in [0,1]."""
+    to FastPhotoStyle's step, for Luan et al.'s masks). Y = `narrow_spread` of the output, then
+    minimise Σ_c ‖R_c − Y_c‖² + μ R_cᵀ L R_c subject to m̂_kᵀ R_c = m̂_kᵀ R⁰_c + γ (t_kc −
+    m̂_kᵀ R⁰_c) for each mask k, with R⁰ = A⁻¹Y the plain smoothing (A = I + μL), m̂_k = m_k /
+    Σ m_k (a mean over the region) and t_k the style region's mean RGB. The Lagrange conditions
+    give R = R⁰ + A⁻¹M Λ, M = [m_1 … m_K]: a smooth, edge-aware colour shift per region, with
+    Λ (K, 3) from the K × K system (M̂ᵀA⁻¹M) Λ = γ (T − M̂ᵀR⁰). One conjugate-gradient solve
+    for the 3 + K columns → (1, 3, H, W) in [0,1]."""
     _, c, h, w = output.shape
-    y = output[0].reshape(c, h * w).T.to(torch.float32)  # (N, 3)
-    m = colors.masks.reshape(colors.masks.shape[0], h * w).T.to(y)  # (N, K)
+    m = colors.masks.reshape(colors.masks.shape[0], h * w).T.to(torch.float32)  # (N, K)
+    y = output[0].reshape(c, h * w).T.to(m)  # (N, 3)
+    y = narrow_spread(y, m, colors.spreads, colors.match)
     solved = _smooth_columns(torch.cat([y, m], 1), laplacian, strength, tolerance, 1000)
     plain, spread = solved[:, :c], solved[:, c:]  # R⁰, A⁻¹M
     mean = m / m.sum(0).clamp_min(1e-8)  # M̂

@@ -8,8 +8,11 @@ output is scored with ../shared/tools/photo_metrics.py (edge_corr ↑, seg_color
 affine_residual ↓; it needs scikit-image) beside Luan's output resized to the same size, and Φ
 (the matting energy, as nst_ops.matting) of our stage-2 image beside Luan's. `--stage1-too`
 also scores each post-process of the stage-1 image alone (no stage 2: FastPhotoStyle's recipe).
-Writes the images, a contact sheet (a row per pair: content, style, Luan, then each variant) and
-prints the table.
+`smooth` runs once per `--mask-color-match` γ (default 0 and 1: plain, and the product's
+default with masks), labelled `smooth` and `smooth-match{γ}`. Writes the images, a contact
+sheet (a row per pair: content, style, Luan, then each variant) and prints the table. The
+stage-1 and stage-2 images are kept in --out (stage1_*.pt, stage2_*.pt) and reused by a later
+run with the same settings, so new post-processes cost no optimisation.
 
 Configs: `photo` (what a plain `--photo-weight` run does: α = (256/size)², β = 1000, Luan's
 relative layer weights ∝ 1/N_l², which weigh the colour-carrying low layers most); `equal`
@@ -20,7 +23,8 @@ defaults with α = 1.25·PHOTO_SCALE/(H·W) and his TV term, tv_weight = 32.8·P
 
     python -m benchmarks.photo_quality [--size 512] [--iterations 500] [--pairs 1 2 ... 8]
         [--configs photo equal luan] [--photo-weights 1e4] [--style-weight B] [--content-factor c]
-        [--postprocess none affine smooth guided] [--stage1-too] [--out runs/photo_quality]
+        [--postprocess none affine smooth guided] [--mask-color-match 0 1] [--stage1-too]
+        [--out runs/photo_quality]
         [--device cuda]
 """
 
@@ -190,9 +194,13 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
             print(f"pair {number} {config}: stage 1 in {time.perf_counter() - start:.0f} s")
         photo = float(weight)  # type: ignore[arg-type]
         key = (config, photo)
+        second = saved.with_name(saved.name.replace("stage1_", f"stage2_{photo:g}_"))
+        if key not in stage1 and second.exists():  # a later run with other post-processes
+            stage1[key], stage1[(key, "phi")] = torch.load(second)  # type: ignore[index]
         if key not in stage1:
             image, phi = stage2(cache, inputs, params.replace(photo_weight=photo), stage1[config])
             stage1[key], stage1[(key, "phi")] = image, torch.tensor(phi)  # type: ignore[index]
+            torch.save((image, torch.tensor(phi)), second)
         image = post(kind, content, style, masks, stage1[key], laplacian)  # type: ignore[index]
         weight_text = f"{photo:.3g}"
         name = f"{config} λ={weight_text} {kind}"

@@ -112,19 +112,24 @@ class MaskColors:
 
 def mask_colors(masks: Masks | None, style: Tensor, match: float) -> MaskColors | None:
     """The colour targets of a pair's masks: the regions whose colour is in the style mask too,
-    each with the style's mean RGB under its style mask; style (1, 3, H_s, W_s) in [0,1].
-    None without masks or usable regions, or for match 0."""
+    each with the style's mean RGB and standard deviation per channel under its style mask;
+    style (1, 3, H_s, W_s) in [0,1]. None without masks or usable regions, or for match 0."""
     if masks is None or match <= 0:
         return None
     keep = (masks.weights > 0) & (masks.content.flatten(1).sum(1) > 0)
     if not bool(keep.any()):
         return None
-    weights = masks.style[keep].flatten(1).to(torch.float32)  # (K, H_s·W_s)
-    weights = weights / weights.sum(1, keepdim=True).clamp_min(1e-8)
+    weights = masks.style[keep].flatten(1).T.to(torch.float32)  # (H_s·W_s, K)
     pixels = style[0].flatten(1).T.to(torch.float32)  # (H_s·W_s, 3)
-    targets = weights @ pixels
-    spreads = (weights @ pixels.square() - targets.square()).clamp_min(0).sqrt()
+    targets, spreads = _region_moments(pixels, weights)
     return MaskColors(masks.content[keep], targets, spreads, match)
+
+
+def _region_moments(pixels: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
+    """Mask-weighted mean and standard deviation (K, 3) of pixels (N, 3) under masks (N, K)."""
+    mean = masks / masks.sum(0).clamp_min(1e-8)  # M̂: each column sums to 1
+    mu = mean.T @ pixels
+    return mu, (mean.T @ pixels.square() - mu.square()).clamp_min(0).sqrt()
 
 
 def narrow_spread(y: Tensor, masks: Tensor, spreads: Tensor, match: float) -> Tensor:
@@ -133,9 +138,7 @@ def narrow_spread(y: Tensor, masks: Tensor, spreads: Tensor, match: float) -> Te
     standard deviation of Y per channel and f_k = min(1, s_k/σ_k)^γ, s_k the style region's.
     Deliberately never widened (f ≤ 1): scaling deviations up amplifies stage 2's brush
     texture (benchmarks/RESULTS.md). y (N, 3), masks (N, K) in [0,1], spreads (K, 3) → (N, 3)."""
-    mean = masks / masks.sum(0).clamp_min(1e-8)  # M̂
-    mu = mean.T @ y  # (K, 3)
-    sigma = (mean.T @ y.square() - mu.square()).clamp_min(0).sqrt()
+    mu, sigma = _region_moments(y, masks)  # (K, 3) each
     factor = (spreads.to(y) / sigma.clamp_min(1e-6)).clamp(max=1.0) ** match  # (K, 3)
     return y + (masks @ (factor - 1)) * y - masks @ ((factor - 1) * mu)
 
@@ -221,7 +224,7 @@ def refine(
         return smooth_local_affine(content, image)
     if kind == "smooth":
         laplacian = content_laplacian(content) if laplacian is None else laplacian
-        if colors is not None and colors.match > 0:
+        if colors is not None:
             return mask_color_smooth(image, laplacian, colors)
         return closed_form_smooth(image, laplacian)
     return image

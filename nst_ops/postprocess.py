@@ -12,7 +12,9 @@
   μ = β/(1−β)/9 (9 windows per pixel): β = 0.9999 gives μ ≈ 1111. Solved by conjugate gradients
   (Jacobi-preconditioned) on the images' device.
 - `mask_color_smooth`: the same smoothing when the pair has Luan's masks, after narrowing each
-  region's colour spread to the style region's where that is narrower, and constrained so that
+  region's colour covariance to the style region's where that is narrower (the linear
+  Monge–Kantorovich colour map of Pitié & Kokaram, "The linear Monge-Kantorovitch linear
+  colour mapping for example-based colour transfer", CVMP 2007, capped), and constrained so that
   each content mask region's mean colour moves to the style region's (our addition; Luan's masks
   ask for it, and his stage 2 and the smoothing both pull colours back towards the content's).
 
@@ -101,19 +103,19 @@ def closed_form_smooth(
 @dataclass(frozen=True)
 class MaskColors:
     """What `mask_color_smooth` matches: the content's masks (K, H, W) in [0,1] at the output's
-    size, the style region's mean RGB of each (K, 3) in [0,1] and its standard deviation per
-    channel (K, 3), and `match` γ in [0,1]."""
+    size, the style region's mean RGB of each (K, 3) in [0,1] and its RGB covariance (K, 3, 3),
+    and `match` γ in [0,1]."""
 
     masks: Tensor
     targets: Tensor
-    spreads: Tensor
+    covariances: Tensor
     match: float
 
 
 def mask_colors(masks: Masks | None, style: Tensor, match: float) -> MaskColors | None:
     """The colour targets of a pair's masks: the regions whose colour is in the style mask too,
-    each with the style's mean RGB and standard deviation per channel under its style mask;
-    style (1, 3, H_s, W_s) in [0,1]. None without masks or usable regions, or for match 0."""
+    each with the style's mean RGB and RGB covariance under its style mask; style
+    (1, 3, H_s, W_s) in [0,1]. None without masks or usable regions, or for match 0."""
     if masks is None or match <= 0:
         return None
     keep = (masks.weights > 0) & (masks.content.flatten(1).sum(1) > 0)
@@ -121,26 +123,52 @@ def mask_colors(masks: Masks | None, style: Tensor, match: float) -> MaskColors 
         return None
     weights = masks.style[keep].flatten(1).T.to(torch.float32)  # (H_s·W_s, K)
     pixels = style[0].flatten(1).T.to(torch.float32)  # (H_s·W_s, 3)
-    targets, spreads = _region_moments(pixels, weights)
-    return MaskColors(masks.content[keep], targets, spreads, match)
+    targets, covariances = _region_moments(pixels, weights)
+    return MaskColors(masks.content[keep], targets, covariances, match)
 
 
 def _region_moments(pixels: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
-    """Mask-weighted mean and standard deviation (K, 3) of pixels (N, 3) under masks (N, K)."""
+    """Mask-weighted mean (K, 3) and covariance (K, 3, 3) of pixels (N, 3) under masks (N, K)."""
     mean = masks / masks.sum(0).clamp_min(1e-8)  # M̂: each column sums to 1
     mu = mean.T @ pixels
-    return mu, (mean.T @ pixels.square() - mu.square()).clamp_min(0).sqrt()
+    second = torch.einsum("nk,ni,nj->kij", mean, pixels, pixels)
+    return mu, second - mu[:, :, None] * mu[:, None, :]
 
 
-def narrow_spread(y: Tensor, masks: Tensor, spreads: Tensor, match: float) -> Tensor:
-    """Each region's colours pulled towards its own mean where the style region's are narrower:
-    Ỹ = Y + Σ_k m_k ⊙ (f_k − 1)(Y − μ_k), with μ_k and σ_k the region's mask-weighted mean and
-    standard deviation of Y per channel and f_k = min(1, s_k/σ_k)^γ, s_k the style region's.
-    Deliberately never widened (f ≤ 1): scaling deviations up amplifies stage 2's brush
-    texture (benchmarks/RESULTS.md). y (N, 3), masks (N, K) in [0,1], spreads (K, 3) → (N, 3)."""
-    mu, sigma = _region_moments(y, masks)  # (K, 3) each
-    factor = (spreads.to(y) / sigma.clamp_min(1e-6)).clamp(max=1.0) ** match  # (K, 3)
-    return y + (masks @ (factor - 1)) * y - masks @ ((factor - 1) * mu)
+def _symmetric_power(matrix: Tensor, power: float, most: float = float("inf")) -> Tensor:
+    """V·diag(min(max(λ, 0), most)^power)·Vᵀ of symmetric matrices V·diag(λ)·Vᵀ (..., 3, 3)."""
+    values, vectors = torch.linalg.eigh(matrix)
+    scaled = vectors * values.clamp(0, most).pow(power)[..., None, :]
+    power_of: Tensor = scaled @ vectors.transpose(-1, -2)
+    return power_of
+
+
+def narrowing_maps(output: Tensor, style: Tensor, match: float) -> Tensor:
+    """Per region, the colour map F (K, 3, 3) that narrows the output's covariance Σ_o (K, 3, 3)
+    towards the style's Σ_s and never widens it: T = Σ_o^-½ (Σ_o^½ Σ_s Σ_o^½)^½ Σ_o^-½ is the
+    linear Monge–Kantorovich map, the one that carries a Gaussian of Σ_o onto one of Σ_s
+    (Pitié & Kokaram 2007); F = V·diag(min(1, λ)^γ)·Vᵀ for T = V·diag(λ)·Vᵀ."""
+    eye = torch.eye(3, dtype=torch.float64, device=output.device)
+    sigma_o = output.double() + 1e-6 * eye  # a flat region: T large, then clamped to I
+    root = _symmetric_power(sigma_o, 0.5)
+    inverse = _symmetric_power(sigma_o, -0.5)
+    t = inverse @ _symmetric_power(root @ style.double() @ root, 0.5) @ inverse
+    return _symmetric_power((t + t.transpose(-1, -2)) / 2, match, most=1.0).to(output.dtype)
+
+
+def narrow_spread(y: Tensor, masks: Tensor, covariances: Tensor, match: float) -> Tensor:
+    """Each region's colours pulled towards its own mean where the style region's spread is
+    narrower: Ỹ = Y + Σ_k m_k ⊙ (Y − μ_k)(F_k − I), μ_k the region's mask-weighted mean of Y
+    and F_k its `narrowing_maps` from Y's covariance in the region to the style region's.
+    Deliberately never widened (F ≤ I): widening amplifies stage 2's brush texture
+    (benchmarks/RESULTS.md). The full covariance, not one factor per channel, so that a hue
+    the style region lacks (green on orange-lit buildings) is narrowed too.
+    y (N, 3), masks (N, K) in [0,1], covariances (K, 3, 3) → (N, 3)."""
+    mu, sigma = _region_moments(y, masks)
+    eye = torch.eye(3, dtype=y.dtype, device=y.device)
+    change = narrowing_maps(sigma, covariances.to(y), match) - eye  # F_k − I, symmetric
+    shifted = torch.einsum("ni,kij->nkj", y, change) - torch.einsum("ki,kij->kj", mu, change)
+    return y + (masks[:, :, None] * shifted).sum(1)
 
 
 def mask_color_smooth(
@@ -158,7 +186,7 @@ def mask_color_smooth(
     _, c, h, w = output.shape
     m = colors.masks.reshape(colors.masks.shape[0], h * w).T.to(torch.float32)  # (N, K)
     y = output[0].reshape(c, h * w).T.to(m)  # (N, 3)
-    y = narrow_spread(y, m, colors.spreads, colors.match)
+    y = narrow_spread(y, m, colors.covariances, colors.match)
     solved = _smooth_columns(torch.cat([y, m], 1), laplacian, strength, tolerance, 1000)
     plain, spread = solved[:, :c], solved[:, c:]  # R⁰, A⁻¹M
     mean = m / m.sum(0).clamp_min(1e-8)  # M̂

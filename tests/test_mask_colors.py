@@ -1,12 +1,13 @@
 """The smooth post-process with Luan's masks (nst_ops.postprocess.mask_color_smooth): against
-its constrained least-squares problem solved densely (KKT system), the spread narrowing against
-its per-pixel formula, the regions' mean colours it sets, and stylize applying it with the
-params' mask_color_match."""
+its constrained least-squares problem solved densely (KKT system), the covariance narrowing
+against its per-pixel formula (scipy's sqrtm) and the Monge–Kantorovich property, the regions'
+mean colours it sets, and stylize applying it with the params' mask_color_match."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 
 from nst_ops.matting import matting_laplacian, to_torch_sparse
@@ -33,7 +34,7 @@ def test_mask_color_smooth_solves_its_constrained_problem(match: float) -> None:
     dense = matting_laplacian(content[0].permute(1, 2, 0).numpy(), eps=1e-4)
     strength, n = 2.0, 48
     targets = torch.tensor([[0.45, 0.5, 0.55], [0.5, 0.42, 0.48]])
-    spreads = torch.tensor([[0.05, 0.2, 0.1], [0.1, 0.02, 0.3]])
+    spreads = torch.diag_embed(torch.tensor([[0.05, 0.2, 0.1], [0.1, 0.02, 0.3]]) ** 2)
     colors = MaskColors(masks.float(), targets, spreads, match)
     got = mask_color_smooth(output.float(), to_torch_sparse(dense), colors, strength, 1e-7)
     # brute force: minimise Σ_c |R_c − Y_c|² + μ R_cᵀ L R_c s.t. M̂ᵀR = M̂ᵀR⁰ + γ(T − M̂ᵀR⁰)
@@ -54,7 +55,7 @@ def test_full_match_gives_each_region_the_style_mean_and_zero_is_plain() -> None
     content = 0.1 * content + 0.6 * masks[:1]  # regions that differ in the content, as in photos
     laplacian = to_torch_sparse(matting_laplacian(content[0].permute(1, 2, 0).numpy()))
     targets = torch.tensor([[0.6, 0.3, 0.3], [0.2, 0.3, 0.6]])
-    spreads = torch.full((2, 3), 0.01)
+    spreads = torch.diag_embed(torch.full((2, 3), 1e-4))
     full = MaskColors(masks.float(), targets, spreads, 1.0)
     matched = mask_color_smooth(output.float(), laplacian, full)
     weights = masks.float().reshape(2, -1)
@@ -65,25 +66,71 @@ def test_full_match_gives_each_region_the_style_mean_and_zero_is_plain() -> None
     assert torch.allclose(zero, closed_form_smooth(output.float(), laplacian), atol=1e-5)
 
 
+def monge_kantorovich(sigma_o: np.ndarray, sigma_s: np.ndarray, match: float) -> np.ndarray:
+    """F = V·diag(min(1, λ)^γ)·Vᵀ of T = Σ_o^-½ (Σ_o^½ Σ_s Σ_o^½)^½ Σ_o^-½, by scipy's sqrtm."""
+    root = np.real(scipy.linalg.sqrtm(sigma_o))
+    inverse = np.linalg.inv(root)
+    t = inverse @ np.real(scipy.linalg.sqrtm(root @ sigma_s @ root)) @ inverse
+    values, vectors = np.linalg.eigh((t + t.T) / 2)
+    return np.asarray(vectors @ np.diag(np.minimum(values, 1.0) ** match) @ vectors.T)
+
+
 @pytest.mark.parametrize("match", [1.0, 0.5])
-def test_narrow_spread_scales_each_regions_deviations(match: float) -> None:
+def test_narrow_spread_against_its_per_pixel_formula(match: float) -> None:
     _, output, masks = scene(5, 6)
-    y = output[0].reshape(3, -1).T.float()  # (30, 3)
-    m = masks.reshape(2, -1).T.float()  # (30, 2), soft in column 3
-    spreads = torch.tensor([[0.01, 0.5, 0.05], [0.5, 0.5, 0.02]])  # 0.5: wider than the output
-    got = narrow_spread(y, m, spreads, match)
-    expected = y.clone()
+    y = output[0].reshape(3, -1).T.double()  # (30, 3)
+    m = masks.reshape(2, -1).T.double()  # (30, 2), soft in column 3
+    spreads = torch.tensor([[0.01, 0.5, 0.05], [0.5, 0.5, 0.02]], dtype=torch.float64)
+    rotation = torch.linalg.qr(torch.randn((3, 3), generator=torch.Generator().manual_seed(1),
+                                           dtype=torch.float64))[0]  # fmt: skip
+    style = rotation @ torch.diag_embed(spreads**2) @ rotation.T  # full covariances (2, 3, 3)
+    got = narrow_spread(y, m, style, match)
+    expected = y.numpy().copy()
     for k in range(2):
-        w = m[:, k] / m[:, k].sum()
-        mu = (w[:, None] * y).sum(0)
-        sigma = ((w[:, None] * (y - mu) ** 2).sum(0)).sqrt()
-        factor = torch.minimum(spreads[k] / sigma, torch.ones(3)) ** match  # never widened
+        w = (m[:, k] / m[:, k].sum()).numpy()
+        mu = w @ y.numpy()
+        d = y.numpy() - mu
+        sigma = (w[:, None] * d).T @ d + 1e-6 * np.eye(3)
+        f = monge_kantorovich(sigma, style[k].numpy(), match)
         for p in range(30):
-            expected[p] += m[p, k] * (factor - 1) * (y[p] - mu)
-    assert torch.allclose(got, expected, atol=1e-6)
-    inside = m[:, 0] == 1  # fully in region 0, whose style green is wider: green kept as is
-    assert torch.allclose(got[inside][:, 1], y[inside][:, 1], atol=1e-6)
-    assert float(got[inside][:, 0].std()) < 0.5 * float(y[inside][:, 0].std())  # red narrowed
+            expected[p] += m[p, k].item() * (f - np.eye(3)) @ d[p]
+    assert np.allclose(got.numpy(), expected, atol=1e-6)
+
+
+def region(y: torch.Tensor) -> torch.Tensor:
+    """The covariance (3, 3) of pixels (N, 3)."""
+    d = y - y.mean(0)
+    return d.T @ d / y.shape[0]
+
+
+def test_narrow_spread_gives_a_narrower_style_covariance_and_never_widens() -> None:
+    generator = torch.Generator().manual_seed(5)
+    y = 0.5 + 0.1 * torch.randn((400, 3), generator=generator, dtype=torch.float64) @ torch.tensor(
+        [[1.0, 0.3, 0.0], [0.0, 1.0, 0.5], [0.2, 0.0, 1.0]], dtype=torch.float64
+    )
+    whole = torch.ones((400, 1), dtype=torch.float64)
+    narrow = torch.tensor([[4e-4, 1e-4, 0.0], [1e-4, 3e-4, 0.0], [0.0, 0.0, 2e-4]],
+                          dtype=torch.float64)[None]  # fmt: skip
+    got = narrow_spread(y, whole, narrow, 1.0)
+    assert torch.allclose(region(got), narrow[0], atol=1e-6)  # T Σ_o T = Σ_s
+    assert torch.allclose(got.mean(0), y.mean(0), atol=1e-9)  # the mean is the smoothing's
+    wide = 4 * region(y)[None]
+    assert torch.allclose(narrow_spread(y, whole, wide, 1.0), y, atol=1e-9)
+
+
+def test_narrow_spread_removes_a_hue_the_style_region_lacks() -> None:
+    """Style: grey levels (r = g = b, std 0.1); output: the same grey levels plus a green against
+    magenta hue (std 0.05). Per channel the spreads differ by 11% only (0.112 vs 0.1), so a
+    factor per channel would keep 89% of the hue; the covariance map takes it out."""
+    generator = torch.Generator().manual_seed(6)
+    grey = 0.5 + 0.1 * torch.randn((500, 1), generator=generator, dtype=torch.float64)
+    style = region(grey.expand(500, 3))[None] + 1e-6 * torch.eye(3, dtype=torch.float64)
+    hue = 0.05 * torch.randn((500, 1), generator=generator, dtype=torch.float64)
+    y = 0.1 * torch.randn((500, 1), generator=generator, dtype=torch.float64) + 0.5
+    y = y + torch.cat([hue, -hue, hue], 1)
+    got = narrow_spread(y, torch.ones((500, 1), dtype=torch.float64), style, 1.0)
+    assert float((got[:, 1] - got[:, 0]).std()) < 0.05 * float((y[:, 1] - y[:, 0]).std())
+    assert float(got.mean(1).std()) > 0.9 * float(y.mean(1).std())  # the grey levels stay
 
 
 def two_region_pair() -> tuple[torch.Tensor, ...]:

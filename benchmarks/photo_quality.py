@@ -45,7 +45,7 @@ from nst_ops.matting import PHOTO_SCALE, matting_energy
 from nst_ops.objective import Masks
 from nst_ops.optimize import stylize
 from nst_ops.params import StyleParams
-from nst_ops.postprocess import mask_colors, refine
+from nst_ops.postprocess import SMOOTH_EPS, mask_colors, refine
 from nst_ops.recorder import Recorder
 from nst_ops.segments import Segment, content_laplacian, prepare_masks, segment_objective
 from workflows.extractors import ExtractorCache
@@ -170,7 +170,8 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
     luan = torch.nn.functional.interpolate(luan[None], size=content.shape[-2:], mode="bilinear")[0]
     luan_path = out / f"{number}_luan.png"
     luan_path.write_bytes(to_png(luan))
-    laplacian = content_laplacian(content[None].to(cache.device))
+    laplacian = content_laplacian(content[None].to(cache.device))  # Φ's, as the photo term's
+    smoothing = content_laplacian(content[None].to(cache.device), SMOOTH_EPS)  # the post's
     on_device = (content[None].to(cache.device), style[None].to(cache.device))
     masks, _ = prepare_masks(cmask, smask, *on_device)
     luan_phi = float(matting_energy(luan[None].to(cache.device), laplacian)[0])
@@ -201,7 +202,7 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
             image, phi = stage2(cache, inputs, params.replace(photo_weight=photo), stage1[config])
             stage1[key], stage1[(key, "phi")] = image, torch.tensor(phi)  # type: ignore[index]
             torch.save((image, torch.tensor(phi)), second)
-        image = post(kind, content, style, masks, stage1[key], laplacian)  # type: ignore[index]
+        image = post(kind, content, style, masks, stage1[key], smoothing)  # type: ignore[index]
         weight_text = f"{photo:.3g}"
         name = f"{config} λ={weight_text} {kind}"
         path = out / f"{number}_{config}_{weight_text}_{kind}.png"
@@ -209,8 +210,8 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
         record(rows, name, pair, path, float(stage1[(key, "phi")]), args)  # type: ignore[index]
         images.append(image)
     if args.stage1_too:
-        images += stage1_variants(pair, number, args, (content, style, masks), stage1, laplacian,
-                                  rows, out)  # fmt: skip
+        images += stage1_variants(pair, number, args, (content, style, masks), stage1,
+                                  (laplacian, smoothing), rows, out)  # fmt: skip
     return images
 
 
@@ -226,7 +227,8 @@ def postprocesses(args: argparse.Namespace) -> list[str]:
 def post(label: str, content: torch.Tensor, style: torch.Tensor, masks: Masks | None,
          image: torch.Tensor, laplacian: torch.Tensor) -> torch.Tensor:  # fmt: skip
     """The post-process variant `label` (`postprocesses`) of image (3, H, W), as stylize's
-    _finish does it: (3, H, W) on the CPU."""
+    _finish does it, `laplacian` the content's smoothing Laplacian (SMOOTH_EPS): (3, H, W)
+    on the CPU."""
     kind, match = label, 0.0
     if label.startswith("smooth-match"):
         kind, match = "smooth", float(label.removeprefix("smooth-match"))
@@ -238,11 +240,13 @@ def post(label: str, content: torch.Tensor, style: torch.Tensor, masks: Masks | 
 
 def stage1_variants(pair: Path, number: int, args: argparse.Namespace,
                     inputs: tuple[torch.Tensor, torch.Tensor, Masks | None],
-                    stage1: dict[str, torch.Tensor], laplacian: torch.Tensor,
+                    stage1: dict[str, torch.Tensor], laplacians: tuple[torch.Tensor, torch.Tensor],
                     rows: dict[str, list[tuple[float, ...]]],
                     out: Path) -> list[torch.Tensor]:  # fmt: skip
     """`--stage1-too`: each post-process applied to each config's stage-1 image, with no
-    stage 2 (FastPhotoStyle's recipe: stylise, then smooth); Φ of the stage-1 image."""
+    stage 2 (FastPhotoStyle's recipe: stylise, then smooth); Φ of the stage-1 image.
+    `laplacians`: the photo term's (for Φ) and the smoothing's (SMOOTH_EPS)."""
+    laplacian, smoothing = laplacians
     images = []
     for config in args.configs:
         if config not in stage1:
@@ -250,7 +254,7 @@ def stage1_variants(pair: Path, number: int, args: argparse.Namespace,
         first = stage1[config][None].to(laplacian.device)
         phi = float(matting_energy(first, laplacian)[0])
         for kind in postprocesses(args):
-            image = post(kind, *inputs, first[0], laplacian)
+            image = post(kind, *inputs, first[0], smoothing)
             path = out / f"{number}_{config}_stage1_{kind}.png"
             path.write_bytes(to_png(image))
             record(rows, f"{config} stage 1 only, {kind}", pair, path, phi, args)

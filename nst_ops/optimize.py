@@ -216,8 +216,8 @@ def _finish(x: Tensor, b: _Prepared) -> Tensor:
     """Recolour a luminance result; apply the optional post-processing (nst_ops.postprocess)."""
     content = b.content
     image = combine_luminance(x, content) if x.shape[1] == 1 else x
-    cached = (b.laplacians or {}).get((content.shape[-2], content.shape[-1]))
     # preserve_color keeps the content's colours: no mask colours to match then
     masks = b.masks if b.params.preserve_color == "none" else None
     colors = mask_colors(masks, b.style_in, b.params.mask_color_match)
-    return refine(b.params.photo_postprocess, content, image, cached, colors)
+    # smooth builds its own Laplacian (postprocess.SMOOTH_EPS), not the photo term's
+    return refine(b.params.photo_postprocess, content, image, None, colors)

@@ -36,6 +36,11 @@ from nst_ops.segments import content_laplacian
 
 AFFINE_EPS = 1e-3  # ridge on the linear part of each window's affine fit (Luan's cuda_utils)
 SMOOTH_STRENGTH = 1111.0  # μ of FastPhotoStyle's β = 0.9999 (module docstring)
+# The smoothing's matting Laplacian: ε = 1e-5 where FastPhotoStyle and Luan's photorealism term
+# use 1e-7 — a deliberate departure: at 1e-7 the Laplacian takes the content's JPEG blocks and
+# grain in flat skies for edges, and the smoothing keeps 8×8 steps and speckle there at 512 px
+# (benchmarks/RESULTS.md, issue 14 session 6).
+SMOOTH_EPS = 1e-5
 
 
 def _window_sums(x: Tensor, radius: int = 1) -> Tensor:
@@ -244,14 +249,15 @@ def refine(
     colors: MaskColors | None = None,
 ) -> Tensor:  # fmt: skip
     """The `photo_postprocess` named `kind` (none | guided | affine | smooth) of image by content,
-    both (1, 3, H, W) in [0,1]; `smooth` uses `laplacian` (the content's) when given, and
-    matches the masks' colours (`mask_color_smooth`) when `colors` are given."""
+    both (1, 3, H, W) in [0,1]; `smooth` uses `laplacian` when given (the content's, built with
+    ε = SMOOTH_EPS) and matches the masks' colours (`mask_color_smooth`) when `colors` are
+    given."""
     if kind == "guided":
         return guided_filter(content, image)
     if kind == "affine":
         return smooth_local_affine(content, image)
     if kind == "smooth":
-        laplacian = content_laplacian(content) if laplacian is None else laplacian
+        laplacian = content_laplacian(content, SMOOTH_EPS) if laplacian is None else laplacian
         if colors is not None:
             return mask_color_smooth(image, laplacian, colors)
         return closed_form_smooth(image, laplacian)

@@ -116,7 +116,8 @@ def prepare_masks(
     return Masks(c, s, weights), warnings
 
 
-def content_laplacian(content: Tensor) -> Tensor:
-    """Matting Laplacian of the content (1, C, H, W) as a sparse tensor on its device."""
+def content_laplacian(content: Tensor, eps: float = 1e-7) -> Tensor:
+    """Matting Laplacian of the content (1, C, H, W) as a sparse tensor on its device; `eps`
+    the window regulariser (Luan's 1e-7 for the photorealism term)."""
     rgb = content.expand(-1, 3, -1, -1)[0].permute(1, 2, 0).double().cpu().numpy()
-    return to_torch_sparse(matting_laplacian(np.ascontiguousarray(rgb)), content.device)
+    return to_torch_sparse(matting_laplacian(np.ascontiguousarray(rgb), eps), content.device)

@@ -14,8 +14,10 @@ from nst_ops.optimize import stylize
 from nst_ops.params import StyleParams
 from nst_ops.postprocess import (
     AFFINE_EPS,
+    SMOOTH_EPS,
     closed_form_smooth,
     local_affine,
+    refine,
     smooth_local_affine,
 )
 from nst_ops.segments import content_laplacian
@@ -88,7 +90,8 @@ def test_an_artistic_pair_can_be_smoothed(vgg16_state: dict[str, torch.Tensor]) 
     smoothed = stylize(content, style, params.replace(photo_postprocess="smooth"), extractor)
     assert smoothed.losses.total_loss == plain.losses.total_loss  # the same optimisation
     assert set(smoothed.losses.terms["photo"]) == {0.0}  # and no matting term in it
-    expected = closed_form_smooth(plain.image[None], content_laplacian(content[None]))[0]
+    laplacian = content_laplacian(content[None], SMOOTH_EPS)
+    expected = closed_form_smooth(plain.image[None], laplacian)[0]
     assert torch.allclose(smoothed.image, expected, atol=1e-5)
     assert float((smoothed.image - plain.image).abs().max()) > 1e-2
 
@@ -103,3 +106,18 @@ def test_photo_defaults_apply_to_photorealistic_pairs_only() -> None:
     assert photo.layer_weights == pytest.approx([w / sum(expected) for w in expected])
     given = StyleParams(photo_weight=1e4, style_layer_weights=(0.2,) * 5)
     assert given.style_layer_weights == (0.2,) * 5  # explicit weights are kept
+
+
+def test_smooth_flattens_steps_too_faint_to_be_edges() -> None:
+    """A flat grey content with faint 8×8 blocks (±0.004, as JPEG leaves in a sky) and an output
+    whose colour steps along them (±0.05): with Luan's ε = 1e-7 the Laplacian takes the blocks
+    for edges and the smoothing keeps the steps; with SMOOTH_EPS they are smoothed away."""
+    rows, cols = torch.meshgrid(torch.arange(24), torch.arange(32), indexing="ij")
+    blocks = ((rows // 8 + cols // 8) % 2).to(torch.float32) * 2 - 1  # ±1 checkerboard of blocks
+    content = (0.5 + 0.004 * blocks).expand(1, 3, 24, 32)
+    output = (0.5 + 0.05 * blocks).expand(1, 3, 24, 32)
+    smoothed = {eps: refine("smooth", content, output, content_laplacian(content, eps))
+                for eps in (1e-7, SMOOTH_EPS)}  # fmt: skip
+    assert float(smoothed[1e-7].std()) > 0.4 * float(output.std())  # measured 0.59
+    assert float(smoothed[SMOOTH_EPS].std()) < 0.1 * float(output.std())  # measured 0.02
+    assert torch.equal(refine("smooth", content, output), smoothed[SMOOTH_EPS])  # its default

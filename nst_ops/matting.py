@@ -25,8 +25,11 @@ def _window_indices(h: int, w: int, radius: int) -> NDArray[np.int64]:
     return windows.reshape(-1, size * size)
 
 
+MATTING_EPS = 1e-7  # Levin et al.'s window regulariser, as Luan's photorealism term uses it
+
+
 def matting_laplacian(
-    image: NDArray[np.floating], eps: float = 1e-7, radius: int = 1
+    image: NDArray[np.floating], eps: float = MATTING_EPS, radius: int = 1
 ) -> scipy.sparse.csr_matrix:
     """L for an H×W×3 float array in [0,1] → scipy.sparse CSR matrix N×N, N = H·W (row-major).
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nst_ops.masks import pair_masks, resize_masks
-from nst_ops.matting import matting_laplacian, to_torch_sparse
+from nst_ops.matting import MATTING_EPS, matting_laplacian, to_torch_sparse
 from nst_ops.objective import Masks, StyleObjective
 from nst_ops.params import StyleParams
 from nst_ops.vgg import VGGFeatures
@@ -116,7 +116,7 @@ def prepare_masks(
     return Masks(c, s, weights), warnings
 
 
-def content_laplacian(content: Tensor, eps: float = 1e-7) -> Tensor:
+def content_laplacian(content: Tensor, eps: float = MATTING_EPS) -> Tensor:
     """Matting Laplacian of the content (1, C, H, W) as a sparse tensor on its device; `eps`
     the window regulariser (Luan's 1e-7 for the photorealism term)."""
     rgb = content.expand(-1, 3, -1, -1)[0].permute(1, 2, 0).double().cpu().numpy()

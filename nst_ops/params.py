@@ -109,8 +109,8 @@ class StyleParams:
         default=1.0,
         metadata=_help(
             "with masks and the smooth post-process: how far (0-1) the smoothing moves each "
-            "mask region's mean colour (and its spread, where narrower) to the style region's; "
-            "0 = plain smoothing"
+            "mask region's mean colour (and its spread where narrower, and colours it lacks) "
+            "to the style region's; 0 = plain smoothing"
         ),
     )
     ema_decay: float = field(

@@ -16,7 +16,9 @@
   Monge–Kantorovich colour map of Pitié & Kokaram, "The linear Monge-Kantorovitch linear
   colour mapping for example-based colour transfer", CVMP 2007, capped), and constrained so that
   each content mask region's mean colour moves to the style region's (our addition; Luan's masks
-  ask for it, and his stage 2 and the smoothing both pull colours back towards the content's).
+  ask for it, and his stage 2 and the smoothing both pull colours back towards the content's),
+  then `keep_in_palette`: colours the style region lacks moved to within τ of the ones it
+  has (nst_ops.palette; our addition too).
 
 `refine` applies one of them (or the guided filter of nst_ops.guided) by its
 `photo_postprocess` name. All images (1, 3, H, W) in [0,1] on one device.
@@ -32,6 +34,7 @@ from torch import Tensor
 
 from nst_ops.guided import guided_filter
 from nst_ops.objective import Masks
+from nst_ops.palette import nearest_colors, palette_step
 from nst_ops.segments import content_laplacian
 
 AFFINE_EPS = 1e-3  # ridge on the linear part of each window's affine fit (Luan's cuda_utils)
@@ -41,6 +44,7 @@ SMOOTH_STRENGTH = 1111.0  # μ of FastPhotoStyle's β = 0.9999 (module docstring
 # grain in flat skies for edges, and the smoothing keeps 8×8 steps and speckle there at 512 px
 # (benchmarks/RESULTS.md, issue 14 session 6).
 SMOOTH_EPS = 1e-5
+PALETTE_STRENGTH = 10.0  # μ_p of keep_in_palette's light smoothing of its colour move
 
 
 def _window_sums(x: Tensor, radius: int = 1) -> Tensor:
@@ -109,12 +113,14 @@ def closed_form_smooth(
 class MaskColors:
     """What `mask_color_smooth` matches: the content's masks (K, H, W) in [0,1] at the output's
     size, the style region's mean RGB of each (K, 3) in [0,1] and its RGB covariance (K, 3, 3),
-    and `match` γ in [0,1]."""
+    and `match` γ in [0,1]; `nearest` (K, bins, bins, bins, 3), each region's
+    palette.nearest_colors, for `keep_in_palette` (None: no palette step)."""
 
     masks: Tensor
     targets: Tensor
     covariances: Tensor
     match: float
+    nearest: Tensor | None = None
 
 
 def mask_colors(masks: Masks | None, style: Tensor, match: float) -> MaskColors | None:
@@ -129,7 +135,8 @@ def mask_colors(masks: Masks | None, style: Tensor, match: float) -> MaskColors 
     weights = masks.style[keep].flatten(1).T.to(torch.float32)  # (H_s·W_s, K)
     pixels = style[0].flatten(1).T.to(torch.float32)  # (H_s·W_s, 3)
     targets, covariances = _region_moments(pixels, weights)
-    return MaskColors(masks.content[keep], targets, covariances, match)
+    nearest = torch.stack([nearest_colors(pixels, weights[:, k]) for k in range(weights.shape[1])])
+    return MaskColors(masks.content[keep], targets, covariances, match, nearest)
 
 
 def _region_moments(pixels: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
@@ -203,6 +210,26 @@ def mask_color_smooth(
     return x.T.reshape(1, c, h, w).clamp(0, 1).to(output.dtype)
 
 
+def keep_in_palette(
+    output: Tensor, laplacian: Tensor, colors: MaskColors, strength: float = PALETTE_STRENGTH
+) -> Tensor:
+    """Each region's colours brought within palette.PALETTE_TOLERANCE of its style region's
+    colours: the move δ of palette.palette_step, spread along the content's edges by a light
+    smoothing, (I + μ_p L)⁻¹δ with μ_p = `strength` ≪ SMOOTH_STRENGTH (a raw per-pixel move
+    leaves contours where it starts), added to the output. output (1, 3, H, W) in [0,1] →
+    the same; unchanged where every colour is already in its palette."""
+    if colors.nearest is None:
+        return output
+    _, c, h, w = output.shape
+    m = colors.masks.reshape(colors.masks.shape[0], h * w).T.to(torch.float32)  # (N, K)
+    y = output[0].reshape(c, h * w).T.to(m)
+    step = palette_step(y, m, colors.nearest, colors.match)
+    if not bool(step.any()):
+        return output
+    x = y + _smooth_columns(step, laplacian, strength, 1e-4, 1000)
+    return x.T.reshape(1, c, h, w).clamp(0, 1).to(output.dtype)
+
+
 def _smooth_columns(
     y: Tensor, laplacian: Tensor, strength: float, tolerance: float, max_iterations: int
 ) -> Tensor:
@@ -259,6 +286,7 @@ def refine(
     if kind == "smooth":
         laplacian = content_laplacian(content, SMOOTH_EPS) if laplacian is None else laplacian
         if colors is not None:
-            return mask_color_smooth(image, laplacian, colors)
+            smoothed = mask_color_smooth(image, laplacian, colors)
+            return keep_in_palette(smoothed, laplacian, colors)
         return closed_form_smooth(image, laplacian)
     return image

@@ -51,21 +51,28 @@ def _cell_index(colors: Tensor, bins: int) -> Tensor:
     return flat
 
 
+def palette_moves(
+    y: Tensor, nearest: Tensor, match: float, tolerance: float = PALETTE_TOLERANCE
+) -> Tensor:
+    """Per region k, the move that brings each colour within `tolerance` of the region's
+    palette: γ·max(0, 1 − τ/‖y − c_k(y)‖)·(c_k(y) − y), c_k(y) the palette colour nearest to y
+    (`nearest_colors`). y (N, 3) in [0,1], nearest (K, bins, bins, bins, 3), match γ in [0,1]
+    → (N, K, 3); zero where y is in region k's palette, whatever the pixel's mask."""
+    bins = nearest.shape[1]
+    cells = _cell_index(y, bins)
+    targets = nearest.reshape(nearest.shape[0], bins**3, 3).to(y)[:, cells].transpose(0, 1)
+    gap = targets - y[:, None, :]  # (N, K, 3)
+    distance = gap.norm(dim=2, keepdim=True)
+    factor = (1 - tolerance / distance.clamp_min(1e-12)).clamp_min(0)
+    moves: Tensor = match * factor * gap
+    return moves
+
+
 def palette_step(
     y: Tensor, masks: Tensor, nearest: Tensor, match: float,
     tolerance: float = PALETTE_TOLERANCE,
 ) -> Tensor:  # fmt: skip
-    """The move that brings each pixel's colour within `tolerance` of its region's palette:
-    δ = Σ_k m_k·γ·max(0, 1 − τ/‖y − c_k(y)‖)·(c_k(y) − y), c_k(y) region k's palette colour
-    nearest to y (`nearest_colors`). y (N, 3) in [0,1], masks (N, K) in [0,1], nearest
-    (K, bins, bins, bins, 3), match γ in [0,1] → δ (N, 3); zero where y is in the palette."""
-    bins = nearest.shape[1]
-    cells = _cell_index(y, bins)
-    step = torch.zeros_like(y)
-    for k in range(nearest.shape[0]):
-        target = nearest[k].reshape(bins**3, 3).to(y)[cells]  # (N, 3)
-        gap = target - y
-        distance = gap.norm(dim=1, keepdim=True)
-        factor = (1 - tolerance / distance.clamp_min(1e-12)).clamp_min(0)
-        step += masks[:, k : k + 1] * match * factor * gap
+    """The moves of `palette_moves` weighted by the pixels' masks (N, K) in [0,1] and summed:
+    δ = Σ_k m_k·γ·max(0, 1 − τ/‖y − c_k(y)‖)·(c_k(y) − y) → (N, 3)."""
+    step: Tensor = (masks[:, :, None] * palette_moves(y, nearest, match, tolerance)).sum(1)
     return step

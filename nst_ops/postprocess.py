@@ -34,7 +34,7 @@ from torch import Tensor
 
 from nst_ops.guided import guided_filter
 from nst_ops.objective import Masks
-from nst_ops.palette import nearest_colors, palette_step
+from nst_ops.palette import nearest_colors, palette_moves
 from nst_ops.segments import content_laplacian
 
 AFFINE_EPS = 1e-3  # ridge on the linear part of each window's affine fit (Luan's cuda_utils)
@@ -214,19 +214,22 @@ def keep_in_palette(
     output: Tensor, laplacian: Tensor, colors: MaskColors, strength: float = PALETTE_STRENGTH
 ) -> Tensor:
     """Each region's colours brought within palette.PALETTE_TOLERANCE of its style region's
-    colours: the move δ of palette.palette_step, spread along the content's edges by a light
-    smoothing, (I + μ_p L)⁻¹δ with μ_p = `strength` ≪ SMOOTH_STRENGTH (a raw per-pixel move
-    leaves contours where it starts), added to the output. output (1, 3, H, W) in [0,1] →
-    the same; unchanged where every colour is already in its palette."""
+    colours: region k's move m_k ⊙ δ_k (palette.palette_moves) spread along the content's
+    edges by a light smoothing, (I + μ_p L)⁻¹, μ_p = `strength` ≪ SMOOTH_STRENGTH (a raw
+    per-pixel move leaves contours where it starts), and applied inside region k only:
+    R = Y + Σ_k m_k ⊙ (I + μ_p L)⁻¹(m_k ⊙ δ_k), so that where the content shows no edge
+    between two regions one region's move does not smear into the other. output (1, 3, H, W)
+    in [0,1] → the same; unchanged where every colour is already in its region's palette."""
     if colors.nearest is None:
         return output
     _, c, h, w = output.shape
     m = colors.masks.reshape(colors.masks.shape[0], h * w).T.to(torch.float32)  # (N, K)
     y = output[0].reshape(c, h * w).T.to(m)
-    step = palette_step(y, m, colors.nearest, colors.match)
-    if not bool(step.any()):
+    moves = m[:, :, None] * palette_moves(y, colors.nearest, colors.match)  # (N, K, 3)
+    if not bool(moves.any()):
         return output
-    x = y + _smooth_columns(step, laplacian, strength, 1e-4, 1000)
+    spread = _smooth_columns(moves.reshape(h * w, -1), laplacian, strength, 1e-4, 1000)
+    x = y + (m[:, :, None] * spread.reshape(moves.shape)).sum(1)
     return x.T.reshape(1, c, h, w).clamp(0, 1).to(output.dtype)
 
 

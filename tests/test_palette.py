@@ -122,3 +122,29 @@ def test_keep_in_palette_changes_nothing_without_a_palette_or_outside_colours() 
     grid = nearest_colors(pixels, torch.ones(len(pixels), dtype=torch.float64))
     within = MaskColors(plain.masks, plain.targets, plain.covariances, 1.0, grid[None])
     assert torch.equal(keep_in_palette(output, laplacian, within), output)
+
+
+def test_keep_in_palette_moves_stay_inside_their_region_where_the_content_has_no_edge() -> None:
+    h, w = 12, 16
+    generator = torch.Generator().manual_seed(8)
+    grey = 0.5 + 0.01 * torch.randn((1, 1, h, w), generator=generator, dtype=torch.float64)
+    content = grey.repeat(1, 3, 1, 1)  # no edge between the two regions
+    left = torch.zeros((h, w))
+    left[:, : w // 2] = 1.0
+    blue = torch.tensor([0.3, 0.35, 0.9], dtype=torch.float64)
+    output = blue[None, :, None, None].repeat(1, 1, h, w)  # blue everywhere
+    pixels = palette_pixels()
+    grids = torch.stack(
+        [
+            nearest_colors(pixels, torch.ones(len(pixels), dtype=torch.float64)),  # left: no blue
+            nearest_colors(blue[None].repeat(10, 1), torch.ones(10, dtype=torch.float64)),
+        ]
+    )
+    masks = torch.stack([left, 1 - left])
+    colors = MaskColors(masks, torch.zeros(2, 3), torch.eye(3).repeat(2, 1, 1), 1.0, grids)
+    dense = matting_laplacian(content[0].permute(1, 2, 0).numpy(), eps=1e-5)
+    got = keep_in_palette(output.float(), to_torch_sparse(dense), colors)
+    moved = (got - output.float()).norm(dim=1)[0]  # (h, w)
+    assert moved[:, :4].min() > 0.2 and moved[:, : w // 2].min() > 0.05  # left moved (less at
+    # the seam: the smoothed move that crossed into the right region is dropped there)
+    assert torch.equal(got[..., w // 2 :], output[..., w // 2 :].float())  # right untouched

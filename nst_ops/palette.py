@@ -66,13 +66,3 @@ def palette_moves(
     factor = (1 - tolerance / distance.clamp_min(1e-12)).clamp_min(0)
     moves: Tensor = match * factor * gap
     return moves
-
-
-def palette_step(
-    y: Tensor, masks: Tensor, nearest: Tensor, match: float,
-    tolerance: float = PALETTE_TOLERANCE,
-) -> Tensor:  # fmt: skip
-    """The moves of `palette_moves` weighted by the pixels' masks (N, K) in [0,1] and summed:
-    δ = Σ_k m_k·γ·max(0, 1 − τ/‖y − c_k(y)‖)·(c_k(y) − y) → (N, 3)."""
-    step: Tensor = (masks[:, :, None] * palette_moves(y, nearest, match, tolerance)).sum(1)
-    return step

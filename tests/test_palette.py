@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from nst_ops.matting import matting_laplacian, to_torch_sparse
-from nst_ops.palette import PALETTE_TOLERANCE, nearest_colors, palette_step
+from nst_ops.palette import PALETTE_TOLERANCE, nearest_colors, palette_moves
 from nst_ops.postprocess import MaskColors, keep_in_palette
 
 
@@ -59,14 +59,13 @@ def test_nearest_colors_ignores_pixels_outside_the_style_mask() -> None:
     assert (grid[cell[0], cell[1], cell[2]] - blue[0]).norm() > 0.2  # blue is not in the palette
 
 
-def test_palette_step_moves_far_colours_to_the_tolerance_and_keeps_the_rest() -> None:
+def test_palette_moves_bring_far_colours_to_the_tolerance_and_keep_the_rest() -> None:
     pixels = palette_pixels()
     grid = nearest_colors(pixels, torch.ones(len(pixels), dtype=torch.float64))
     inside = pixels[:20]
     far = torch.tensor([[0.3, 0.35, 0.95], [0.1, 0.8, 0.2]], dtype=torch.float64)
     y = torch.cat([inside, far])
-    masks = torch.ones((len(y), 1), dtype=torch.float64)
-    step = palette_step(y, masks, grid[None], 1.0)
+    step = palette_moves(y, grid[None], 1.0)[:, 0]  # (N, 3): one region
     assert torch.all(step[:20] == 0)  # colours of the palette never move
     cells = (far * grid.shape[0]).long()
     c = grid[cells[:, 0], cells[:, 1], cells[:, 2]]
@@ -77,7 +76,7 @@ def test_palette_step_moves_far_colours_to_the_tolerance_and_keeps_the_rest() ->
     # along the straight line from the colour to its palette colour
     direction = (c - far) / (c - far).norm(dim=1, keepdim=True)
     torch.testing.assert_close(step[20:] / step[20:].norm(dim=1, keepdim=True), direction)
-    half = palette_step(y, 0.5 * masks, grid[None], 1.0)  # a soft mask moves half as far
+    half = palette_moves(y, grid[None], 0.5)[:, 0]  # mask_color_match γ = 0.5: half as far
     torch.testing.assert_close(half, 0.5 * step)
 
 

@@ -32,9 +32,7 @@ def nearest_colors(pixels: Tensor, weights: Tensor, bins: int = PALETTE_BINS) ->
     colors = pixels[keep].double().cpu()
     cells = _cell_index(colors, bins)
     sums = torch.zeros(bins**3, 3, dtype=torch.float64).index_add_(0, cells, colors)
-    counts = torch.zeros(bins**3, dtype=torch.float64).index_add_(
-        0, cells, torch.ones_like(cells, dtype=torch.float64)
-    )
+    counts = torch.bincount(cells, minlength=bins**3)
     means = (sums / counts.clamp_min(1)[:, None]).reshape(bins, bins, bins, 3)
     empty = (counts == 0).reshape(bins, bins, bins).numpy()
     indices = scipy.ndimage.distance_transform_edt(

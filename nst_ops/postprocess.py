@@ -196,8 +196,7 @@ def mask_color_smooth(
     Λ (K, 3) from the K × K system (M̂ᵀA⁻¹M) Λ = γ (T − M̂ᵀR⁰). One conjugate-gradient solve
     for the 3 + K columns → (1, 3, H, W) in [0,1]."""
     _, c, h, w = output.shape
-    m = colors.masks.reshape(colors.masks.shape[0], h * w).T.to(torch.float32)  # (N, K)
-    y = output[0].reshape(c, h * w).T.to(m)  # (N, 3)
+    y, m = _pixel_columns(output, colors.masks)
     y = narrow_spread(y, m, colors.covariances, colors.match)
     solved = _smooth_columns(torch.cat([y, m], 1), laplacian, strength, tolerance, 1000)
     plain, spread = solved[:, :c], solved[:, c:]  # R⁰, A⁻¹M
@@ -208,6 +207,13 @@ def mask_color_smooth(
     multipliers: Tensor = torch.linalg.solve(system, shift)
     x = plain + spread @ multipliers
     return x.T.reshape(1, c, h, w).clamp(0, 1).to(output.dtype)
+
+
+def _pixel_columns(output: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
+    """An image (1, 3, H, W) and its masks (K, H, W) as float32 columns: (N, 3) and (N, K)."""
+    _, c, h, w = output.shape
+    m = masks.reshape(masks.shape[0], h * w).T.to(torch.float32)
+    return output[0].reshape(c, h * w).T.to(m), m
 
 
 def keep_in_palette(
@@ -223,8 +229,7 @@ def keep_in_palette(
     if colors.nearest is None:
         return output
     _, c, h, w = output.shape
-    m = colors.masks.reshape(colors.masks.shape[0], h * w).T.to(torch.float32)  # (N, K)
-    y = output[0].reshape(c, h * w).T.to(m)
+    y, m = _pixel_columns(output, colors.masks)
     moves = m[:, :, None] * palette_moves(y, colors.nearest, colors.match)  # (N, K, 3)
     if not bool(moves.any()):
         return output

@@ -24,6 +24,9 @@
 #      mkdir -p .weights/shared/data && cp -r ../shared/data/photo .weights/shared/data/
 # With $OUT set (the device tool), the log and the time-to-quality contact sheet go there. Copy
 # the tables into benchmarks/RESULTS.md with the date and the card. Each step has its own cap.
+# NST_CHECK_REHEARSE=1 runs the same command lines on this CPU at 64 px with a few iterations
+# (the gpu tests skip; the numbers mean nothing): rehearse before spending device time, e.g.
+#   NST_CHECK_REHEARSE=1 PY=.venv/bin/python OUT=/tmp/rehearsal bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/nst-gpu-check}"
@@ -34,14 +37,23 @@ export NST_WEIGHTS="${NST_WEIGHTS:-$PWD/.weights/vgg16-hed-features.pth}" NST_SH
 export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-/tmp/nst-inductor-cache}"  # shared by the steps
 mkdir -p "$NST_SHARED/models" && ln -sf "$NST_WEIGHTS" "$NST_SHARED/models/vgg16-hed-features.pth"
 PY="${PY:-python3}"
+# The real check's settings; the rehearsal's shrink sizes, iterations and batch, not the steps.
+DEV=cuda SIZE=512 IT=500 IT_LOOP=100 IT_TTQ=1000 PPG="1 8" PAIRS="1 2 3 4 5 6 7 8"
+if [[ "${NST_CHECK_REHEARSE:-0}" == 1 ]]; then
+    DEV=cpu SIZE=64 IT=6 IT_LOOP=4 IT_TTQ=16 PPG="1 2" PAIRS="1 5"
+fi
+cap() { [[ "$DEV" == cuda ]] && echo "$1" || echo 1800; }  # a step's limit in s (CPU: compiles)
 log() { echo; echo "== $* ($(date -u +%H:%M:%S))"; }
-date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+date -u; if [[ "$DEV" == cuda ]]; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+else echo "rehearsal on the CPU: $SIZE px, the numbers mean nothing"; fi
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 photo_check() {  # $1: timeout in s. Two tars of PNGs (16 MiB each at most come back), no .pt
-    log "photo quality: 512 px, 500 + 500 L-BFGS iterations, pairs 1-8 (images only)"
-    timeout "$1" "$PY" -m benchmarks.photo_quality --device cuda --size 512 --iterations 500 \
-        --configs photo --postprocess none affine smooth --mask-color-match 0 1 --stage1-too \
-        --no-metrics --out "$OUT/photo"
+    log "photo quality: $SIZE px, $IT + $IT L-BFGS iterations, pairs $PAIRS (images only)"
+    # shellcheck disable=SC2086
+    timeout "$(cap "$1")" "$PY" -m benchmarks.photo_quality --device "$DEV" --size "$SIZE" \
+        --iterations "$IT" --pairs $PAIRS --configs photo --postprocess none affine smooth \
+        --mask-color-match 0 1 --stage1-too --no-metrics --out "$OUT/photo"
     (cd "$OUT/photo" && tar -cf "$OUT/photo_1-4.tar" [1-4]_*.png && tar -cf "$OUT/photo_5-8.tar" [5-8]_*.png)
     rm -rf "$OUT/photo"
 }
@@ -51,23 +63,25 @@ if [[ "${NST_CHECK_ONLY_PHOTO:-0}" == 1 ]]; then
 fi
 log "gpu tests"
 # -W: the machine's torch is not the pinned one; its deprecations are not what this checks
-timeout 200 "$PY" -m pytest -q -m gpu -p no:cacheprovider -W ignore::DeprecationWarning tests/test_gpu.py
-log "throughput: 512 px, 500 L-BFGS iterations, compile on vs off"
-timeout 200 "$PY" -m benchmarks.gpu_throughput --device cuda --size 512 --iterations 500 \
-    --pairs-per-gpu 1 8 --optimizer lbfgs --precisions tf32 bf16 --compile on off
+timeout "$(cap 200)" "$PY" -m pytest -q -m gpu -p no:cacheprovider -W ignore::DeprecationWarning tests/test_gpu.py
+log "throughput: $SIZE px, $IT L-BFGS iterations, compile on vs off"
+# shellcheck disable=SC2086
+timeout "$(cap 200)" "$PY" -m benchmarks.gpu_throughput --device "$DEV" --size "$SIZE" \
+    --iterations "$IT" --pairs-per-gpu $PPG --optimizer lbfgs --precisions tf32 bf16 --compile on off
 log "iteration speed in the loop: one pair, L-BFGS, compile on"
 for precision in tf32 bf16; do
-    timeout 60 "$PY" -m benchmarks.iteration_speed --device cuda --sizes 512 --models vgg16 \
-        --iterations 100 --optimizer lbfgs --precision "$precision" --compile on --repeats 3
+    timeout "$(cap 60)" "$PY" -m benchmarks.iteration_speed --device "$DEV" --sizes "$SIZE" \
+        --models vgg16 --iterations "$IT_LOOP" --optimizer lbfgs --precision "$precision" \
+        --compile on --repeats 3
 done
-log "time to quality: 512 px, baseline 1000 L-BFGS iterations fp32 eager, yardstick within 1%"
-timeout 150 "$PY" -m benchmarks.time_to_quality --device cuda --size 512 --iterations 1000 \
-    --measure yardstick --tolerance 0.01 --amortise 100 \
+log "time to quality: $SIZE px, baseline $IT_TTQ L-BFGS iterations fp32 eager, yardstick within 1%"
+timeout "$(cap 150)" "$PY" -m benchmarks.time_to_quality --device "$DEV" --size "$SIZE" \
+    --iterations "$IT_TTQ" --measure yardstick --tolerance 0.01 --amortise 100 \
     --configs "bf16 lbfgs captured ppg 8" "tf32 lbfgs captured ppg 8" "bf16 adam captured ppg 8" \
     --sheet "$OUT/time_to_quality.png"
 if [[ "${NST_CHECK_OVERHEAD:-0}" == 1 ]]; then
-    log "launch overhead: objective+gradient eager vs torch.compile(reduce-overhead), 512 px"
-    timeout 120 "$PY" -m benchmarks.overhead_probe --device cuda --size 512 --precision tf32
+    log "launch overhead: objective+gradient eager vs torch.compile(reduce-overhead), $SIZE px"
+    timeout "$(cap 120)" "$PY" -m benchmarks.overhead_probe --device "$DEV" --size "$SIZE" --precision tf32
 fi
 if [[ "${NST_CHECK_PHOTO:-0}" == 1 ]]; then
     photo_check 300

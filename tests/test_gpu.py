@@ -108,9 +108,14 @@ def test_cuda_graphs_give_the_eager_rows_and_reuse_the_graphs(
     losses, expected = first.losses.total_loss, reference.losses.total_loss
     assert losses[:5] == pytest.approx(expected[:5], rel=1e-3)
     assert losses[-1] == pytest.approx(expected[-1], rel=5e-2)  # L-BFGS amplifies rounding
-    second = stylize(content, styles[1], params.replace(style_weight=1e4), captured.get(params),
+    other = params.replace(style_weight=1e4)
+    second = stylize(content, styles[1], other, captured.get(params),
                      evaluator=captured.evaluator)  # fmt: skip
-    assert second.compile_s == 0.0 and second.losses.total_loss[-1] < second.losses.total_loss[0]
+    assert second.compile_s == 0.0
+    # the replayed graphs read this pair's targets and weights, not the first pair's (CUDA
+    # graphs copy non-static inputs into their buffers; a stale target would still descend)
+    expected = stylize(content, styles[1], other, eager.get(params)).losses.total_loss
+    assert second.losses.total_loss[:5] == pytest.approx(expected[:5], rel=1e-3)
     pairs = [Pair(content, style, params) for style in styles]
     batch = stylize_batch(pairs, captured.get(params), captured.evaluator)
     assert batch[0].compile_s > 0 and all(r.image.isfinite().all() for r in batch)

@@ -15,7 +15,6 @@ discarded).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -23,7 +22,7 @@ from torch import Tensor
 
 from nst_ops.deferred import DeferredRows, rows_per_flush
 from nst_ops.evaluation import Evaluator
-from nst_ops.lbfgs import LBFGSHistory, armijo
+from nst_ops.lbfgs import LBFGSHistory, trial
 from nst_ops.objective import StyleObjective
 from nst_ops.params import StyleParams
 from nst_ops.recorder import Recorder
@@ -76,11 +75,10 @@ def adam(
     recs: Sequence[Recorder],
     evaluate: Evaluator,
 ) -> list[Tensor]:
-    """Projected Adam (Kingma & Ba 2015, torch.optim.Adam's defaults) on a batch x (B, C, H, W):
-    a step, then clamp to [0,1], with image b's own learning rate. With ema_decay > 0 image b's
-    result is the exponential moving average of its iterates (iterate averaging), started at x.
-    Returns B images (1, C, H, W): the result, or where an image stopped, its stop image."""
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    """Projected Adam (nst_ops.adam) on a batch x (B, C, H, W): a step, then clamp to [0,1],
+    with image b's own learning rate. With ema_decay > 0 image b's result is the exponential
+    moving average of its iterates (iterate averaging), started at x. Returns B images
+    (1, C, H, W): the result, or where an image stopped, its stop image."""
     live = _Live(recs, objective)
     x = x.detach().clone()
     m, v, ema = torch.zeros_like(x), torch.zeros_like(x), x.clone()
@@ -99,12 +97,7 @@ def adam(
                 rows.keep(stops)
                 if not live.index:
                     return live.results(x)
-        g = g.view_as(x)
-        m.mul_(beta1).add_(g, alpha=1 - beta1)
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps)
-        x.sub_(lr / (1 - beta1**t) * m / denom).clamp_(0, 1)
-        ema.mul_(decay).add_((1 - decay) * x)
+        evaluate.adam_step(x, g, m, v, ema, lr, decay, t=t)  # compiled where the evaluator is
     return live.results(ema)  # ema == x exactly where ema_decay is 0
 
 
@@ -130,27 +123,23 @@ def lbfgs(
     f = loss_rows[:, 0].double()
     everyone = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     d, step = history.direction(g, everyone)
-    x_new = x
+    evaluated, x_new = x, trial(x, d, step)
     for _ in range(1, params[0].iterations):  # p.iterations evaluations in this stage
         if rows.due():
-            x, g, f, d, step, x_new = _flush_lbfgs(
-                rows, live, history, x_new, x, g, f, d, step, x_new
+            x, g, f, d, step, x_new, evaluated = _flush_lbfgs(
+                rows, live, history, evaluated, x, g, f, d, step, x_new, evaluated
             )
             if not live.index:
                 return [t.view(1, *shape) for t in live.results(x)]
-        x_new = (x + step.to(x.dtype)[:, None] * d).clamp_(0, 1)
         loss_rows, g_new = evaluate(x_new.view(-1, *shape), live.objective)
         rows.push(loss_rows, x_new.view(-1, *shape))
-        f_new, s = loss_rows[:, 0].double(), x_new - x
-        accept = armijo(f_new, f, (g * s).sum(1).double())
-        history.update(s, g_new - g, accept)
-        x = torch.where(accept[:, None], x_new, x)
-        g = torch.where(accept[:, None], g_new, g)
-        f = torch.where(accept, f_new, f)
-        d_new, step_new = history.direction(g, accept)
-        d = torch.where(accept[:, None], d_new, d)
-        step = torch.where(accept, step_new, 0.5 * step)
-    x, *_ = _flush_lbfgs(rows, live, history, x_new, x, g, f, d, step)
+        evaluated = x_new
+        # the bookkeeping: compiled where the evaluator is (one call each, not ~170 kernels)
+        x, g, f, accept, pair = evaluate.accept_trial(history, x, g, f, x_new, g_new,
+                                                      loss_rows[:, 0])  # fmt: skip
+        history.write(*pair)  # in place, eagerly: a compiled write would copy the buffer
+        d, step, x_new = evaluate.next_trial(history, x, g, d, step, accept)
+    x, *_ = _flush_lbfgs(rows, live, history, evaluated, x, g, f, d, step)
     return [t.view(1, *shape) for t in live.results(x)]
 
 

@@ -11,11 +11,14 @@ on the host between iterations (nst_ops.deferred, nst_ops.lbfgs), so replays que
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from nst_ops import adam
+from nst_ops.lbfgs import accept_trial, next_trial
 from nst_ops.objective import StyleObjective
 
 COMPILE_CHOICES = ("auto", "on", "off")
@@ -29,9 +32,20 @@ def loss_rows(x: Tensor, objective: StyleObjective) -> Tensor:
 
 
 class Evaluator:
-    """Eager evaluation. `compile_s`: seconds this evaluator has spent compiling (0 here)."""
+    """Eager evaluation. `compile_s`: seconds this evaluator has spent compiling (0 here).
+    `accept_trial`, `next_trial` (L-BFGS, nst_ops.lbfgs) and `adam_step` (nst_ops.adam): the
+    optimizers' per-iteration bookkeeping, run as written here and compiled by
+    CapturedEvaluator."""
 
     compile_s = 0.0
+    accept_trial: Callable[..., Any] = staticmethod(accept_trial)
+    next_trial: Callable[..., Any] = staticmethod(next_trial)
+
+    def adam_step(self, *state: Tensor, t: int) -> None:
+        """Adam's step t, in place (nst_ops.adam.adam_step; state: x, g, m, v, ema, lr, decay)."""
+        self._adam_step(*state, *adam.corrections(t))
+
+    _adam_step: Callable[..., None] = staticmethod(adam.adam_step)
 
     def __call__(self, x: Tensor, objective: StyleObjective) -> tuple[Tensor, Tensor]:
         """(loss rows (B, T + L), gradient of each image's total (B, C·H·W)), both detached.
@@ -54,8 +68,11 @@ class CapturedEvaluator(Evaluator):
     inductor's default on the CPU. One per process, reused across pairs: a later pair with the
     same image shape, batch size and objective structure replays the compiled graphs (the
     objective's targets and weights are graph inputs, not constants). Objectives with the
-    matting Laplacian (a sparse matrix) run eagerly. Compiled artefacts go to inductor's cache
-    directory (TORCHINDUCTOR_CACHE_DIR), which later processes on the machine reuse."""
+    matting Laplacian (a sparse matrix) run eagerly. The optimizers' bookkeeping compiles too,
+    in inductor's default mode on both devices (its state is updated in place, which CUDA
+    graphs would copy in and out): L-BFGS's ~170 small kernels per iteration and Adam's ~20
+    become a few. Compiled artefacts go to inductor's cache directory
+    (TORCHINDUCTOR_CACHE_DIR), which later processes on the machine reuse."""
 
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
@@ -65,24 +82,45 @@ class CapturedEvaluator(Evaluator):
         setattr(config, limit, max(64, getattr(config, limit)))  # one graph per shape and batch
         self.compiled = torch.compile(loss_rows, mode=mode, dynamic=False)
         self.compile_s = 0.0
+        self.accept_trial = self._timed(torch.compile(accept_trial, dynamic=False))
+        self.next_trial = self._timed(torch.compile(next_trial, dynamic=False))
+        self._adam_step = self._timed(torch.compile(adam.adam_step, dynamic=False))
+        self._corrections: dict[torch.device, adam.CorrectionTable] = {}
+        self._timed_replay = self._timed(self._replay)
 
     def __call__(self, x: Tensor, objective: StyleObjective) -> tuple[Tensor, Tensor]:
         if objective.laplacian is not None:
             return super().__call__(x, objective)
-        before = _graphs()
-        start = time.perf_counter()
+        return self._timed_replay(x, objective)  # type: ignore[no-any-return]
+
+    def adam_step(self, *state: Tensor, t: int) -> None:
+        device = state[0].device
+        if device not in self._corrections:
+            self._corrections[device] = adam.CorrectionTable(device)
+        self._adam_step(*state, *self._corrections[device].at(t))
+
+    def _replay(self, x: Tensor, objective: StyleObjective) -> tuple[Tensor, Tensor]:
         if self.cuda:  # a new iteration: earlier replays' outputs may be overwritten
             torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
         x = x.detach().requires_grad_(True)
         rows = self.compiled(x, objective)
         (g,) = torch.autograd.grad(rows[:, 0].sum(), x)
         # graph outputs live in the graph's memory: copy what the drivers keep
-        rows, g = rows.detach().clone(), g.reshape(x.shape[0], -1).clone()
-        if _graphs() != before:
-            if self.cuda:
-                torch.cuda.synchronize(x.device)
-            self.compile_s += time.perf_counter() - start
-        return rows, g
+        return rows.detach().clone(), g.reshape(x.shape[0], -1).clone()
+
+    def _timed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """fn, adding the time of any call that compiled a new graph to `compile_s`."""
+
+        def call(*args: Any) -> Any:
+            before, start = _graphs(), time.perf_counter()
+            out = fn(*args)
+            if _graphs() != before:
+                if self.cuda:
+                    torch.cuda.synchronize()
+                self.compile_s += time.perf_counter() - start
+            return out
+
+        return call
 
 
 def _graphs() -> int:

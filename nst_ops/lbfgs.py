@@ -50,14 +50,19 @@ class LBFGSHistory:
     def update(self, s: Tensor, y: Tensor, accept: Tensor) -> None:
         """Store (s, y) (B, n) for the images where `accept` (B,) and the curvature condition
         sᵀy > 0 holds (else skip, keeping H positive definite)."""
+        self.write(s, y, *self.record(s, y, accept))
+
+    def record(self, s: Tensor, y: Tensor, accept: Tensor) -> tuple[Tensor, Tensor]:
+        """`update` but for the pair's rows in the buffer (`write` puts them there): the inner
+        products, count and head. Returns (slot, store) (B,): the pair's slot, and where it
+        is stored. Reads the buffer, never writes it, so a compiled `record` needs no copy of
+        the (B, 2m, n) buffer."""
         m = self.m
         products = torch.bmm(self.buffer, y.unsqueeze(2)).squeeze(2).double()  # [S·y; Y·y]
         sy_new, yy_new = _dot(s, y), _dot(y, y)
         store = accept & (sy_new > 1e-10 * yy_new)
         full = self.count == m
         slot = torch.where(full, self.head, self.count)
-        self._put_rows(slot, s, store)
-        self._put_rows(slot + m, y, store)
         # s_i·y_new for every slot i (a reused slot's stale entries are never read: R only
         # pairs an older s with a newer y), y_i·y_new by row and column, then the diagonal
         _put(self.sy, 2, slot, products[:, :m], store)
@@ -68,6 +73,12 @@ class LBFGSHistory:
         _put(self.yy.view(-1, m * m), 1, diagonal, yy_new, store, flat=True)
         self.head = torch.where(store & full, (self.head + 1) % m, self.head)
         self.count = torch.where(store & ~full, self.count + 1, self.count)
+        return slot, store
+
+    def write(self, s: Tensor, y: Tensor, slot: Tensor, store: Tensor) -> None:
+        """Put s and y (B, n) into slot `slot` (B,) of the buffer where `store` (B,)."""
+        self._put_rows(slot, s, store)
+        self._put_rows(slot + self.m, y, store)
 
     def _put_rows(self, rows: Tensor, values: Tensor, mask: Tensor) -> None:
         index = rows.view(-1, 1, 1).expand(-1, 1, self.buffer.shape[2])
@@ -114,6 +125,46 @@ class LBFGSHistory:
         self.head = torch.where(restart, 0, self.head)
         steepest = FIRST_STEP / g.abs().amax(1).clamp_min(1e-30).double()
         return torch.where(good[:, None], d, -g), torch.where(good, 1.0, steepest)
+
+
+def trial(x: Tensor, d: Tensor, step: Tensor) -> Tensor:
+    """The next point to evaluate, clamp(x + t·d, 0, 1) (B, n), for steps t (B,)."""
+    return (x + step.to(x.dtype)[:, None] * d).clamp_(0, 1)
+
+
+Accepted = tuple[Tensor, Tensor, Tensor, Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]
+
+
+def accept_trial(
+    history: LBFGSHistory, x: Tensor, g: Tensor, f: Tensor, x_new: Tensor, g_new: Tensor,
+    f_new: Tensor,
+) -> Accepted:  # fmt: skip
+    """Armijo's decision on the evaluated trial x_new (B, n), with its gradient g_new (B, n)
+    and total loss f_new (B,), from the iterate x, g, f (f float64). Records the curvature pair
+    in the history's inner products (LBFGSHistory.record). Returns (x, g, f, accept, pair):
+    the iterate after the decision, accept (B,), and (s, y, slot, store) for
+    LBFGSHistory.write. With `next_trial`, one iteration's bookkeeping: two functions that
+    only read the (B, 2m, n) buffer, so both compile (nst_ops.evaluation) without copying it."""
+    f_new, s = f_new.double(), x_new - x
+    accept = armijo(f_new, f, (g * s).sum(1).double())
+    y = g_new - g
+    slot, store = history.record(s, y, accept)
+    x = torch.where(accept[:, None], x_new, x)
+    g = torch.where(accept[:, None], g_new, g)
+    f = torch.where(accept, f_new, f)
+    return x, g, f, accept, (s, y, slot, store)
+
+
+def next_trial(
+    history: LBFGSHistory, x: Tensor, g: Tensor, d: Tensor, step: Tensor, accept: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """After `accept_trial` and LBFGSHistory.write: where accepted, a new direction and step
+    from the history, else the same direction at half the step (backtracking). Returns
+    (d, step, the next trial point)."""
+    d_new, step_new = history.direction(g, accept)
+    d = torch.where(accept[:, None], d_new, d)
+    step = torch.where(accept, step_new, 0.5 * step)
+    return d, step, trial(x, d, step)
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:

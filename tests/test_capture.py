@@ -54,21 +54,26 @@ def same_rows(a: StyleResult, b: StyleResult, rel: float) -> None:
 
 
 def test_captured_rows_equal_eager_and_later_pairs_do_not_recompile(setup, captured) -> None:
-    first = run(setup, captured, optimizer="adam")
-    assert first.compile_s > 0  # the first pair of this shape pays the compile
-    same_rows(first, run(setup, Evaluator(), optimizer="adam"), rel=1e-4)
-    # another pair of the same shape and objective structure: other style, weights, optimizer
-    second = run(setup, captured, style="wave", style_weight=1e4, optimizer="lbfgs")
-    assert second.compile_s == 0.0
-    same_rows(second, run(setup, Evaluator(), style="wave", style_weight=1e4), rel=1e-3)
+    # L-BFGS amplifies the compiled code's other rounding (~1e-7) along the iterations
+    rel = {"lbfgs": 1e-3, "adam": 1e-4}
+    for optimizer in rel:  # the first pair of this shape pays the compile, each optimizer its own
+        first = run(setup, captured, optimizer=optimizer)
+        assert first.compile_s > 0
+        same_rows(first, run(setup, Evaluator(), optimizer=optimizer), rel=rel[optimizer])
+    for optimizer in rel:  # another pair of the same shape and structure: other style, weights
+        later = run(setup, captured, style="wave", style_weight=1e4, optimizer=optimizer)
+        assert later.compile_s == 0.0
+        expected = run(setup, Evaluator(), style="wave", style_weight=1e4, optimizer=optimizer)
+        same_rows(later, expected, rel=rel[optimizer])
     # another image shape is another graph
-    assert run(setup, captured, content="wide", iterations=2).compile_s > 0
+    assert run(setup, captured, content="wide", iterations=2, optimizer="adam").compile_s > 0
 
 
-def test_captured_batches_and_stops_match_eager(setup, captured) -> None:
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_captured_batches_and_stops_match_eager(setup, captured, optimizer: str) -> None:
     images, extractor = setup
-    base = StyleParams(image_size=SIZE, iterations=8, optimizer="adam", **LAYERS)  # type: ignore[arg-type]
-    eager = run(setup, Evaluator(), optimizer="adam").losses.total_loss
+    base = StyleParams(image_size=SIZE, iterations=8, optimizer=optimizer, **LAYERS)  # type: ignore[arg-type]
+    eager = run(setup, Evaluator(), optimizer=optimizer).losses.total_loss
     k = next(i for i in range(3, len(eager)) if eager[i] < min(eager[:i]))  # a new low
     target = (eager[k] + min(eager[:k])) / 2  # first reached at row k, with a margin
     pairs = [
@@ -79,7 +84,7 @@ def test_captured_batches_and_stops_match_eager(setup, captured) -> None:
     alone = [stylize(p.content, p.style, p.params, extractor) for p in pairs]
     assert batched[0].reached_target and batched[0].iterations_run == k == alone[0].iterations_run
     assert batched[1].diverged_at == alone[1].diverged_at == 0
-    same_rows(batched[0], alone[0], rel=1e-4)
+    same_rows(batched[0], alone[0], rel=1e-4 if optimizer == "adam" else 1e-3)
 
 
 def test_the_compile_setting_picks_the_evaluator() -> None:

@@ -14,7 +14,8 @@
 #   3. ms per iteration inside the real loop, one pair, L-BFGS, compile on (target <= 2 ms);
 #   4. time to quality: the fp32 eager 1000-iteration L-BFGS baseline's yardstick within 1%,
 #      per pair of GPU time with compile amortised over 100 pairs (target: <= 1/10 of the time);
-#   5. (NST_CHECK_OVERHEAD=1) the objective+gradient probe, eager vs captured;
+#   5. (NST_CHECK_OVERHEAD=1) the objective+gradient probe, eager vs captured, and the
+#      kernel and graph launches per iteration (benchmarks.launch_count);
 #   6. (NST_CHECK_PHOTO=1, ~4 min more: run it on its own, NST_CHECK_ONLY_PHOTO=1) the photo
 #      quality benchmark at 512 px, 500 + 500 iterations, pairs 1-8, images only (the machine
 #      has no scikit-image): untar $OUT/photo_1-4.tar and photo_5-8.tar into DIR and score on
@@ -82,6 +83,9 @@ timeout "$(cap 150)" "$PY" -m benchmarks.time_to_quality --device "$DEV" --size 
 if [[ "${NST_CHECK_OVERHEAD:-0}" == 1 ]]; then
     log "launch overhead: objective+gradient eager vs torch.compile(reduce-overhead), $SIZE px"
     timeout "$(cap 120)" "$PY" -m benchmarks.overhead_probe --device "$DEV" --size "$SIZE" --precision tf32
+    log "launches per iteration: python ops, compiled calls, kernels and graphs, $SIZE px"
+    timeout "$(cap 120)" "$PY" -m benchmarks.launch_count --device "$DEV" --size "$SIZE" 2>&1 \
+        | grep -v "^USDT"  # the profiler's start/stop lines
 fi
 if [[ "${NST_CHECK_PHOTO:-0}" == 1 ]]; then
     photo_check 300

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -61,11 +61,37 @@ def _per_image(flags: Tensor, like: Tensor) -> Tensor:
     return flags.view((-1,) + (1,) * (like.dim() - 1))
 
 
+Tracked = tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]
+Tracker = Callable[..., Tracked]
+
+
+def track(
+    row: Tensor, x: Tensor, targets: Tensor, alive: Tensor, best_total: Tensor,
+    best_image: Tensor, hit: Tensor, hit_image: Tensor | None,
+) -> Tracked:  # fmt: skip
+    """One row (B, T + L) float64 of the images x (B, ...): per image, whether every row so far
+    is finite (alive), the best finite total and its image, and whether a total reached
+    `targets` (B,) and the first image that did (hit_image None: no image has a target)."""
+    total = row[:, 0]
+    alive = alive & torch.isfinite(row).all(1)  # no non-finite row so far
+    better = alive & (total < best_total)
+    best_total = torch.where(better, total, best_total)
+    best_image = torch.where(_per_image(better, x), x, best_image)
+    if hit_image is not None:
+        first = alive & ~hit & (total <= targets)
+        hit_image = torch.where(_per_image(first, x), x, hit_image)
+        hit = hit | first
+    return alive, best_total, best_image, hit, hit_image
+
+
 class DeferredRows:
     """Rows of a batch x (B, ...) on the device; `flush` records them in order."""
 
-    def __init__(self, x: Tensor, recs: Sequence[Recorder], every: int) -> None:
-        self.every, self.clock = every, _Clock(x.device)
+    def __init__(
+        self, x: Tensor, recs: Sequence[Recorder], every: int, tracker: Tracker = track
+    ) -> None:
+        """`tracker`: `track`, or the same compiled (nst_ops.evaluation)."""
+        self.every, self.clock, self.tracker = every, _Clock(x.device), tracker
         targets = [
             r.params.target_loss
             if r.target_active and r.params.target_loss is not None
@@ -84,16 +110,9 @@ class DeferredRows:
     def push(self, rows: Tensor, x: Tensor) -> None:
         """Add the loss rows (B, T + L) of the images x (no host sync)."""
         row = rows.detach().to(torch.float64, copy=True)
-        total = row[:, 0]
-        alive = self.alive & torch.isfinite(row).all(1)  # no non-finite row so far
-        better = alive & (total < self.best_total)
-        self.best_total = torch.where(better, total, self.best_total)
-        self.best_image = torch.where(_per_image(better, x), x, self.best_image)
-        if self.hit_image is not None:
-            first = alive & ~self.hit & (total <= self.targets)
-            self.hit_image = torch.where(_per_image(first, x), x, self.hit_image)
-            self.hit = self.hit | first
-        self.alive = alive
+        state = (self.alive, self.best_total, self.best_image, self.hit, self.hit_image)
+        tracked = self.tracker(row, x, self.targets, *state)
+        self.alive, self.best_total, self.best_image, self.hit, self.hit_image = tracked
         self.pending.append(row)
         self.marks.append(self.clock.mark())
 

@@ -84,7 +84,7 @@ def adam(
     m, v, ema = torch.zeros_like(x), torch.zeros_like(x), x.clone()
     lr = _column([p.learning_rate for p in params], x)
     decay = _column([p.ema_decay for p in params], x)
-    rows = DeferredRows(x, recs, rows_per_flush(x.device))
+    rows = DeferredRows(x, recs, rows_per_flush(x.device), evaluate.track_rows)
     n = params[0].iterations  # p.iterations evaluations in this stage
     for t in range(1, n + 1):
         loss_rows, g = evaluate(x, live.objective)
@@ -117,7 +117,7 @@ def lbfgs(
     shape, live = x.shape[1:], _Live(recs, objective)
     x = x.detach().reshape(x.shape[0], -1).clamp(0, 1)
     history = LBFGSHistory(x.shape[0], x.shape[1], min(100, params[0].iterations), x)
-    rows = DeferredRows(x.view(-1, *shape), recs, rows_per_flush(x.device))
+    rows = DeferredRows(x.view(-1, *shape), recs, rows_per_flush(x.device), evaluate.track_rows)
     loss_rows, g = evaluate(x.view(-1, *shape), objective)
     rows.push(loss_rows, x.view(-1, *shape))
     f = loss_rows[:, 0].double()
@@ -134,10 +134,10 @@ def lbfgs(
         loss_rows, g_new = evaluate(x_new.view(-1, *shape), live.objective)
         rows.push(loss_rows, x_new.view(-1, *shape))
         evaluated = x_new
-        # the bookkeeping: compiled where the evaluator is (one call each, not ~170 kernels)
-        x, g, f, accept, pair = evaluate.accept_trial(history, x, g, f, x_new, g_new,
-                                                      loss_rows[:, 0])  # fmt: skip
-        history.write(*pair)  # in place, eagerly: a compiled write would copy the buffer
+        # the bookkeeping, compiled where the evaluator is: a few calls, not ~180 operations
+        total = loss_rows[:, 0]
+        x, g, f, accept, new = evaluate.accept_trial(history, x, g, f, x_new, g_new, total)
+        history.write(*new)  # in place, eagerly: a compiled write would copy the buffer
         d, step, x_new = evaluate.next_trial(history, x, g, d, step, accept)
     x, *_ = _flush_lbfgs(rows, live, history, evaluated, x, g, f, d, step)
     return [t.view(1, *shape) for t in live.results(x)]

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from nst_ops import adam
+from nst_ops.deferred import track
 from nst_ops.lbfgs import accept_trial, next_trial
 from nst_ops.objective import StyleObjective
 
@@ -33,13 +34,14 @@ def loss_rows(x: Tensor, objective: StyleObjective) -> Tensor:
 
 class Evaluator:
     """Eager evaluation. `compile_s`: seconds this evaluator has spent compiling (0 here).
-    `accept_trial`, `next_trial` (L-BFGS, nst_ops.lbfgs) and `adam_step` (nst_ops.adam): the
-    optimizers' per-iteration bookkeeping, run as written here and compiled by
-    CapturedEvaluator."""
+    `accept_trial`, `next_trial` (L-BFGS, nst_ops.lbfgs), `adam_step` (nst_ops.adam) and
+    `track_rows` (nst_ops.deferred): the drivers' per-iteration bookkeeping, run as written
+    here and compiled by CapturedEvaluator."""
 
     compile_s = 0.0
     accept_trial: Callable[..., Any] = staticmethod(accept_trial)
     next_trial: Callable[..., Any] = staticmethod(next_trial)
+    track_rows: Callable[..., Any] = staticmethod(track)
 
     def adam_step(self, *state: Tensor, t: int) -> None:
         """Adam's step t, in place (nst_ops.adam.adam_step; state: x, g, m, v, ema, lr, decay)."""
@@ -70,8 +72,8 @@ class CapturedEvaluator(Evaluator):
     objective's targets and weights are graph inputs, not constants). Objectives with the
     matting Laplacian (a sparse matrix) run eagerly. The optimizers' bookkeeping compiles too,
     in inductor's default mode on both devices (its state is updated in place, which CUDA
-    graphs would copy in and out): L-BFGS's ~170 small kernels per iteration and Adam's ~20
-    become a few. Compiled artefacts go to inductor's cache directory
+    graphs would copy in and out): L-BFGS's ~180 small operations per iteration and Adam's
+    ~35 become a few compiled calls. Compiled artefacts go to inductor's cache directory
     (TORCHINDUCTOR_CACHE_DIR), which later processes on the machine reuse."""
 
     def __init__(self, device: torch.device) -> None:
@@ -85,6 +87,7 @@ class CapturedEvaluator(Evaluator):
         self.accept_trial = self._timed(torch.compile(accept_trial, dynamic=False))
         self.next_trial = self._timed(torch.compile(next_trial, dynamic=False))
         self._adam_step = self._timed(torch.compile(adam.adam_step, dynamic=False))
+        self.track_rows = self._timed(torch.compile(track, dynamic=False))
         self._corrections: dict[torch.device, adam.CorrectionTable] = {}
         self._timed_replay = self._timed(self._replay)
 

@@ -50,10 +50,10 @@ class LBFGSHistory:
     def update(self, s: Tensor, y: Tensor, accept: Tensor) -> None:
         """Store (s, y) (B, n) for the images where `accept` (B,) and the curvature condition
         sᵀy > 0 holds (else skip, keeping H positive definite)."""
-        self.write(s, y, *self.record(s, y, accept))
+        self.write(*self.new_rows(s, y, *self.record(s, y, accept)))
 
     def record(self, s: Tensor, y: Tensor, accept: Tensor) -> tuple[Tensor, Tensor]:
-        """`update` but for the pair's rows in the buffer (`write` puts them there): the inner
+        """`update` but for the pair's rows in the buffer (`new_rows`, `write`): the inner
         products, count and head. Returns (slot, store) (B,): the pair's slot, and where it
         is stored. Reads the buffer, never writes it, so a compiled `record` needs no copy of
         the (B, 2m, n) buffer."""
@@ -75,15 +75,19 @@ class LBFGSHistory:
         self.count = torch.where(store & ~full, self.count + 1, self.count)
         return slot, store
 
-    def write(self, s: Tensor, y: Tensor, slot: Tensor, store: Tensor) -> None:
-        """Put s and y (B, n) into slot `slot` (B,) of the buffer where `store` (B,)."""
-        self._put_rows(slot, s, store)
-        self._put_rows(slot + self.m, y, store)
+    def new_rows(self, s: Tensor, y: Tensor, slot: Tensor, store: Tensor) -> tuple[Tensor, Tensor]:
+        """(rows (B, 2), values (B, 2, n)): the buffer rows of `slot` (its s and its y row) and
+        what they hold once the pair is stored: s and y where `store`, else as they are."""
+        rows = torch.stack([slot, slot + self.m], 1)
+        old = self.buffer.gather(1, self._index(rows))
+        return rows, torch.where(store[:, None, None], torch.stack([s, y], 1), old)
 
-    def _put_rows(self, rows: Tensor, values: Tensor, mask: Tensor) -> None:
-        index = rows.view(-1, 1, 1).expand(-1, 1, self.buffer.shape[2])
-        old = self.buffer.gather(1, index)
-        self.buffer.scatter_(1, index, torch.where(mask.view(-1, 1, 1), values.unsqueeze(1), old))
+    def write(self, rows: Tensor, values: Tensor) -> None:
+        """Put `new_rows` into the buffer, in place (one scatter)."""
+        self.buffer.scatter_(1, self._index(rows), values)
+
+    def _index(self, rows: Tensor) -> Tensor:
+        return rows[:, :, None].expand(-1, -1, self.buffer.shape[2])
 
     def direction(self, g: Tensor, active: Tensor) -> tuple[Tensor, Tensor]:
         """Search directions d = −H g (B, n) and initial steps (B,) float64: 1 with pairs, a
@@ -132,7 +136,7 @@ def trial(x: Tensor, d: Tensor, step: Tensor) -> Tensor:
     return (x + step.to(x.dtype)[:, None] * d).clamp_(0, 1)
 
 
-Accepted = tuple[Tensor, Tensor, Tensor, Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]
+Accepted = tuple[Tensor, Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]
 
 
 def accept_trial(
@@ -141,18 +145,19 @@ def accept_trial(
 ) -> Accepted:  # fmt: skip
     """Armijo's decision on the evaluated trial x_new (B, n), with its gradient g_new (B, n)
     and total loss f_new (B,), from the iterate x, g, f (f float64). Records the curvature pair
-    in the history's inner products (LBFGSHistory.record). Returns (x, g, f, accept, pair):
-    the iterate after the decision, accept (B,), and (s, y, slot, store) for
-    LBFGSHistory.write. With `next_trial`, one iteration's bookkeeping: two functions that
-    only read the (B, 2m, n) buffer, so both compile (nst_ops.evaluation) without copying it."""
+    in the history's inner products (LBFGSHistory.record). Returns (x, g, f, accept, rows):
+    the iterate after the decision, accept (B,), and the pair's buffer rows for
+    LBFGSHistory.write (LBFGSHistory.new_rows). With `next_trial`, one iteration's
+    bookkeeping: two functions that only read the (B, 2m, n) buffer, so both compile
+    (nst_ops.evaluation) without copying it."""
     f_new, s = f_new.double(), x_new - x
     accept = armijo(f_new, f, (g * s).sum(1).double())
     y = g_new - g
-    slot, store = history.record(s, y, accept)
+    rows = history.new_rows(s, y, *history.record(s, y, accept))
     x = torch.where(accept[:, None], x_new, x)
     g = torch.where(accept[:, None], g_new, g)
     f = torch.where(accept, f_new, f)
-    return x, g, f, accept, (s, y, slot, store)
+    return x, g, f, accept, rows
 
 
 def next_trial(

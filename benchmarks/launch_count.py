@@ -1,0 +1,127 @@
+"""How much work Python dispatches per iteration (issue: GPU throughput).
+
+On a GPU each eager operation costs Python ~5-25 µs to launch, so an iteration whose optimizer
+runs ~180 small operations leaves the GPU waiting even when the objective is one captured
+graph. For each optimizer and `--compile` setting this runs one pair of `--iterations` and
+counts, per iteration (per objective evaluation):
+
+- `python ops`: operations dispatched eagerly outside the objective (views excluded): the
+  optimizer's bookkeeping, the deferred loss rows, the flushes. Machine-independent, so the CPU
+  count is the GPU's, except that the CPU flushes every row and a GPU every 16;
+- `compiled calls`: calls of the optimizer's compiled bookkeeping (each one call from Python);
+- on CUDA, `kernels` and `graphs`: kernel and CUDA-graph launches the profiler sees, all work
+  of the iteration included.
+
+    python -m benchmarks.launch_count [--device cuda] [--size 64] [--iterations 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from benchmarks.common import example_pair, machine, weights_spec
+from nst_ops.evaluation import Evaluator
+from nst_ops.optimize import stylize
+from nst_ops.params import StyleParams
+from workflows.extractors import ExtractorCache
+from workflows.weights import resolve_weights
+
+BOOKKEEPING = ("accept_trial", "next_trial", "adam_step", "track_rows")
+LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernelExC")
+
+
+class _Counting(TorchDispatchMode):
+    """Counts the non-view operations dispatched while `on`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on, self.ops = False, 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if self.on and not func.is_view:
+            self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+class _Observed:
+    """The evaluator, with counting paused inside the objective and the compiled calls."""
+
+    def __init__(self, inner: Evaluator, mode: _Counting, compiled: bool) -> None:
+        self.inner, self.mode, self.calls = inner, mode, Counter[str]()
+        self.compile_s = 0.0
+        for name in BOOKKEEPING:
+            method = getattr(inner, name)
+            setattr(self, name, self._paused(method, name) if compiled else method)
+
+    def _paused(self, fn: Any, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            self.mode.on = False
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.mode.on = True
+
+        return call
+
+    def __call__(self, x: torch.Tensor, objective: Any) -> Any:
+        return self._paused(self.inner, "objective")(x, objective)
+
+    def forward(self, x: torch.Tensor, objective: Any) -> Any:
+        return self._paused(self.inner.forward, "forward")(x, objective)
+
+
+def count(args: argparse.Namespace, optimizer: str, compile: str) -> dict[str, float]:
+    device = torch.device(args.device)
+    weights = resolve_weights(args.model, weights_spec(args.model))
+    cache = ExtractorCache(weights, device, "tf32", compile)
+    params = StyleParams(image_size=args.size, iterations=args.iterations, optimizer=optimizer)  # type: ignore[arg-type]
+    content, style = example_pair(args.size, "starry_night")
+    extractor = cache.get(params)
+    warm = params.replace(iterations=4)
+    stylize(content, style, warm, extractor, evaluator=cache.evaluator)  # compiles, if on
+    mode = _Counting()
+    observed = _Observed(cache.evaluator, mode, compiled=compile == "on")
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activities) as profile, mode:
+        mode.on = True
+        stylize(content, style, params, extractor, evaluator=observed)  # type: ignore[arg-type]
+        mode.on = False
+    n = observed.calls["objective"]
+    names = Counter(event.name for event in profile.events())
+    out = {
+        "python ops": mode.ops / n,
+        "compiled calls": sum(observed.calls[k] for k in BOOKKEEPING) / n,
+    }
+    if device.type == "cuda":
+        out["kernels"] = sum(names[k] for k in LAUNCHES) / n
+        out["graphs"] = names["cudaGraphLaunch"] / n
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--model", default="vgg16")
+    parser.add_argument("--optimizers", nargs="+", default=["lbfgs", "adam"])
+    parser.add_argument("--compile", nargs="+", default=["off", "on"], choices=["on", "off"])
+    args = parser.parse_args()
+    print(f"machine: {machine(torch.device(args.device))}; {args.model}, {args.size} px, "
+          f"{args.iterations} iterations; per iteration (per objective evaluation)")  # fmt: skip
+    rows = [(o, c, count(args, o, c)) for o in args.optimizers for c in args.compile]
+    columns = list(rows[0][2])
+    print(f"{'optimizer':10}{'compile':8}" + "".join(f"{c:>16}" for c in columns))
+    for optimizer, compile, values in rows:
+        cells = "".join(f"{values.get(c, float('nan')):>16.1f}" for c in columns)
+        print(f"{optimizer:10}{compile:8}{cells}")
+
+
+if __name__ == "__main__":
+    main()

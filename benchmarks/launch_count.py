@@ -88,6 +88,8 @@ def count(args: argparse.Namespace, optimizer: str, compile: str) -> dict[str, f
     mode = _Counting()
     observed = _Observed(cache.evaluator, mode, compiled=compile == "on")
     activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":  # the CUDA runtime and driver calls come through CUPTI
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
     with torch.profiler.profile(activities=activities) as profile, mode:
         mode.on = True
         stylize(content, style, params, extractor, evaluator=observed)  # type: ignore[arg-type]

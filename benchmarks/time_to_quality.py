@@ -97,7 +97,10 @@ def run_one(
     cache = caches[config.precision, config.compile]
     content, style = example_pair(params.image_size, pair[1], pair[0])
     extractor = cache.get(params)
-    warm = params.replace(iterations=len(params.scale_sizes) + 3, target_loss=None)
+    # the same compiled variants as the timed run (a target is tracked on the device), never
+    # stopping early
+    unreachable = None if params.target_loss is None else 1e-30
+    warm = params.replace(iterations=len(params.scale_sizes) + 3, target_loss=unreachable)
     batch = [Pair(content, style, warm)] * config.ppg
     compiled = stylize_batch(batch, extractor, cache.evaluator)[0].compile_s  # warm-up
     sync(cache.device)

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from nst_ops.deferred import DeferredRows, rows_per_flush
 from nst_ops.evaluation import Evaluator
-from nst_ops.lbfgs import LBFGSHistory, trial
+from nst_ops.lbfgs import MEMORY, LBFGSHistory, trial
 from nst_ops.objective import StyleObjective
 from nst_ops.params import StyleParams
 from nst_ops.recorder import Recorder
@@ -116,7 +116,7 @@ def lbfgs(
     or the stop image."""
     shape, live = x.shape[1:], _Live(recs, objective)
     x = x.detach().reshape(x.shape[0], -1).clamp(0, 1)
-    history = LBFGSHistory(x.shape[0], x.shape[1], min(100, params[0].iterations), x)
+    history = LBFGSHistory(x.shape[0], x.shape[1], MEMORY, x)
     rows = DeferredRows(x.view(-1, *shape), recs, rows_per_flush(x.device), evaluate.track_rows)
     loss_rows, g = evaluate(x.view(-1, *shape), objective)
     rows.push(loss_rows, x.view(-1, *shape))

@@ -118,8 +118,8 @@ class CapturedEvaluator(Evaluator):
             before, start = _graphs(), time.perf_counter()
             out = fn(*args)
             if _graphs() != before:
-                if self.cuda:
-                    torch.cuda.synchronize()
+                if self.cuda:  # the arguments' device, which need not be the current one
+                    torch.cuda.synchronize(next(a for a in args if isinstance(a, Tensor)).device)
                 self.compile_s += time.perf_counter() - start
             return out
 

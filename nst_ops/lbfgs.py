@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 FIRST_STEP = 0.1  # max pixel change of a steepest-descent step (no pairs yet, or a restart)
+MEMORY = 100  # curvature pairs kept, m; whatever the iterations, so a compiled step is reused
 C1 = 1e-4  # Armijo's sufficient-decrease constant
 
 

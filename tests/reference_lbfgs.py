@@ -18,6 +18,7 @@ from torch import Tensor
 
 from nst_ops.drivers import _column, _Live
 from nst_ops.evaluation import Evaluator
+from nst_ops.lbfgs import MEMORY
 from nst_ops.objective import StyleObjective
 from nst_ops.params import StyleParams
 from nst_ops.recorder import Recorder
@@ -102,9 +103,11 @@ def armijo_ok(f_new: float, f: float, step: float, slope: float, c1: float = 1e-
 def lbfgs_host(
     x: Tensor, objective: StyleObjective, params: Sequence[StyleParams], recs: Sequence[Recorder]
 ) -> list[Tensor]:
-    """The former nst_ops.drivers.lbfgs (same contract), every decision on the host."""
+    """The former nst_ops.drivers.lbfgs (same contract), every decision on the host. Its
+    memory is the device L-BFGS's (it was min(100, iterations); the same pairs while no ring
+    wraps, but other matrix sizes round differently, which L-BFGS amplifies)."""
     shape, live, evaluate = x.shape[1:], _Live(recs, objective), Evaluator()
-    states = [LBFGSState(min(100, params[0].iterations)) for _ in recs]
+    states = [LBFGSState(MEMORY) for _ in recs]
     stop = recs[0].evaluations + params[0].iterations
     x = x.detach().reshape(x.shape[0], -1).clamp(0, 1)
     rows, g = evaluate(x.view(-1, *shape), objective)

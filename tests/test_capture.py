@@ -60,10 +60,12 @@ def test_captured_rows_equal_eager_and_later_pairs_do_not_recompile(setup, captu
         first = run(setup, captured, optimizer=optimizer)
         assert first.compile_s > 0
         same_rows(first, run(setup, Evaluator(), optimizer=optimizer), rel=rel[optimizer])
-    for optimizer in rel:  # another pair of the same shape and structure: other style, weights
-        later = run(setup, captured, style="wave", style_weight=1e4, optimizer=optimizer)
+    # another pair of the same shape and structure: other style, weights, iterations
+    other = {"style": "wave", "style_weight": 1e4, "iterations": 6}
+    for optimizer in rel:
+        later = run(setup, captured, optimizer=optimizer, **other)
         assert later.compile_s == 0.0
-        expected = run(setup, Evaluator(), style="wave", style_weight=1e4, optimizer=optimizer)
+        expected = run(setup, Evaluator(), optimizer=optimizer, **other)
         same_rows(later, expected, rel=rel[optimizer])
     # another image shape is another graph
     assert run(setup, captured, content="wide", iterations=2, optimizer="adam").compile_s > 0

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One prepared GPU check for a lent CUDA machine (issue: captured iterations). Estimated 7 to 8
 # minutes on an H200 (compiles ~20-30 s per image shape and batch size, first in each process;
-# later processes hit inductor's on-disk cache): give the device tool timeout_s 560. It has
-# not run on a GPU yet in this form: read the step timestamps and trim if a step overruns.
+# later processes hit inductor's on-disk cache; since 2026-11-29 the optimizers' bookkeeping
+# compiles too, a few small graphs more per batch size): give the device tool timeout_s 560. It
+# has not run on a GPU yet in this form: read the step timestamps and trim if a step overruns.
 # It uses the machine's own python3 (torch/torchvision/pyarrow/fsspec/pillow; no Ray or DuckDB
 # needed). Real weights: copy them into the ignored folder .weights/ and carry it:
 #   mkdir -p .weights && cp ../shared/models/vgg16-hed-features.pth .weights/

@@ -42,12 +42,11 @@ class Evaluator:
     accept_trial: Callable[..., Any] = staticmethod(accept_trial)
     next_trial: Callable[..., Any] = staticmethod(next_trial)
     track_rows: Callable[..., Any] = staticmethod(track)
+    _adam_step: Callable[..., None] = staticmethod(adam.adam_step)
 
     def adam_step(self, *state: Tensor, t: int) -> None:
         """Adam's step t, in place (nst_ops.adam.adam_step; state: x, g, m, v, ema, lr, decay)."""
         self._adam_step(*state, *adam.corrections(t))
-
-    _adam_step: Callable[..., None] = staticmethod(adam.adam_step)
 
     def __call__(self, x: Tensor, objective: StyleObjective) -> tuple[Tensor, Tensor]:
         """(loss rows (B, T + L), gradient of each image's total (B, C·H·W)), both detached.

@@ -10,7 +10,7 @@ counts, per iteration (per objective evaluation):
   count is the GPU's, except that the CPU flushes every row and a GPU every 16;
 - `compiled calls`: calls of the optimizer's compiled bookkeeping (each one call from Python);
 - on CUDA, `kernels` and `graphs`: kernel and CUDA-graph launches the profiler sees, all work
-  of the iteration included.
+  of the iteration included; `gpu kernels run`: kernels the GPU ran, those of graphs too.
 
     python -m benchmarks.launch_count [--device cuda] [--size 64] [--iterations 40]
 """
@@ -103,6 +103,8 @@ def count(args: argparse.Namespace, optimizer: str, compile: str) -> dict[str, f
     if device.type == "cuda":
         out["kernels"] = sum(names[k] for k in LAUNCHES) / n
         out["graphs"] = names["cudaGraphLaunch"] / n
+        ran = [e for e in profile.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        out["gpu kernels run"] = len(ran) / n  # those inside graphs too
     return out
 
 

@@ -81,12 +81,15 @@ def test_captured_batches_and_stops_match_eager(setup, captured, optimizer: str)
     pairs = [
         Pair(images["content"], images["starry"], base.replace(target_loss=target)),
         Pair(images["content"], images["wave"], base.replace(style_weight=1e308)),  # inf at 0
+        Pair(images["content"], images["wave"], base.replace(style_weight=1e4)),  # runs on
     ]
     batched = stylize_batch(pairs, extractor, captured)
     alone = [stylize(p.content, p.style, p.params, extractor) for p in pairs]
     assert batched[0].reached_target and batched[0].iterations_run == k == alone[0].iterations_run
     assert batched[1].diverged_at == alone[1].diverged_at == 0
-    same_rows(batched[0], alone[0], rel=1e-4 if optimizer == "adam" else 1e-3)
+    assert batched[2].iterations_run == alone[2].iterations_run == 8
+    for b in (0, 2):  # batches of 3, then 2 (compiled for each size), then 1
+        same_rows(batched[b], alone[b], rel=1e-4 if optimizer == "adam" else 1e-3)
 
 
 def test_the_compile_setting_picks_the_evaluator() -> None:

@@ -1,12 +1,13 @@
-"""Loss rows kept on the device and handed to the Recorders in blocks (Adam's driver).
+"""Loss rows kept on the device and handed to the Recorders in blocks (both drivers).
 
 Recording every row at once makes the host wait for the GPU on every iteration, so the GPU idles
 while Python launches the next one (measured on an H200: ~6-7 ms per iteration at any size).
-Adam does not need the loss to take its next step, so its rows are collected on the device and
-given to the Recorders every `every` evaluations (one transfer). What a Recorder would need at
-its stop row — the image of the first row reaching target_loss, the best finite image before a
-divergence — is tracked on the device without a sync. Loss tables and returned images are the
-same as with recording every row; a stopped image only computes up to every−1 rows more.
+Neither driver needs the loss on the host to take its next step, so the rows are collected on
+the device and given to the Recorders every `every` evaluations (one transfer). What a Recorder
+would need at its stop row — the image of the first row reaching target_loss, the best finite
+image before a divergence — is tracked on the device without a sync. Loss tables and returned
+images are the same as with recording every row; a stopped image only computes up to every−1
+rows more.
 """
 
 from __future__ import annotations

@@ -83,6 +83,9 @@ class CapturedEvaluator(Evaluator):
         setattr(config, limit, max(64, getattr(config, limit)))  # one graph per shape and batch
         self.compiled = torch.compile(loss_rows, mode=mode, dynamic=False)
         self.compile_s = 0.0
+        from torch._dynamo.utils import counters
+
+        self._counters = counters  # ["stats"]["unique_graphs"]: graphs compiled in this process
         self.accept_trial = self._timed(torch.compile(accept_trial, dynamic=False))
         self.next_trial = self._timed(torch.compile(next_trial, dynamic=False))
         self._adam_step = self._timed(torch.compile(adam.adam_step, dynamic=False))
@@ -110,26 +113,22 @@ class CapturedEvaluator(Evaluator):
         # graph outputs live in the graph's memory: copy what the drivers keep
         return rows.detach().clone(), g.reshape(x.shape[0], -1).clone()
 
+    def _graphs(self) -> int:
+        return int(self._counters["stats"]["unique_graphs"])
+
     def _timed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """fn, adding the time of any call that compiled a new graph to `compile_s`."""
 
         def call(*args: Any) -> Any:
-            before, start = _graphs(), time.perf_counter()
+            before, start = self._graphs(), time.perf_counter()
             out = fn(*args)
-            if _graphs() != before:
+            if self._graphs() != before:
                 if self.cuda:  # the arguments' device, which need not be the current one
                     torch.cuda.synchronize(next(a for a in args if isinstance(a, Tensor)).device)
                 self.compile_s += time.perf_counter() - start
             return out
 
         return call
-
-
-def _graphs() -> int:
-    """Graphs Dynamo has compiled in this process so far."""
-    from torch._dynamo.utils import counters
-
-    return int(counters["stats"]["unique_graphs"])
 
 
 def make_evaluator(compile: str, device: torch.device) -> Evaluator:

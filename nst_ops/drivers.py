@@ -22,7 +22,7 @@ from torch import Tensor
 
 from nst_ops.deferred import DeferredRows, rows_per_flush
 from nst_ops.evaluation import Evaluator
-from nst_ops.lbfgs import MEMORY, LBFGSHistory, trial
+from nst_ops.lbfgs import MEMORY, LBFGSHistory, ieee_products, trial
 from nst_ops.objective import StyleObjective
 from nst_ops.params import StyleParams
 from nst_ops.recorder import Recorder
@@ -122,7 +122,8 @@ def lbfgs(
     rows.push(loss_rows, x.view(-1, *shape))
     f = loss_rows[:, 0].double()
     everyone = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    d, step = history.direction(g, everyone)
+    with ieee_products():
+        d, step = history.direction(g, everyone)
     evaluated, x_new = x, trial(x, d, step)
     for _ in range(1, params[0].iterations):  # p.iterations evaluations in this stage
         if rows.due():
@@ -136,9 +137,10 @@ def lbfgs(
         evaluated = x_new
         # the bookkeeping, compiled where the evaluator is: a few calls, not ~180 operations
         total = loss_rows[:, 0]
-        x, g, f, accept, new = evaluate.accept_trial(history, x, g, f, x_new, g_new, total)
-        history.write(*new)  # in place, eagerly: a compiled write would copy the buffer
-        d, step, x_new = evaluate.next_trial(history, x, g, d, step, accept)
+        with ieee_products():  # TF32 (--precision tf32) is for the objective, not these
+            x, g, f, accept, new = evaluate.accept_trial(history, x, g, f, x_new, g_new, total)
+            history.write(*new)  # in place, eagerly: a compiled write would copy the buffer
+            d, step, x_new = evaluate.next_trial(history, x, g, d, step, accept)
     x, *_ = _flush_lbfgs(rows, live, history, evaluated, x, g, f, d, step)
     return [t.view(1, *shape) for t in live.results(x)]
 

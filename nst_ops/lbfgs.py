@@ -16,6 +16,9 @@ is Armijo backtracking with one evaluation per trial (nst_ops.drivers.lbfgs).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor
 
@@ -130,6 +133,24 @@ class LBFGSHistory:
         self.head = torch.where(restart, 0, self.head)
         steepest = FIRST_STEP / g.abs().amax(1).clamp_min(1e-30).double()
         return torch.where(good[:, None], d, -g), torch.where(good, 1.0, steepest)
+
+
+@contextmanager
+def ieee_products() -> Iterator[None]:
+    """CUDA float32 matmuls in IEEE arithmetic within, whatever the process's setting (which
+    `--precision tf32` turns to TF32 for the objective), restored after. Deliberate: the
+    history's batched products with the (B, 2m, n) buffer (R, YᵀY, Sᵀg, Yᵀg) and the
+    direction's combination of the pairs would otherwise round their inputs to TF32's 10-bit
+    mantissa (~5e-4 relative each), beside sᵀy and yᵀy computed in IEEE (`_dot`), and L-BFGS
+    amplifies such differences (see `_dot`). Wrap the calls, not the code: a compiled
+    function is compiled and run under the same setting (inductor keys its cache on it)."""
+    matmul = torch.backends.cuda.matmul
+    before = matmul.allow_tf32
+    matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        matmul.allow_tf32 = before
 
 
 def trial(x: Tensor, d: Tensor, step: Tensor) -> Tensor:

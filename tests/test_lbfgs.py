@@ -167,3 +167,48 @@ def test_target_and_divergence_stop_at_the_same_row(setup) -> None:
     (host_image,), (host,) = run(setup, lbfgs_host, [blown])
     assert dev.diverged_at == host.diverged_at == 0 and len(dev.rows) == len(host.rows) == 1
     assert torch.equal(dev_image, host_image)
+
+
+class FlagSpy(Evaluator):
+    """Records the process's CUDA TF32 matmul setting at each call: objective, bookkeeping."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, set[bool]] = {"objective": set(), "bookkeeping": set()}
+
+    def _flag(self, kind: str) -> None:
+        self.seen[kind].add(bool(torch.backends.cuda.matmul.allow_tf32))
+
+    def __call__(self, x, objective):  # type: ignore[no-untyped-def]
+        self._flag("objective")
+        return super().__call__(x, objective)
+
+    def accept_trial(self, *args):  # type: ignore[no-untyped-def,override]
+        self._flag("bookkeeping")
+        return Evaluator.accept_trial(*args)
+
+    def next_trial(self, *args):  # type: ignore[no-untyped-def,override]
+        self._flag("bookkeeping")
+        return Evaluator.next_trial(*args)
+
+
+def test_tf32_is_for_the_objective_not_the_curvature_products(setup) -> None:
+    """--precision tf32 sets TF32 process-wide; L-BFGS's products with its pairs run in IEEE
+    fp32 all the same (nst_ops.lbfgs.ieee_products), and the setting is restored after."""
+    from nst_ops.objective import StyleObjective
+
+    content, styles, extractor = setup
+    params = StyleParams(image_size=SIZE, iterations=5)
+    objective, _ = segment_objective(
+        extractor, Segment(1, SIZE, params), params, content, styles[0], None, None
+    )
+    spy = FlagSpy()
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        rec = Recorder(params, None, params.iterations)
+        lbfgs(content.clone(), StyleObjective.stack([objective]), [params], [rec], spy)
+        assert torch.backends.cuda.matmul.allow_tf32  # restored
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+    assert spy.seen == {"objective": {True}, "bookkeeping": {False}}
+    assert len(rec.rows) == 5

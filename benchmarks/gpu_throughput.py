@@ -7,9 +7,10 @@ pairs-per-gpu.
 Each configuration stylizes one batch of N pairs (tubingen × the bundled styles in turn, so the
 pairs differ) with `stylize_batch`, as a worker with `--pairs-per-gpu N` does, after a short
 warm-up (which compiles the graphs when compile is on: `compile s`, paid once per worker and
-shape, not counted in the rate). pairs/GPU-h = 3600 · N / (wall seconds of the batch). The
-yardstick (fp32, 256 px, nst_ops.yardstick) of the results shows the quality impact of the
-precision.
+shape, not counted in the rate; `late s`, compiling inside the timed batch, must be 0: else the
+warm-up missed a graph and the rate counts a compile). pairs/GPU-h = 3600 · N / (wall seconds
+of the batch). The yardstick (fp32, 256 px, nst_ops.yardstick) of the results shows the quality
+impact of the precision.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def main() -> None:
     print(f"machine: {machine(device)}; {args.model}, {args.size} px, {args.iterations} "
           f"{args.optimizer} iterations")  # fmt: skip
     print(f"{'precision':9} {'compile':7} {'ppg':>3} {'batch s':>8} {'ms/it':>7} "
-          f"{'pairs/GPU-h':>12} {'compile s':>9} {'yardstick':>10} {'peak GiB':>8}")  # fmt: skip
+          f"{'pairs/GPU-h':>12} {'compile s':>9} {'late s':>6} {'yardstick':>10} "
+          f"{'peak GiB':>8}")  # fmt: skip
     for precision in args.precisions:
         for compile in args.compile:
             cache = ExtractorCache(weights, device, precision, compile)
@@ -88,8 +90,9 @@ def row(args: argparse.Namespace, cache: ExtractorCache, params: StyleParams, n:
     wall = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0
     score = quality(batch, [r.image for r in results], ruler)
+    late = results[0].compile_s  # the batch's, shared by its results
     print(f"{label} {wall:8.2f} {1000 * wall / args.iterations:7.2f} {3600 * n / wall:12.0f} "
-          f"{compiled:9.1f} {score:10.4g} {peak:8.1f}", flush=True)  # fmt: skip
+          f"{compiled:9.1f} {late:6.1f} {score:10.4g} {peak:8.1f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

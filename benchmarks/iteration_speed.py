@@ -2,7 +2,9 @@
 
 One iteration = one forward + one backward (w.r.t. the pixels only: weights are frozen), about
 2x the forward conv FLOPs up to the deepest layer used. Floor = that FLOP count divided by the
-measured fp32 matmul rate of the machine. Target on CPU: ratio <= 1.15.
+measured fp32 matmul rate of the machine. Target on CPU: ratio <= 1.15. `compile s`: the
+warm-up's compiling (compile on); `late s`: compiling inside the reported timed run, which must
+be 0 (else the warm-up missed a graph and s/it counts a compile).
 
     python benchmarks/iteration_speed.py [--device cpu|cuda] [--sizes 256 512] [--iterations 5]
 """
@@ -64,7 +66,8 @@ def measure(
         elapsed = result.losses.elapsed_s
         per_iteration = (elapsed[-2] - elapsed[0]) / (iterations - 1)
         rate = (before + matmul_flops_per_s(device)) / 2
-        runs.append({"s": per_iteration, "floor": flops / rate, "rate": rate, "pair_s": wall})
+        runs.append({"s": per_iteration, "floor": flops / rate, "rate": rate, "pair_s": wall,
+                     "late_s": result.compile_s})  # fmt: skip
     for run in runs:
         run["ratio"] = run["s"] / run["floor"]
     runs.sort(key=lambda run: run["ratio"])
@@ -106,7 +109,7 @@ def main() -> None:
           f"{args.rows_per_flush or 'default'}; median of {args.repeats} runs, each between "
           "two fp32 matmul rates; s/it inside the optimisation loop")  # fmt: skip
     print(f"{'model':6} {'size':>5} {'GFLOP/it':>9} {'GFLOP/s':>8} {'s/it':>8} {'floor s':>8} "
-          f"{'ratio':>6} {'range':>11} {'pair s':>7} {'compile s':>9}")  # fmt: skip
+          f"{'ratio':>6} {'range':>11} {'pair s':>7} {'compile s':>9} {'late s':>6}")  # fmt: skip
     for model in args.models:
         for size in args.sizes:
             m = measure(model, size, device, args.iterations, args.precision, args.repeats,
@@ -114,7 +117,7 @@ def main() -> None:
             spread = f"{m['low']:.2f}-{m['high']:.2f}"
             print(f"{model:6} {size:5d} {m['flops'] / 1e9:9.1f} {m['rate'] / 1e9:8.1f} "
                   f"{m['s']:8.4f} {m['floor']:8.4f} {m['ratio']:6.2f} {spread:>11} "
-                  f"{m['pair_s']:7.1f} {m['compile_s']:9.1f}")  # fmt: skip
+                  f"{m['pair_s']:7.1f} {m['compile_s']:9.1f} {m['late_s']:6.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":

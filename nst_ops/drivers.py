@@ -138,9 +138,11 @@ def lbfgs(
         # the bookkeeping, compiled where the evaluator is: a few calls, not ~180 operations
         total = loss_rows[:, 0]
         with ieee_products():  # TF32 (--precision tf32) is for the objective, not these
-            x, g, f, accept, new = evaluate.accept_trial(history, x, g, f, x_new, g_new, total)
+            x, g, f, accept, new, products = evaluate.accept_trial(
+                history, x, g, f, x_new, g_new, total
+            )
             history.write(*new)  # in place, eagerly: a compiled write would copy the buffer
-            d, step, x_new = evaluate.next_trial(history, x, g, d, step, accept)
+            d, step, x_new = evaluate.next_trial(history, x, g, d, step, accept, products)
     x, *_ = _flush_lbfgs(rows, live, history, evaluated, x, g, f, d, step)
     return [t.view(1, *shape) for t in live.results(x)]
 

@@ -10,6 +10,7 @@ on the host between iterations (nst_ops.deferred, nst_ops.lbfgs), so replays que
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -86,7 +87,9 @@ class CapturedEvaluator(Evaluator):
         from torch._dynamo.utils import counters
 
         self._counters = counters  # ["stats"]["unique_graphs"]: graphs compiled in this process
-        self.accept_trial = self._timed(torch.compile(accept_trial, dynamic=False))
+        # with the next direction's products: inductor reads the pair buffer once for both
+        ahead = functools.partial(accept_trial, ahead=True)
+        self.accept_trial = self._timed(torch.compile(ahead, dynamic=False))
         self.next_trial = self._timed(torch.compile(next_trial, dynamic=False))
         self._adam_step = self._timed(torch.compile(adam.adam_step, dynamic=False))
         self.track_rows = self._timed(torch.compile(track, dynamic=False))

@@ -62,7 +62,7 @@ class LBFGSHistory:
         is stored. Reads the buffer, never writes it, so a compiled `record` needs no copy of
         the (B, 2m, n) buffer."""
         m = self.m
-        products = torch.bmm(self.buffer, y.unsqueeze(2)).squeeze(2).double()  # [S·y; Y·y]
+        products = self.products(y)  # [S·y; Y·y]
         sy_new, yy_new = _dot(s, y), _dot(y, y)
         store = accept & (sy_new > 1e-10 * yy_new)
         full = self.count == m
@@ -93,15 +93,31 @@ class LBFGSHistory:
     def _index(self, rows: Tensor) -> Tensor:
         return rows[:, :, None].expand(-1, -1, self.buffer.shape[2])
 
-    def direction(self, g: Tensor, active: Tensor) -> tuple[Tensor, Tensor]:
+    def products(self, v: Tensor) -> Tensor:
+        """[S·v; Y·v] (B, 2m) float64, by buffer row: each stored row's product with v (B, n)."""
+        return torch.bmm(self.buffer, v.unsqueeze(2)).squeeze(2).double()
+
+    def products_once_written(self, v: Tensor, rows: Tensor, values: Tensor) -> Tensor:
+        """`products(v)` of the buffer as `write(rows, values)` will leave it, computed before
+        that write: the current rows' products with `rows` replaced by values·v. So one
+        compiled call (`accept_trial` with `ahead`) reads the (B, 2m, n) buffer once for the
+        new pair's products and the next direction's, instead of twice (inductor fuses the
+        two reductions; the buffer is an iteration's largest memory traffic on a GPU)."""
+        new = torch.bmm(values, v.unsqueeze(2)).squeeze(2).double()  # (B, 2)
+        return self.products(v).scatter(1, rows, new)
+
+    def direction(
+        self, g: Tensor, active: Tensor, products: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Search directions d = −H g (B, n) and initial steps (B,) float64: 1 with pairs, a
         steepest-descent step of FIRST_STEP max pixel change without. Where the compact form
-        is not a descent direction, an `active` image's history restarts (steepest descent)."""
+        is not a descent direction, an `active` image's history restarts (steepest descent).
+        `products`: `products(g)` when already known (`products_once_written`)."""
         m, device = self.m, g.device
         k = torch.arange(m, device=device)
         valid = k[None, :] < self.count[:, None]  # (B, m): chronological positions in use
         order = (self.head[:, None] + k[None, :]) % m  # slot at each position, oldest first
-        products = torch.bmm(self.buffer, g.unsqueeze(2)).squeeze(2).double()  # [S·g; Y·g]
+        products = self.products(g) if products is None else products  # [S·g; Y·g]
         a = torch.where(valid, products[:, :m].gather(1, order), 0.0)
         b = torch.where(valid, products[:, m:].gather(1, order), 0.0)
         both = valid[:, :, None] & valid[:, None, :]
@@ -158,37 +174,43 @@ def trial(x: Tensor, d: Tensor, step: Tensor) -> Tensor:
     return (x + step.to(x.dtype)[:, None] * d).clamp_(0, 1)
 
 
-Accepted = tuple[Tensor, Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]
+Accepted = tuple[Tensor, Tensor, Tensor, Tensor, tuple[Tensor, Tensor], Tensor | None]
 
 
 def accept_trial(
     history: LBFGSHistory, x: Tensor, g: Tensor, f: Tensor, x_new: Tensor, g_new: Tensor,
-    f_new: Tensor,
+    f_new: Tensor, ahead: bool = False,
 ) -> Accepted:  # fmt: skip
     """Armijo's decision on the evaluated trial x_new (B, n), with its gradient g_new (B, n)
     and total loss f_new (B,), from the iterate x, g, f (f float64). Records the curvature pair
-    in the history's inner products (LBFGSHistory.record). Returns (x, g, f, accept, rows):
-    the iterate after the decision, accept (B,), and the pair's buffer rows for
-    LBFGSHistory.write (LBFGSHistory.new_rows). With `next_trial`, one iteration's
-    bookkeeping: two functions that only read the (B, 2m, n) buffer, so both compile
-    (nst_ops.evaluation) without copying it."""
+    in the history's inner products (LBFGSHistory.record). Returns (x, g, f, accept, rows,
+    ahead): the iterate after the decision, accept (B,), the pair's buffer rows for
+    LBFGSHistory.write (LBFGSHistory.new_rows), and with `ahead` the written buffer's
+    products with g_new (B, 2m) for `next_trial` (LBFGSHistory.products_once_written; valid
+    where accepted, the only images it uses them for), else None. With `next_trial`, one
+    iteration's bookkeeping: two functions that only read the (B, 2m, n) buffer, so both
+    compile (nst_ops.evaluation) without copying it. Compiled callers pass `ahead`: one read
+    of the buffer fewer. Eager ones don't (it would not save a read there, and the direction's
+    own products keep the host reference's rounding, tests/test_lbfgs.py)."""
     f_new, s = f_new.double(), x_new - x
     accept = armijo(f_new, f, (g * s).sum(1).double())
     y = g_new - g
     rows = history.new_rows(s, y, *history.record(s, y, accept))
+    products = history.products_once_written(g_new, *rows) if ahead else None
     x = torch.where(accept[:, None], x_new, x)
     g = torch.where(accept[:, None], g_new, g)
     f = torch.where(accept, f_new, f)
-    return x, g, f, accept, rows
+    return x, g, f, accept, rows, products
 
 
 def next_trial(
-    history: LBFGSHistory, x: Tensor, g: Tensor, d: Tensor, step: Tensor, accept: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
+    history: LBFGSHistory, x: Tensor, g: Tensor, d: Tensor, step: Tensor, accept: Tensor,
+    products: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """After `accept_trial` and LBFGSHistory.write: where accepted, a new direction and step
-    from the history, else the same direction at half the step (backtracking). Returns
-    (d, step, the next trial point)."""
-    d_new, step_new = history.direction(g, accept)
+    from the history (with accept_trial's products, if any), else the same direction at half
+    the step (backtracking). Returns (d, step, the next trial point)."""
+    d_new, step_new = history.direction(g, accept, products)
     d = torch.where(accept[:, None], d_new, d)
     step = torch.where(accept, step_new, 0.5 * step)
     return d, step, trial(x, d, step)

@@ -77,6 +77,27 @@ def test_pairs_without_curvature_or_not_accepted_are_skipped() -> None:
     assert history.buffer[1].abs().sum() == 0 and history.sy[1].abs().sum() == 0
 
 
+def test_products_once_written_equal_the_written_buffers() -> None:
+    """accept_trial's `ahead` products, computed before the write, are those of the buffer
+    after it: a new pair stored (image 0, ring full so a slot is reused), one not (image 1)."""
+    torch.manual_seed(1)
+    n, m = 10, 3
+    history = LBFGSHistory(2, n, m, torch.zeros(1, dtype=torch.float64))
+    for _ in range(m):
+        s = torch.randn(2, n, dtype=torch.float64)
+        history.update(s, 2 * s, ALL)
+    s, y = torch.randn(2, n, dtype=torch.float64), torch.randn(2, n, dtype=torch.float64)
+    y[0] = 3 * s[0]  # curvature: stored; image 1 is not accepted
+    rows = history.new_rows(s, y, *history.record(s, y, torch.tensor([True, False])))
+    g = torch.randn(2, n, dtype=torch.float64)
+    ahead = history.products_once_written(g, *rows)
+    before = history.products(g)
+    history.write(*rows)
+    after = history.products(g)
+    torch.testing.assert_close(ahead, after, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(before[0], after[0]) and torch.equal(before[1], after[1])
+
+
 def test_select_keeps_the_chosen_images() -> None:
     history = LBFGSHistory(3, 2, 2, torch.zeros(1))
     s = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])

@@ -56,13 +56,15 @@ class LBFGSHistory:
         sᵀy > 0 holds (else skip, keeping H positive definite)."""
         self.write(*self.new_rows(s, y, *self.record(s, y, accept)))
 
-    def record(self, s: Tensor, y: Tensor, accept: Tensor) -> tuple[Tensor, Tensor]:
+    def record(
+        self, s: Tensor, y: Tensor, accept: Tensor, products: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """`update` but for the pair's rows in the buffer (`new_rows`, `write`): the inner
         products, count and head. Returns (slot, store) (B,): the pair's slot, and where it
         is stored. Reads the buffer, never writes it, so a compiled `record` needs no copy of
-        the (B, 2m, n) buffer."""
+        the (B, 2m, n) buffer. `products`: `products(y)` when already known."""
         m = self.m
-        products = self.products(y)  # [S·y; Y·y]
+        products = self.products(y) if products is None else products  # [S·y; Y·y]
         sy_new, yy_new = _dot(s, y), _dot(y, y)
         store = accept & (sy_new > 1e-10 * yy_new)
         full = self.count == m
@@ -94,17 +96,18 @@ class LBFGSHistory:
         return rows[:, :, None].expand(-1, -1, self.buffer.shape[2])
 
     def products(self, v: Tensor) -> Tensor:
-        """[S·v; Y·v] (B, 2m) float64, by buffer row: each stored row's product with v (B, n)."""
+        """[S·v; Y·v] (B, 2m) float64, by buffer row: each stored row's product with v (B, n).
+        For v (B, n, k), (B, 2m, k): k vectors in one batched product, one read of the
+        buffer (an iteration's largest memory traffic on a GPU: 200·n·4 bytes per image)."""
+        if v.dim() == 3:
+            return torch.bmm(self.buffer, v).double()
         return torch.bmm(self.buffer, v.unsqueeze(2)).squeeze(2).double()
 
-    def products_once_written(self, v: Tensor, rows: Tensor, values: Tensor) -> Tensor:
-        """`products(v)` of the buffer as `write(rows, values)` will leave it, computed before
-        that write: the current rows' products with `rows` replaced by values·v. So one
-        compiled call (`accept_trial` with `ahead`) reads the (B, 2m, n) buffer once for the
-        new pair's products and the next direction's, instead of twice (inductor fuses the
-        two reductions; the buffer is an iteration's largest memory traffic on a GPU)."""
-        new = torch.bmm(values, v.unsqueeze(2)).squeeze(2).double()  # (B, 2)
-        return self.products(v).scatter(1, rows, new)
+    def once_written(self, current: Tensor, v: Tensor, rows: Tensor, values: Tensor) -> Tensor:
+        """`products(v)` of the buffer as `write(rows, values)` will leave it, from `current`
+        = `products(v)` before that write: rows `rows` replaced by values·v (B, 2)."""
+        new = torch.bmm(values, v.unsqueeze(2)).squeeze(2).double()
+        return current.scatter(1, rows, new)
 
     def direction(
         self, g: Tensor, active: Tensor, products: Tensor | None = None
@@ -186,17 +189,23 @@ def accept_trial(
     in the history's inner products (LBFGSHistory.record). Returns (x, g, f, accept, rows,
     ahead): the iterate after the decision, accept (B,), the pair's buffer rows for
     LBFGSHistory.write (LBFGSHistory.new_rows), and with `ahead` the written buffer's
-    products with g_new (B, 2m) for `next_trial` (LBFGSHistory.products_once_written; valid
-    where accepted, the only images it uses them for), else None. With `next_trial`, one
+    products with g_new (B, 2m) for `next_trial` (LBFGSHistory.once_written; valid where
+    accepted, the only images it uses them for), else None. With `next_trial`, one
     iteration's bookkeeping: two functions that only read the (B, 2m, n) buffer, so both
-    compile (nst_ops.evaluation) without copying it. Compiled callers pass `ahead`: one read
-    of the buffer fewer. Eager ones don't (it would not save a read there, and the direction's
-    own products keep the host reference's rounding, tests/test_lbfgs.py)."""
+    compile (nst_ops.evaluation) without copying it. `ahead` takes the products with y and
+    with g_new in one batched product: two reads of the buffer per iteration instead of
+    three (the compiled callers). Eager callers leave it off: a two-column product rounds
+    otherwise than the host reference's, which eager rows match bit for bit
+    (tests/test_lbfgs.py)."""
     f_new, s = f_new.double(), x_new - x
     accept = armijo(f_new, f, (g * s).sum(1).double())
     y = g_new - g
-    rows = history.new_rows(s, y, *history.record(s, y, accept))
-    products = history.products_once_written(g_new, *rows) if ahead else None
+    if ahead:  # (B, 2m, 2): [S; Y]·y and [S; Y]·g_new
+        both = history.products(torch.stack([y, g_new], 2))
+        rows = history.new_rows(s, y, *history.record(s, y, accept, both[..., 0]))
+        products = history.once_written(both[..., 1], g_new, *rows)
+    else:
+        rows, products = history.new_rows(s, y, *history.record(s, y, accept)), None
     x = torch.where(accept[:, None], x_new, x)
     g = torch.where(accept[:, None], g_new, g)
     f = torch.where(accept, f_new, f)

@@ -4,6 +4,7 @@ former host-side L-BFGS (tests/reference_lbfgs.py): same loss rows, same stops."
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -90,8 +91,12 @@ def test_products_once_written_equal_the_written_buffers() -> None:
     y[0] = 3 * s[0]  # curvature: stored; image 1 is not accepted
     rows = history.new_rows(s, y, *history.record(s, y, torch.tensor([True, False])))
     g = torch.randn(2, n, dtype=torch.float64)
-    ahead = history.products_once_written(g, *rows)
     before = history.products(g)
+    ahead = history.once_written(before, g, *rows)
+    # several vectors in one product: the same as one at a time
+    both = history.products(torch.stack([g, s], 2))
+    torch.testing.assert_close(both[..., 0], before, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(both[..., 1], history.products(s), rtol=1e-12, atol=1e-12)
     history.write(*rows)
     after = history.products(g)
     torch.testing.assert_close(ahead, after, rtol=1e-12, atol=1e-12)
@@ -233,3 +238,28 @@ def test_tf32_is_for_the_objective_not_the_curvature_products(setup) -> None:
         torch.backends.cuda.matmul.allow_tf32 = before
     assert spy.seen == {"objective": {True}, "bookkeeping": {False}}
     assert len(rec.rows) == 5
+
+
+class Ahead(Evaluator):
+    """Eager, but with the compiled callers' `ahead` products (one batched product)."""
+
+    accept_trial = staticmethod(functools.partial(Evaluator.accept_trial, ahead=True))
+
+
+def test_ahead_products_give_the_same_descent(setup) -> None:
+    """accept_trial's `ahead` (what CapturedEvaluator compiles) against the default: only the
+    rounding of the products differs, which L-BFGS amplifies slowly."""
+    from nst_ops.objective import StyleObjective
+
+    content, styles, extractor = setup
+    params = StyleParams(image_size=SIZE, iterations=30)
+    objective, _ = segment_objective(
+        extractor, Segment(1, SIZE, params), params, content, styles[0], None, None
+    )
+    stacked = StyleObjective.stack([objective])
+    recs = [Recorder(params, None, params.iterations) for _ in range(2)]
+    lbfgs(content.clone(), stacked, [params], [recs[0]], Evaluator())
+    lbfgs(content.clone(), stacked, [params], [recs[1]], Ahead())
+    plain, ahead = totals(recs[0]), totals(recs[1])
+    assert ahead[:10] == pytest.approx(plain[:10], rel=1e-5)
+    assert ahead[-1] == pytest.approx(plain[-1], rel=2e-2)

@@ -115,7 +115,7 @@ class LBFGSHistory:
         """Search directions d = −H g (B, n) and initial steps (B,) float64: 1 with pairs, a
         steepest-descent step of FIRST_STEP max pixel change without. Where the compact form
         is not a descent direction, an `active` image's history restarts (steepest descent).
-        `products`: `products(g)` when already known (`products_once_written`)."""
+        `products`: `products(g)` when already known (`once_written`)."""
         m, device = self.m, g.device
         k = torch.arange(m, device=device)
         valid = k[None, :] < self.count[:, None]  # (B, m): chronological positions in use
@@ -187,7 +187,7 @@ def accept_trial(
     """Armijo's decision on the evaluated trial x_new (B, n), with its gradient g_new (B, n)
     and total loss f_new (B,), from the iterate x, g, f (f float64). Records the curvature pair
     in the history's inner products (LBFGSHistory.record). Returns (x, g, f, accept, rows,
-    ahead): the iterate after the decision, accept (B,), the pair's buffer rows for
+    products): the iterate after the decision, accept (B,), the pair's buffer rows for
     LBFGSHistory.write (LBFGSHistory.new_rows), and with `ahead` the written buffer's
     products with g_new (B, 2m) for `next_trial` (LBFGSHistory.once_written; valid where
     accepted, the only images it uses them for), else None. With `next_trial`, one

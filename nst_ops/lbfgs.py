@@ -96,18 +96,13 @@ class LBFGSHistory:
         return rows[:, :, None].expand(-1, -1, self.buffer.shape[2])
 
     def products(self, v: Tensor) -> Tensor:
-        """[S·v; Y·v] (B, 2m) float64, by buffer row: each stored row's product with v (B, n).
-        For v (B, n, k), (B, 2m, k): k vectors in one batched product, one read of the
-        buffer (an iteration's largest memory traffic on a GPU: 200·n·4 bytes per image)."""
-        if v.dim() == 3:
-            return torch.bmm(self.buffer, v).double()
-        return torch.bmm(self.buffer, v.unsqueeze(2)).squeeze(2).double()
+        """[S·v; Y·v] (B, 2m) float64, by buffer row: each stored row's product with v (B, n)."""
+        return _row_products(self.buffer, v)
 
     def once_written(self, current: Tensor, v: Tensor, rows: Tensor, values: Tensor) -> Tensor:
         """`products(v)` of the buffer as `write(rows, values)` will leave it, from `current`
         = `products(v)` before that write: rows `rows` replaced by values·v (B, 2)."""
-        new = torch.bmm(values, v.unsqueeze(2)).squeeze(2).double()
-        return current.scatter(1, rows, new)
+        return current.scatter(1, rows, _row_products(values, v))
 
     def direction(
         self, g: Tensor, active: Tensor, products: Tensor | None = None
@@ -192,18 +187,18 @@ def accept_trial(
     products with g_new (B, 2m) for `next_trial` (LBFGSHistory.once_written; valid where
     accepted, the only images it uses them for), else None. With `next_trial`, one
     iteration's bookkeeping: two functions that only read the (B, 2m, n) buffer, so both
-    compile (nst_ops.evaluation) without copying it. `ahead` takes the products with y and
-    with g_new in one batched product: two reads of the buffer per iteration instead of
-    three (the compiled callers). Eager callers leave it off: a two-column product rounds
-    otherwise than the host reference's, which eager rows match bit for bit
-    (tests/test_lbfgs.py)."""
+    compile (nst_ops.evaluation) without copying it. With `ahead`, compiled, the products
+    with y and with g_new are two reductions that inductor fuses into one pass over the
+    buffer (`_row_products`): two reads of it per iteration instead of three. Eager callers
+    leave it off: there it saves no read, and the direction's own products keep the host
+    reference's rounding, which eager rows match bit for bit (tests/test_lbfgs.py)."""
     f_new, s = f_new.double(), x_new - x
     accept = armijo(f_new, f, (g * s).sum(1).double())
     y = g_new - g
-    if ahead:  # (B, 2m, 2): [S; Y]·y and [S; Y]·g_new
-        both = history.products(torch.stack([y, g_new], 2))
-        rows = history.new_rows(s, y, *history.record(s, y, accept, both[..., 0]))
-        products = history.once_written(both[..., 1], g_new, *rows)
+    if ahead:  # [S; Y]·y and [S; Y]·g_new, side by side: one pass when compiled
+        with_y, with_g = history.products(y), history.products(g_new)
+        rows = history.new_rows(s, y, *history.record(s, y, accept, with_y))
+        products = history.once_written(with_g, g_new, *rows)
     else:
         rows, products = history.new_rows(s, y, *history.record(s, y, accept)), None
     x = torch.where(accept[:, None], x_new, x)
@@ -232,6 +227,17 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     keeps the rows those of the former host-side L-BFGS (tests/test_lbfgs.py). B small kernels
     per call, no host sync."""
     return torch.stack([a[i].dot(b[i]) for i in range(a.shape[0])]).double()
+
+
+def _row_products(rows: Tensor, v: Tensor) -> Tensor:
+    """rows (B, R, n) times v (B, n): (B, R) float64. Eager, one batched product (BLAS or
+    cuBLAS). Compiled, a multiply-reduce instead, deliberately: inductor fuses several over
+    the same rows into one pass (separate cuBLAS calls would each read the rows), generates
+    it without a (B, R, n) temporary, and splits the long reduction over n across a GPU's
+    multiprocessors itself."""
+    if torch.compiler.is_compiling():
+        return (rows * v.unsqueeze(1)).sum(2).double()
+    return torch.bmm(rows, v.unsqueeze(2)).squeeze(2).double()
 
 
 def _chronological(matrix: Tensor, order: Tensor) -> Tensor:

@@ -93,14 +93,21 @@ def test_products_once_written_equal_the_written_buffers() -> None:
     g = torch.randn(2, n, dtype=torch.float64)
     before = history.products(g)
     ahead = history.once_written(before, g, *rows)
-    # several vectors in one product: the same as one at a time
-    both = history.products(torch.stack([g, s], 2))
-    torch.testing.assert_close(both[..., 0], before, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(both[..., 1], history.products(s), rtol=1e-12, atol=1e-12)
     history.write(*rows)
     after = history.products(g)
     torch.testing.assert_close(ahead, after, rtol=1e-12, atol=1e-12)
     assert not torch.allclose(before[0], after[0]) and torch.equal(before[1], after[1])
+
+
+def test_compiled_products_equal_the_batched_product() -> None:
+    """Compiled, the products are a multiply-reduce (nst_ops.lbfgs._row_products), not bmm."""
+    torch.manual_seed(2)
+    history = LBFGSHistory(2, 500, 4, torch.zeros(1))
+    history.buffer.normal_()
+    v = torch.randn(2, 500)
+    compiled = torch.compile(lambda h, v: h.products(v), dynamic=False)(history, v)
+    torch.testing.assert_close(compiled, history.products(v), rtol=1e-5, atol=1e-4)
+    assert compiled.dtype == torch.float64 and compiled.shape == (2, 8)
 
 
 def test_select_keeps_the_chosen_images() -> None:

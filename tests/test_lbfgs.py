@@ -202,6 +202,16 @@ def test_target_and_divergence_stop_at_the_same_row(setup) -> None:
     assert torch.equal(dev_image, host_image)
 
 
+def one_objective(setup, params: StyleParams):  # type: ignore[no-untyped-def]
+    """The stacked objective of one pair (content × the first style), as `run` builds it."""
+    from nst_ops.objective import StyleObjective
+
+    content, styles, extractor = setup
+    seg = Segment(1, SIZE, params)
+    objective, _ = segment_objective(extractor, seg, params, content, styles[0], None, None)
+    return StyleObjective.stack([objective])
+
+
 class FlagSpy(Evaluator):
     """Records the process's CUDA TF32 matmul setting at each call: objective, bookkeeping."""
 
@@ -227,19 +237,15 @@ class FlagSpy(Evaluator):
 def test_tf32_is_for_the_objective_not_the_curvature_products(setup) -> None:
     """--precision tf32 sets TF32 process-wide; L-BFGS's products with its pairs run in IEEE
     fp32 all the same (nst_ops.lbfgs.ieee_products), and the setting is restored after."""
-    from nst_ops.objective import StyleObjective
-
-    content, styles, extractor = setup
+    content = setup[0]
     params = StyleParams(image_size=SIZE, iterations=5)
-    objective, _ = segment_objective(
-        extractor, Segment(1, SIZE, params), params, content, styles[0], None, None
-    )
+    stacked = one_objective(setup, params)
     spy = FlagSpy()
     before = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = True
     try:
         rec = Recorder(params, None, params.iterations)
-        lbfgs(content.clone(), StyleObjective.stack([objective]), [params], [rec], spy)
+        lbfgs(content.clone(), stacked, [params], [rec], spy)
         assert torch.backends.cuda.matmul.allow_tf32  # restored
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
@@ -256,14 +262,9 @@ class Ahead(Evaluator):
 def test_ahead_products_give_the_same_descent(setup) -> None:
     """accept_trial's `ahead` (what CapturedEvaluator compiles) against the default: only the
     rounding of the products differs, which L-BFGS amplifies slowly."""
-    from nst_ops.objective import StyleObjective
-
-    content, styles, extractor = setup
+    content = setup[0]
     params = StyleParams(image_size=SIZE, iterations=30)
-    objective, _ = segment_objective(
-        extractor, Segment(1, SIZE, params), params, content, styles[0], None, None
-    )
-    stacked = StyleObjective.stack([objective])
+    stacked = one_objective(setup, params)
     recs = [Recorder(params, None, params.iterations) for _ in range(2)]
     lbfgs(content.clone(), stacked, [params], [recs[0]], Evaluator())
     lbfgs(content.clone(), stacked, [params], [recs[1]], Ahead())

@@ -1,8 +1,9 @@
 """The cluster user's path, end to end: `ray start --head` (fake GPUs), `ray job submit
 --working-dir .` of `python -m workflows.run` over S3 (moto; credentials only in the job's
-runtime_env), then the head killed mid-run, a new head, the same command again: it resumes.
+runtime_env), the head killed mid-run, a new head, the same command again: the job succeeds,
+resuming where the first left off.
 
-The head runs in its own Ray temp dir (RAY_TMPDIR) and session; teardown is `ray stop`."""
+The head runs in its own Ray temp dir (RAY_TMPDIR) and session; teardown kills what ran there."""
 
 from __future__ import annotations
 
@@ -90,9 +91,8 @@ def head(s3_endpoint: str) -> Iterator[Head]:
     ray_tmp = Path(tempfile.mkdtemp(prefix="nst-job-", dir="/tmp"))  # short: unix sockets
     head = Head(ray_tmp)
     yield head
-    head.cli("stop", "--force", timeout=120)
     if head.pgid is not None:
-        head.kill()  # anything `ray stop` left
+        head.kill()  # not `ray stop`: that stops every Ray of this user on the machine
     shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
@@ -148,41 +148,33 @@ def test_job_submit_runs_a_manifest_and_resumes_after_the_head_dies(
     weights, runtime_env = inputs(s3_endpoint, examples, weights_path, tmp_path)
     head.start()
 
-    # 1. a whole run through the job server
-    small, out1 = manifest("small", 4, 32, 2), f"s3://{BUCKET}/runs/small"
-    job = subprocess.run(submit_command(head, runtime_env, small, out1, weights, "nst-small"),
-                         env=head.env, cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
-    status = head.cli("job", "status", "--address", head.url, "nst-small").stdout
-    assert "Job 'nst-small' succeeded" in status  # its status is SUCCEEDED
-    rows = results(out1)
-    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
-    assert all(len(r["gpu_ids"]) == 1 and r["gpu_ids"][0] in (0, 1) for r in rows)
-    for secret in (os.environ["AWS_SECRET_ACCESS_KEY"],):
-        assert secret not in job.stdout + job.stderr
-
-    # 2. the head dies mid-run; a new head; the same command resumes and finishes
-    big, out2 = manifest("big", 6, 64, 40), f"s3://{BUCKET}/runs/big"
-    first = subprocess.Popen(submit_command(head, runtime_env, big, out2, weights, "nst-big-1"),
+    # 1. the head dies mid-run
+    big, output = manifest("big", 6, 64, 40), f"s3://{BUCKET}/runs/big"
+    first = subprocess.Popen(submit_command(head, runtime_env, big, output, weights, "nst-big-1"),
                              env=head.env, cwd=REPO, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and done_count(out2) < 1:
+    while time.monotonic() < deadline and done_count(output) < 1:
         time.sleep(0.5)
     head.kill()
     first.kill()
-    before = done_count(out2)
+    before = done_count(output)
     assert 1 <= before < 6, "kill the head mid-run"
 
+    # 2. a new head; the same command runs through the job server, resumes and finishes
     head.start()
-    again = subprocess.run(submit_command(head, runtime_env, big, out2, weights, "nst-big-2"),
+    again = subprocess.run(submit_command(head, runtime_env, big, output, weights, "nst-big-2"),
                            env=head.env, cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     logs = again.stdout + again.stderr
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    status = head.cli("job", "status", "--address", head.url, "nst-big-2").stdout
+    assert "Job 'nst-big-2' succeeded" in status  # its status is SUCCEEDED
     skipped = int(logs.split("pairs already ok")[0].rsplit("skipped ", 1)[1])
     assert skipped >= before
-    rows = results(out2)
+    rows = results(output)
     assert len(rows) == 6 and len({r["pair_id"] for r in rows}) == 6
     assert {r["status"] for r in rows} == {"ok"}
-    losses = pq.read_table(io.BytesIO(read_bytes(f"{out2}/losses.parquet")))
+    assert all(len(r["gpu_ids"]) == 1 and r["gpu_ids"][0] in (0, 1) for r in rows)
+    losses = pq.read_table(io.BytesIO(read_bytes(f"{output}/losses.parquet")))
     assert losses.num_rows == 6 * 41
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in logs

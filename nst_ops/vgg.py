@@ -1,8 +1,10 @@
 """VGG feature extractor with paper layer names (Simonyan & Zisserman 2014; Gatys et al. 2015).
 
 Layer names: `conv{b}_{i}` is the i-th convolution of block b *before* its ReLU, `relu{b}_{i}`
-its rectified output, `pool{b}` the pooling closing block b. The architecture is torchvision's;
-weights are passed in (this module never downloads anything).
+its rectified output, `pool{b}` the pooling closing block b. The modules are laid out as in
+torchvision's `vgg16().features` / `vgg19().features`, so torchvision state dicts load; weights
+are passed in (this module never downloads anything). torchvision itself is not imported: it
+costs every process that stylizes (each Ray worker, each CLI call) seconds of start-up.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.vgg import cfgs, make_layers
 
-# torchvision's VGG configurations: "D" = vgg16, "E" = vgg19 (channels; "M" = pooling).
-_CFG_KEYS = {"vgg16": "D", "vgg19": "E"}
-MODELS = tuple(_CFG_KEYS)
+# Simonyan & Zisserman 2014, table 1, configurations D (vgg16) and E (vgg19): the output
+# channels of each 3x3 convolution (padding 1, each followed by a ReLU); "M" a 2x2 pooling.
+_B3, _B3E = (256, 256, 256), (256, 256, 256, 256)
+_CONFIGS: dict[str, tuple[int | str, ...]] = {
+    "vgg16": (64, 64, "M", 128, 128, "M", *_B3, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", *_B3E, "M", *(512,) * 4, "M", *(512,) * 4, "M"),
+}
+MODELS = tuple(_CONFIGS)
 # fp32; tf32 (CUDA matmuls/convolutions in TF32, set process-wide by the caller); bf16 (autocast)
 PRECISIONS = ("fp32", "tf32", "bf16")
 DEFAULT_PRECISION = "fp32"
@@ -26,11 +32,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def layer_names(model: str) -> tuple[str, ...]:
     """Names of the modules of `torchvision.models.<model>().features`, in order."""
-    if model not in _CFG_KEYS:
+    if model not in _CONFIGS:
         raise ValueError(f"model: unknown model {model!r}; valid models: {', '.join(MODELS)}")
     names: list[str] = []
     block, index = 1, 1
-    for item in cfgs[_CFG_KEYS[model]]:
+    for item in _CONFIGS[model]:
         if item == "M":
             names.append(f"pool{block}")
             block, index = block + 1, 1
@@ -59,15 +65,21 @@ def check_layers(model: str, layers: Iterable[str]) -> None:
 
 
 def _build_modules(model: str, depth: int, pooling: str) -> list[nn.Module]:
+    """The first `depth` modules of the trunk, created in torchvision's order (so a seeded
+    random init draws the same weights as torchvision's `make_layers`)."""
     modules: list[nn.Module] = []
-    for module in make_layers(cfgs[_CFG_KEYS[model]], batch_norm=False)[:depth]:
-        if isinstance(module, nn.ReLU):
-            # Not in-place: torchvision's ReLU(inplace=True) would overwrite a kept conv output.
-            module = nn.ReLU(inplace=False)
-        elif isinstance(module, nn.MaxPool2d) and pooling == "avg":
-            module = nn.AvgPool2d(2, 2)  # Gatys et al. 2015 report nicer images with avg pooling
-        modules.append(module)
-    return modules
+    channels = 3
+    for item in _CONFIGS[model]:
+        if len(modules) >= depth:
+            break
+        if item == "M":
+            # Gatys et al. 2015 report nicer images with avg pooling
+            modules.append(nn.AvgPool2d(2, 2) if pooling == "avg" else nn.MaxPool2d(2, 2))
+        else:
+            # Not in-place, unlike torchvision's: it would overwrite a kept conv output.
+            modules += [nn.Conv2d(channels, int(item), kernel_size=3, padding=1), nn.ReLU()]
+            channels = int(item)
+    return modules[:depth]
 
 
 class VGGFeatures(nn.Module):

@@ -15,6 +15,35 @@ def test_layer_names_follow_paper_convention() -> None:
     assert len(layer_names("vgg16")) == 31 and len(names) == 37
 
 
+@pytest.mark.parametrize("model", ["vgg16", "vgg19"])
+def test_trunk_is_torchvisions_features(model: str) -> None:
+    """Same modules, same seeded init and, with torchvision's state dict, the same features as
+    `torchvision.models.<model>().features` on the normalised image, at every layer."""
+    from torchvision import models
+    from torchvision.models.vgg import cfgs, make_layers
+
+    names = layer_names(model)
+    torch.manual_seed(3)
+    reference = make_layers(cfgs[{"vgg16": "D", "vgg19": "E"}[model]])
+    ours = VGGFeatures(model, [names[-1]], None, seed=3)
+    assert [repr(m) for m in ours.layers] == [
+        repr(m).replace("inplace=True", "") for m in reference
+    ]
+    assert all(
+        torch.equal(a, b) for a, b in zip(ours.parameters(), reference.parameters(), strict=True)
+    )
+
+    torch.manual_seed(0)
+    features = getattr(models, model)(weights=None).features.eval()
+    ours = VGGFeatures(model, [names[-1]], features.state_dict())
+    image = torch.rand(2, 3, 40, 40)
+    out = ours(image, names)
+    x = (image - ours.mean) / ours.std
+    for name, module in zip(names, features, strict=True):
+        x = module(x.clone())  # clone: torchvision's in-place ReLU
+        assert torch.allclose(out[name], x, rtol=1e-5, atol=1e-6), name
+
+
 def test_conv_and_relu_features_differ() -> None:
     """torchvision's ReLU(inplace=True) must not overwrite the stored conv output."""
     extractor = VGGFeatures("vgg19", ["relu4_2"], None)

@@ -11,7 +11,8 @@ import dataclasses
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from manifests.manifest import ManifestError
 from workflows.batch.config import RunConfig, run_default
@@ -21,77 +22,44 @@ from workflows.params_cli import add_model_flags
 from workflows.storage import parse_storage_options
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field, its default taken from there."""
-    d = run_default
-    p.add_argument("--manifest", required=True, help="Parquet manifest (path or fsspec URI)")
-    p.add_argument("--output", required=True, help="output folder or prefix (path or URI)")
-    p.add_argument(
-        "--address",
-        default=d("address"),
-        help="Ray cluster: HOST:PORT, auto (the one `ray start` began on this machine) or "
-        "ray://HOST:PORT (default: RAY_ADDRESS, else a new local Ray)",
-    )
-    p.add_argument(
-        "--gpus-per-task", type=float, default=d("gpus_per_task"), help="GPUs per pair (0: CPU)"
-    )
-    p.add_argument("--cpus-per-task", type=int, default=d("cpus_per_task"), help="CPUs per worker")
-    p.add_argument(
-        "--num-workers",
-        type=int,
-        default=d("num_workers"),
-        help="worker actors (default: what fits the cluster now)",
-    )
-    p.add_argument(
-        "--max-in-flight",
-        type=int,
-        default=d("max_in_flight"),
-        help="bound on queued pairs (default: 2 per worker)",
-    )
-    p.add_argument(
-        "--max-retries",
-        type=int,
-        default=d("max_retries"),
-        help="retries of a pair whose worker died",
-    )
-    p.add_argument(
-        "--pairs-per-gpu",
-        type=_positive,
-        default=d("pairs_per_gpu"),
-        help="pairs optimised together in one batch per worker (compatible rows only)",
-    )
-    p.add_argument("--limit", type=int, default=d("limit"), help="only the first N manifest rows")
-    p.add_argument(
-        "--yardstick-size",
-        type=int,
-        default=d("yardstick_size"),
-        help="long side of the fixed yardstick evaluation, px (0: off)",
-    )
-    p.add_argument(
-        "--storage-retry-seconds",
-        dest="storage_retry_s",
-        metavar="SECONDS",
-        type=float,
-        default=d("storage_retry_s"),
-        help="how long reads/writes retry an unreachable store before the row fails",
-    )
-    p.add_argument(
-        "--connect-timeout-seconds",
-        dest="connect_timeout_s",
-        metavar="SECONDS",
-        type=float,
-        default=d("connect_timeout_s"),
-        help="how long to wait for the Ray cluster at --address / RAY_ADDRESS before exit 1",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_model_flags(p)
-
-
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+# The run flags: (flag, RunConfig field, type, help); each default is the field's.
+_FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
+    ("--address", "address", str, "Ray cluster: HOST:PORT, auto (the one `ray start` began on "
+     "this machine) or ray://HOST:PORT (default: RAY_ADDRESS, else a new local Ray)"),
+    ("--gpus-per-task", "gpus_per_task", float, "GPUs per pair (0: CPU)"),
+    ("--cpus-per-task", "cpus_per_task", int, "CPUs per worker"),
+    ("--num-workers", "num_workers", int, "worker actors (default: what fits the cluster now)"),
+    ("--max-in-flight", "max_in_flight", int, "bound on queued pairs (default: 2 per worker)"),
+    ("--max-retries", "max_retries", int, "retries of a pair whose worker died"),
+    ("--pairs-per-gpu", "pairs_per_gpu", _positive,
+     "pairs optimised together in one batch per worker (compatible rows only)"),
+    ("--limit", "limit", int, "only the first N manifest rows"),
+    ("--yardstick-size", "yardstick_size", int,
+     "long side of the fixed yardstick evaluation, px (0: off)"),
+    ("--storage-retry-seconds", "storage_retry_s", float,
+     "how long reads/writes retry an unreachable store before the row fails"),
+    ("--connect-timeout-seconds", "connect_timeout_s", float,
+     "how long to wait for the Ray cluster at --address / RAY_ADDRESS before exit 1"),
+)  # fmt: skip
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field, its default taken from there."""
+    p.add_argument("--manifest", required=True, help="Parquet manifest (path or fsspec URI)")
+    p.add_argument("--output", required=True, help="output folder or prefix (path or URI)")
+    for flag, field, kind, text in _FLAGS:
+        metavar = "SECONDS" if field.endswith("_s") else None
+        p.add_argument(flag, dest=field, metavar=metavar, type=kind, default=run_default(field),
+                       help=text)  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_flags(p)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

@@ -4,7 +4,7 @@
 # later processes hit inductor's on-disk cache; since 2026-11-29 the optimizers' bookkeeping
 # compiles too, a few small graphs more per batch size): give the device tool timeout_s 560. It
 # has not run on a GPU yet in this form: read the step timestamps and trim if a step overruns.
-# It uses the machine's own python3 (torch/torchvision/pyarrow/fsspec/pillow; no Ray or DuckDB
+# It uses the machine's own python3 (torch/pyarrow/fsspec/pillow/pytest; no Ray or DuckDB
 # needed). Real weights: copy them into the ignored folder .weights/ and carry it:
 #   mkdir -p .weights && cp ../shared/models/vgg16-hed-features.pth .weights/
 #   device run: carry [".weights"], command "bash benchmarks/gpu_check.sh", timeout_s 560

@@ -125,14 +125,19 @@ def run_python(code: str) -> str:
 
 
 def test_nst_ops_imports_no_io_or_orchestration_modules() -> None:
+    """Nor torchvision or torch.compile's machinery: importing them costs every worker and CLI
+    call seconds (torch._dynamo loads when a captured evaluator is built, not before)."""
     names = ", ".join(m for m in modules() if m.startswith("nst_ops."))
     code = (
         f"import sys, {names}\n"
         "bad = [m for m in ('ray', 'fsspec', 's3fs', 'pyarrow', 'boto3', 'botocore', 'duckdb') "
         "if m in sys.modules]\n"
-        "print(','.join(bad))"
+        "slow = [m for m in ('torchvision', 'torch._dynamo') if m in sys.modules]\n"
+        "print(','.join(bad) + ';' + ','.join(slow))"
     )
-    assert run_python(code) == "", "nst_ops pulled in I/O or orchestration modules"
+    bad, slow = run_python(code).split(";")
+    assert bad == "", "nst_ops pulled in I/O or orchestration modules"
+    assert slow == "", f"nst_ops pulled in {slow} at import"
 
 
 @pytest.mark.parametrize("name", ["workflows.batch.job", "workflows.report.build"])

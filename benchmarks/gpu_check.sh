@@ -24,6 +24,9 @@
 #      stage 2 and stage 1 alone, each with none, affine, smooth (plain) and smooth-match1.
 #      It needs the photo pairs carried too:
 #      mkdir -p .weights/shared/data && cp -r ../shared/data/photo .weights/shared/data/
+# NST_CHECK_STEPS picks steps and their order (default "tests throughput loop ttq"; also
+# overhead, photo), e.g. to rerun at once, on the still-warm machine, only what a first run
+# did not reach: NST_CHECK_STEPS="loop ttq" bash benchmarks/gpu_check.sh
 # With $OUT set (the device tool), the log and the time-to-quality contact sheet go there. Copy
 # the tables into benchmarks/RESULTS.md with the date and the card. Each step has its own cap.
 # NST_CHECK_REHEARSE=1 runs the same command lines on this CPU at 64 px with a few iterations
@@ -61,36 +64,49 @@ photo_check() {  # $1: timeout in s. Two tars of PNGs (16 MiB each at most come 
     (cd "$OUT/photo" && tar -cf "$OUT/photo_1-4.tar" [1-4]_*.png && tar -cf "$OUT/photo_5-8.tar" [5-8]_*.png)
     rm -rf "$OUT/photo"
 }
-if [[ "${NST_CHECK_ONLY_PHOTO:-0}" == 1 ]]; then
-    photo_check 420
-    log "done"; exit 0
-fi
-log "gpu tests"
-# -W: the machine's torch is not the pinned one; its deprecations are not what this checks
-timeout "$(cap 200)" "$PY" -m pytest -q -m gpu -p no:cacheprovider -W ignore::DeprecationWarning tests/test_gpu.py
-log "throughput: $SIZE px, $IT L-BFGS iterations, compile on vs off"
-# shellcheck disable=SC2086
-timeout "$(cap 200)" "$PY" -m benchmarks.gpu_throughput --device "$DEV" --size "$SIZE" \
-    --iterations "$IT" --pairs-per-gpu $PPG --optimizer lbfgs --precisions tf32 bf16 --compile on off
-log "iteration speed in the loop: one pair, L-BFGS, compile on"
-for precision in tf32 bf16; do
-    timeout "$(cap 60)" "$PY" -m benchmarks.iteration_speed --device "$DEV" --sizes "$SIZE" \
-        --models vgg16 --iterations "$IT_LOOP" --optimizer lbfgs --precision "$precision" \
-        --compile on --repeats 3
-done
-log "time to quality: $SIZE px, baseline $IT_TTQ L-BFGS iterations fp32 eager, yardstick within 1%"
-timeout "$(cap 150)" "$PY" -m benchmarks.time_to_quality --device "$DEV" --size "$SIZE" \
-    --iterations "$IT_TTQ" --measure yardstick --tolerance 0.01 --amortise 100 \
-    --configs "bf16 lbfgs captured ppg 8" "tf32 lbfgs captured ppg 8" "bf16 adam captured ppg 8" \
-    --sheet "$OUT/time_to_quality.png"
-if [[ "${NST_CHECK_OVERHEAD:-0}" == 1 ]]; then
+tests() {
+    log "gpu tests"
+    # -W: the machine's torch is not the pinned one; its deprecations are not what this checks
+    timeout "$(cap 200)" "$PY" -m pytest -q -m gpu -p no:cacheprovider -W ignore::DeprecationWarning tests/test_gpu.py
+}
+throughput() {
+    log "throughput: $SIZE px, $IT L-BFGS iterations, compile on vs off"
+    # shellcheck disable=SC2086
+    timeout "$(cap 200)" "$PY" -m benchmarks.gpu_throughput --device "$DEV" --size "$SIZE" \
+        --iterations "$IT" --pairs-per-gpu $PPG --optimizer lbfgs --precisions tf32 bf16 --compile on off
+}
+loop() {
+    log "iteration speed in the loop: one pair, L-BFGS, compile on"
+    for precision in tf32 bf16; do
+        timeout "$(cap 60)" "$PY" -m benchmarks.iteration_speed --device "$DEV" --sizes "$SIZE" \
+            --models vgg16 --iterations "$IT_LOOP" --optimizer lbfgs --precision "$precision" \
+            --compile on --repeats 3
+    done
+}
+ttq() {
+    log "time to quality: $SIZE px, baseline $IT_TTQ L-BFGS iterations fp32 eager, yardstick within 1%"
+    timeout "$(cap 150)" "$PY" -m benchmarks.time_to_quality --device "$DEV" --size "$SIZE" \
+        --iterations "$IT_TTQ" --measure yardstick --tolerance 0.01 --amortise 100 \
+        --configs "bf16 lbfgs captured ppg 8" "tf32 lbfgs captured ppg 8" "bf16 adam captured ppg 8" \
+        --sheet "$OUT/time_to_quality.png"
+}
+overhead() {
     log "launch overhead: objective+gradient eager vs torch.compile(reduce-overhead), $SIZE px"
     timeout "$(cap 120)" "$PY" -m benchmarks.overhead_probe --device "$DEV" --size "$SIZE" --precision tf32
     log "launches per iteration: python ops, compiled calls, kernels and graphs, $SIZE px"
     timeout "$(cap 120)" "$PY" -m benchmarks.launch_count --device "$DEV" --size "$SIZE" 2>&1 \
         | grep -v "^USDT"  # the profiler's start/stop lines
-fi
-if [[ "${NST_CHECK_PHOTO:-0}" == 1 ]]; then
-    photo_check 300
-fi
+}
+photo() { photo_check 300; }
+STEPS="${NST_CHECK_STEPS:-tests throughput loop ttq}"
+[[ "${NST_CHECK_OVERHEAD:-0}" == 1 ]] && STEPS="$STEPS overhead"
+[[ "${NST_CHECK_PHOTO:-0}" == 1 ]] && STEPS="$STEPS photo"
+[[ "${NST_CHECK_ONLY_PHOTO:-0}" == 1 ]] && STEPS="only_photo"
+only_photo() { photo_check 420; }
+for step in $STEPS; do
+    case "$step" in
+        tests | throughput | loop | ttq | overhead | photo | only_photo) "$step" ;;
+        *) echo "NST_CHECK_STEPS: unknown step '$step' (tests throughput loop ttq overhead photo)"; exit 2 ;;
+    esac
+done
 log "done"

@@ -87,7 +87,7 @@ class CapturedEvaluator(Evaluator):
         from torch._dynamo.utils import counters
 
         self._counters = counters  # ["stats"]["unique_graphs"]: graphs compiled in this process
-        # the pair's and the next direction's products in one batched product: a read fewer
+        # the pair's and the next direction's products fused into one pass over the buffer
         ahead = functools.partial(accept_trial, ahead=True)
         self.accept_trial = self._timed(torch.compile(ahead, dynamic=False))
         self.next_trial = self._timed(torch.compile(next_trial, dynamic=False))

@@ -16,10 +16,9 @@ from torch import Tensor, nn
 
 # Simonyan & Zisserman 2014, table 1, configurations D (vgg16) and E (vgg19): the output
 # channels of each 3x3 convolution (padding 1, each followed by a ReLU); "M" a 2x2 pooling.
-_B3, _B3E = (256, 256, 256), (256, 256, 256, 256)
 _CONFIGS: dict[str, tuple[int | str, ...]] = {
-    "vgg16": (64, 64, "M", 128, 128, "M", *_B3, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
-    "vgg19": (64, 64, "M", 128, 128, "M", *_B3E, "M", *(512,) * 4, "M", *(512,) * 4, "M"),
+    "vgg16": (64, 64, "M", 128, 128, "M", *(256,) * 3, "M", *(512,) * 3, "M", *(512,) * 3, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", *(256,) * 4, "M", *(512,) * 4, "M", *(512,) * 4, "M"),
 }
 MODELS = tuple(_CONFIGS)
 # fp32; tf32 (CUDA matmuls/convolutions in TF32, set process-wide by the caller); bf16 (autocast)

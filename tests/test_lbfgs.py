@@ -254,7 +254,7 @@ def test_tf32_is_for_the_objective_not_the_curvature_products(setup) -> None:
 
 
 class Ahead(Evaluator):
-    """Eager, but with the compiled callers' `ahead` products (one batched product)."""
+    """Eager, but with the compiled callers' `ahead` products (next_trial's computed early)."""
 
     accept_trial = staticmethod(functools.partial(Evaluator.accept_trial, ahead=True))
 

@@ -85,22 +85,6 @@ def config_params(name: str, content: torch.Tensor, size: int, iterations: int,
     return photo.replace(content_weight=alpha, tv_weight=32.8 * PHOTO_SCALE)
 
 
-def stage2(cache: ExtractorCache, inputs: dict[str, torch.Tensor], params: StyleParams,
-           start: torch.Tensor) -> tuple[torch.Tensor, float]:  # fmt: skip
-    """Luan's stage 2 from `start` (as stylize's second segment): (image, its Φ)."""
-    device = cache.device
-    content, style = (inputs[k].to(device)[None] for k in ("content", "style"))
-    masks, _ = prepare_masks(inputs["content_mask"], inputs["style_mask"], content, style)
-    seg = Segment(2, params.image_size, params)
-    objective, _ = segment_objective(cache.get(params), seg, params, content, style, masks, {})
-    rec = Recorder(params, None, params.iterations)
-    rec.begin(2, params.image_size, True)
-    (out,) = lbfgs(start.to(device)[None], objective, [params], [rec], cache.evaluator)
-    laplacian = objective.laplacian
-    assert laplacian is not None
-    return out[0].clamp(0, 1).cpu(), float(matting_energy(out.clamp(0, 1), laplacian)[0])
-
-
 def scores(pair: Path, path: Path) -> tuple[float, float, float]:
     """(edge_corr, seg_color, affine_residual) from ../shared/tools/photo_metrics.py."""
     sys.path.insert(0, str(SHARED / "tools"))
@@ -110,7 +94,7 @@ def scores(pair: Path, path: Path) -> tuple[float, float, float]:
     return edge, seg, photo_metrics.residual(str(pair), str(path))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--iterations", type=int, default=500, help="per stage")
@@ -131,7 +115,11 @@ def main() -> None:
     parser.add_argument("--no-metrics", action="store_true", help="images only (no skimage)")
     parser.add_argument("--score-only", action="store_true",
                         help="score the images already in --out (made elsewhere)")  # fmt: skip
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     device, out = torch.device(args.device), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.score_only:
@@ -159,6 +147,58 @@ def main() -> None:
     print(f"images and sheet.png in {out}")
 
 
+class Stages:
+    """One pair's optimised images: the stage-1 image of each config and the stage-2 image and
+    its Φ of each (config, photo weight), each computed once and kept in --out (stage1_*.pt,
+    stage2_*.pt) for a later run with the same settings."""
+
+    def __init__(self, cache: ExtractorCache, inputs: dict[str, torch.Tensor], out: Path) -> None:
+        self.cache, self.inputs, self.out = cache, inputs, out
+        self.first: dict[str, torch.Tensor] = {}
+        self.second: dict[tuple[str, float], tuple[torch.Tensor, float]] = {}
+
+    def stage1(self, config: str, params: StyleParams, saved: Path) -> torch.Tensor:
+        """The stage-1 image (3, H, W) of `config`: from `saved`, or optimised and saved."""
+        if config not in self.first and saved.exists():  # a later run with other photo weights
+            self.first[config] = torch.load(saved)
+        if config not in self.first:
+            start, i = time.perf_counter(), self.inputs
+            first = stylize(i["content"], i["style"], params, self.cache.get(params), None,
+                            i["content_mask"], i["style_mask"],
+                            evaluator=self.cache.evaluator)  # fmt: skip
+            self.first[config] = first.image
+            torch.save(first.image, saved)
+            print(f"{saved.name}: stage 1 in {time.perf_counter() - start:.0f} s")
+        return self.first[config]
+
+    def stage2(self, config: str, params: StyleParams, saved: Path) -> tuple[torch.Tensor, float]:
+        """(the stage-2 image (3, H, W), its Φ) from the stage-1 image, with params'
+        photo_weight: from `saved`, or optimised and saved."""
+        key = (config, params.photo_weight)
+        if key not in self.second and saved.exists():  # a later run with other post-processes
+            image, phi = torch.load(saved)
+            self.second[key] = image, float(phi)
+        if key not in self.second:
+            self.second[key] = self.optimise2(params, self.first[config])
+            torch.save((self.second[key][0], torch.tensor(self.second[key][1])), saved)
+        return self.second[key]
+
+    def optimise2(self, params: StyleParams, start: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Luan's stage 2 from `start` (as stylize's second segment): (image, its Φ)."""
+        device, inputs = self.cache.device, self.inputs
+        content, style = (inputs[k].to(device)[None] for k in ("content", "style"))
+        masks, _ = prepare_masks(inputs["content_mask"], inputs["style_mask"], content, style)
+        seg = Segment(2, params.image_size, params)
+        objective, _ = segment_objective(self.cache.get(params), seg, params, content, style,
+                                         masks, {})  # fmt: skip
+        rec = Recorder(params, None, params.iterations)
+        rec.begin(2, params.image_size, True)
+        (out,) = lbfgs(start.to(device)[None], objective, [params], [rec], self.cache.evaluator)
+        assert objective.laplacian is not None
+        phi = float(matting_energy(out.clamp(0, 1), objective.laplacian)[0])
+        return out[0].clamp(0, 1).cpu(), phi
+
+
 def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: ExtractorCache,
              variants: list[tuple[str, object, str]], rows: dict[str, list[tuple[float, ...]]],
              out: Path) -> list[torch.Tensor]:  # fmt: skip
@@ -176,41 +216,24 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
     masks, _ = prepare_masks(cmask, smask, *on_device)
     luan_phi = float(matting_energy(luan[None].to(cache.device), laplacian)[0])
     record(rows, "Luan (reference_output, resized)", pair, luan_path, luan_phi, args)
-    images = [content, style, luan]
-    stage1: dict[str, torch.Tensor] = {}
+    images, stages = [content, style, luan], Stages(cache, inputs, out)
     for config, weight, kind in variants:
         params = config_params(config, content, args.size, args.iterations, args.style_weight,
                                args.content_factor)  # fmt: skip
         beta = "" if args.style_weight is None else f"_b{args.style_weight:g}"
         beta += "" if args.content_factor is None else f"_c{args.content_factor:g}"
         saved = out / f"stage1_{number}_{config}{beta}_{args.size}_{args.iterations}.pt"
-        if config not in stage1 and saved.exists():  # a later run with other photo weights
-            stage1[config] = torch.load(saved)
-        if config not in stage1:
-            start = time.perf_counter()
-            first = stylize(content, style, params, cache.get(params), None, cmask, smask,
-                            evaluator=cache.evaluator)  # fmt: skip
-            stage1[config] = first.image
-            torch.save(first.image, saved)
-            print(f"pair {number} {config}: stage 1 in {time.perf_counter() - start:.0f} s")
+        stages.stage1(config, params, saved)
         photo = float(weight)  # type: ignore[arg-type]
-        key = (config, photo)
         second = saved.with_name(saved.name.replace("stage1_", f"stage2_{photo:g}_"))
-        if key not in stage1 and second.exists():  # a later run with other post-processes
-            stage1[key], stage1[(key, "phi")] = torch.load(second)  # type: ignore[index]
-        if key not in stage1:
-            image, phi = stage2(cache, inputs, params.replace(photo_weight=photo), stage1[config])
-            stage1[key], stage1[(key, "phi")] = image, torch.tensor(phi)  # type: ignore[index]
-            torch.save((image, torch.tensor(phi)), second)
-        image = post(kind, content, style, masks, stage1[key], smoothing)  # type: ignore[index]
-        weight_text = f"{photo:.3g}"
-        name = f"{config} λ={weight_text} {kind}"
-        path = out / f"{number}_{config}_{weight_text}_{kind}.png"
+        image, phi = stages.stage2(config, params.replace(photo_weight=photo), second)
+        image = post(kind, content, style, masks, image, smoothing)
+        path = out / f"{number}_{config}_{photo:.3g}_{kind}.png"
         path.write_bytes(to_png(image))
-        record(rows, name, pair, path, float(stage1[(key, "phi")]), args)  # type: ignore[index]
+        record(rows, f"{config} λ={photo:.3g} {kind}", pair, path, phi, args)
         images.append(image)
     if args.stage1_too:
-        images += stage1_variants(pair, number, args, (content, style, masks), stage1,
+        images += stage1_variants(pair, number, args, (content, style, masks), stages.first,
                                   (laplacian, smoothing), rows, out)  # fmt: skip
     return images
 

@@ -149,11 +149,11 @@ def main() -> None:
 
 class Stages:
     """One pair's optimised images: the stage-1 image of each config and the stage-2 image and
-    its Φ of each (config, photo weight), each computed once and kept in --out (stage1_*.pt,
-    stage2_*.pt) for a later run with the same settings."""
+    its Φ of each (config, photo weight), each computed once and saved (stage1_*.pt, stage2_*.pt
+    in --out) for a later run with the same settings."""
 
-    def __init__(self, cache: ExtractorCache, inputs: dict[str, torch.Tensor], out: Path) -> None:
-        self.cache, self.inputs, self.out = cache, inputs, out
+    def __init__(self, cache: ExtractorCache, inputs: dict[str, torch.Tensor]) -> None:
+        self.cache, self.inputs = cache, inputs
         self.first: dict[str, torch.Tensor] = {}
         self.second: dict[tuple[str, float], tuple[torch.Tensor, float]] = {}
 
@@ -216,7 +216,7 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
     masks, _ = prepare_masks(cmask, smask, *on_device)
     luan_phi = float(matting_energy(luan[None].to(cache.device), laplacian)[0])
     record(rows, "Luan (reference_output, resized)", pair, luan_path, luan_phi, args)
-    images, stages = [content, style, luan], Stages(cache, inputs, out)
+    images, stages = [content, style, luan], Stages(cache, inputs)
     for config, weight, kind in variants:
         params = config_params(config, content, args.size, args.iterations, args.style_weight,
                                args.content_factor)  # fmt: skip

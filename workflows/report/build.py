@@ -168,8 +168,16 @@ def build_report(uri: str, out: Path, options: Any = None, max_pairs: int = 12) 
     parts.append("<h2>Findings</h2><ul>")
     parts += [f"<li>{html.escape(s)}</li>" for s in findings] + ["</ul>"]
     text += findings
+    parts += _contact_sheets(run, out, max_pairs, options)
+    (out / "index.html").write_text(_page(parts))
+    return text
+
+
+def _contact_sheets(run: Run, out: Path, max_pairs: int, options: Any) -> list[str]:
+    """The contact sheets' section: per (content, style) pair, a strip per swept parameter
+    (weights have theirs beside the frontier) and, with two swept, their grid."""
     pairs, total = _pairs(run, max_pairs)
-    parts.append(f"<h2>Contact sheets</h2><p>{len(pairs)} of {total} (content, style) pairs.</p>")
+    parts = [f"<h2>Contact sheets</h2><p>{len(pairs)} of {total} (content, style) pairs.</p>"]
     for j, pair in enumerate(pairs):
         for i, param in enumerate(run.swept):
             if param in WEIGHT_PARAMS:
@@ -180,11 +188,14 @@ def build_report(uri: str, out: Path, options: Any = None, max_pairs: int = 12) 
             first, second = run.swept
             _grid(run, pair, first, second, out / f"grid_{j}.png", options)
             parts.append(f"<img src='grid_{j}.png'><br>")
+    return parts
+
+
+def _page(parts: list[str]) -> str:
+    """The HTML page around the report's parts."""
     style = (
         "body{font-family:sans-serif;margin:2em} td,th{padding:2px 8px} img{max-width:100%}"
         " .side{display:flex;gap:1em;align-items:flex-start} .side img{max-width:49%}"
     )
     page = "<!doctype html><html><head><meta charset='utf-8'><title>nst-batch report</title>"
-    page += f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
-    (out / "index.html").write_text(page)
-    return text
+    return page + f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 from PIL import Image
 
 from manifests.manifest import parse_row
@@ -108,6 +109,21 @@ def test_load_run_for_notebooks(report: Path) -> None:
     assert results["style_layers"].iloc[0] == "relu1_1+relu2_1+relu3_1+relu4_1+relu5_1"
     assert results["yardstick_total"].notna().all()
     assert set(losses["pair_id"]) == set(results["pair_id"])
+
+
+def test_readme_sql_runs_on_a_run(report: Path) -> None:
+    """The README's DuckDB examples run against a run's Parquet files (its column names and
+    types): this run sweeps no style layers (no paired rows), is all ok (no errors), and each
+    normalised loss curve starts at 1."""
+    import duckdb
+
+    block = (REPO / "README.md").read_text().split("```sql")[1].split("```")[0]
+    block = block.replace("runs/seed/run", str(report / "run"))
+    paired, curves, errors = (duckdb.sql(s).fetchall() for s in block.split(";") if s.strip())
+    assert paired == [] and errors == []
+    assert {layers for layers, _, _ in curves} == {"relu1_1+relu2_1+relu3_1+relu4_1+relu5_1"}
+    assert [value for _, iteration, value in curves if iteration == 0] == [1.0]
+    assert {iteration for _, iteration, _ in curves} == set(range(4))  # 3 iterations: rows 0-3
 
 
 def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:

@@ -82,12 +82,13 @@ def test_bad_images_exit_2_naming_the_file(
     (tmp_path / "trunc.png").write_bytes(_png_prefix())
     result = nst(
         "stylize", str(tmp_path / content), str(examples / "style/wave.jpg"),
-        "-o", str(tmp_path / "o.png"), "--weights", "random", "--quiet", "--image-size", "16",
+        "-o", str(tmp_path / "o.png"), "--weights", "random", "--image-size", "16",
         "--iterations", "1",
     )  # fmt: skip
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last
+    assert "%|" not in result.stderr  # no empty progress bar: it starts after loading
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "o.png").exists()
 
@@ -109,6 +110,20 @@ def test_bad_parameter_exits_2_naming_the_flag(tmp_path: Path, examples, nst) ->
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --style-weight: must be >= 0, got -3.0"
+
+
+def test_layer_the_model_lacks_exits_2_before_loading_weights(
+    tmp_path: Path, examples, nst
+) -> None:
+    result = nst(
+        "stylize", str(examples / "content/tubingen.jpg"), str(examples / "style/wave.jpg"),
+        "-o", str(tmp_path / "o.png"), "--model", "vgg16",
+        "--weights", str(tmp_path / "no-such-weights.pth"), "--style-layers", "relu1_1,relu5_4",
+    )  # fmt: skip
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: --style-layers: unknown layer 'relu5_4' for vgg16; valid: ")
+    assert "relu5_3 pool5" in line and "relu5_4" not in line.split("valid: ")[1]
 
 
 def test_debug_shows_traceback(tmp_path: Path, examples, nst) -> None:

@@ -99,7 +99,7 @@ def cases(f: dict[str, str]) -> list[tuple[str, dict[str, Any], str]]:
          "notes.jpg: not an image file"),
         ("only one mask", {**g, "content_mask_uri": f["mask_white"]}, "give both"),
         ("unknown layer", {**g, "style_layers": ["relu1_1", "relu6_1"]}, "unknown layer 'relu6_1'"),
-        ("layer beyond vgg16", {**g, "style_layers": ["relu5_4"]}, "unknown layer 'relu5_4' for vgg16"),
+        ("layer beyond vgg16", {**g, "style_layers": ["relu5_4"]}, "style_layers: unknown layer 'relu5_4' for vgg16"),
         ("negative weight", {**g, "style_weight": -1.0}, "style_weight: must be >= 0"),
         ("nan weight", {**g, "content_weight": float("nan")}, "content_weight: must be finite"),
         ("zero iterations", {**g, "iterations": 0}, "iterations: must be between 1 and 100000"),

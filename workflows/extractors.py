@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from nst_ops.evaluation import DEFAULT_COMPILE, Evaluator, make_evaluator
-from nst_ops.params import StyleParams
+from nst_ops.params import ParamError, StyleParams
 from nst_ops.vgg import DEFAULT_PRECISION, VGGFeatures, check_layers, layer_names
 from workflows.errors import InputError
 from workflows.host import keep_freed_memory
@@ -22,6 +22,16 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {name}: CUDA is not available on this machine")
     return torch.device(name)
+
+
+def check_model_layers(model: str, params: StyleParams) -> None:
+    """ParamError naming content_layers or style_layers when `model` (vgg16 | vgg19) lacks one
+    of their layers (StyleParams admits the layers of either model)."""
+    for name in ("content_layers", "style_layers"):
+        try:
+            check_layers(model, getattr(params, name))
+        except ValueError as e:
+            raise ParamError(name, str(e)) from None
 
 
 @dataclass
@@ -53,11 +63,8 @@ class ExtractorCache:
             keep_freed_memory()
 
     def get(self, params: StyleParams) -> VGGFeatures:
+        check_model_layers(self.weights.model, params)
         layers = params.content_layers + params.style_layers
-        try:
-            check_layers(self.weights.model, layers)
-        except ValueError as e:
-            raise InputError(f"layers: {e}") from None
         depth = max(layer_names(self.weights.model).index(n) for n in layers)
         key = (params.pooling, depth)
         if key not in self.built:

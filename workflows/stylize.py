@@ -8,7 +8,7 @@ import sys
 from tqdm import tqdm
 
 from nst_ops.recorder import Progress
-from workflows.extractors import ExtractorCache, pick_device
+from workflows.extractors import ExtractorCache, check_model_layers, pick_device
 from workflows.images import to_png
 from workflows.pair import PairInput, load_pair, stylize_loaded
 from workflows.params_cli import add_model_flags, add_param_flags, params_from_args
@@ -45,20 +45,21 @@ def default_losses_path(output: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     params = params_from_args(args)
+    check_model_layers(args.model, params)  # before any download or image load
     options = parse_storage_options(args.storage_options)
     device = pick_device(args.device)
     weights = resolve_weights(args.model, args.weights, options)
     extractors = ExtractorCache(weights, device, args.precision, args.compile)
     pair = PairInput(args.content, args.style, params, args.content_mask, args.style_mask)
-    bar = tqdm(total=params.iterations, disable=args.quiet, unit="it", file=sys.stderr)
 
     def on_progress(progress: Progress) -> None:
         bar.n = progress.iteration
         bar.set_postfix(loss=f"{progress.total_loss:.4g}", refresh=False)
         bar.refresh()
 
-    try:
-        loaded = load_pair(pair, extractors, options, args.max_image_pixels, callback=on_progress)
+    loaded = load_pair(pair, extractors, options, args.max_image_pixels, callback=on_progress)
+    bar = tqdm(total=params.iterations, disable=args.quiet, unit="it", file=sys.stderr)
+    try:  # the bar starts once the inputs are loaded: a bad input leaves no empty bar
         (result,) = stylize_loaded([loaded], extractors)
     finally:
         bar.close()

@@ -176,6 +176,22 @@ def test_bad_manifest_is_fatal_before_any_work(ray_s3, tmp_path, capsys) -> None
     assert "not a readable Parquet file" in capsys.readouterr().err
 
 
+def test_report_of_what_is_not_a_finished_run_is_one_line(store, tmp_path, capsys) -> None:
+    report = ["report", "--run", f"{store}/run", "-o", str(tmp_path / "report")]
+    assert main(report) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        f"error: {store}/run: no results.parquet: not a run's --output, or its run has not "
+        "finished (nst run writes it at the end; run it again to resume)"
+    )
+    write_bytes(f"{store}/run/results.parquet", b"not parquet")
+    write_bytes(f"{store}/run/losses.parquet", b"not parquet")
+    assert main(report) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {store}/run/results.parquet: not a readable Parquet file (")
+    assert not (tmp_path / "report").exists()
+
+
 def test_pairs_per_gpu_batches_compatible_rows(ray_s3, tmp_path, examples, weights_path) -> None:
     content, wave = str(examples / "content/tubingen.jpg"), str(examples / "style/wave.jpg")
     starry = str(examples / "style/starry_night.jpg")

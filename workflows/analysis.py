@@ -23,7 +23,10 @@ import pandas as pd
 
 from manifests.fields import field_specs, format_value
 from manifests.schema import TAG_PREFIX, URI_COLUMNS
+from workflows.errors import InputError
 from workflows.storage import StorageOptions, filesystem, join, read_bytes
+
+TABLES = ("results.parquet", "losses.parquet")  # what `nst run` consolidates when it ends
 
 
 @dataclass
@@ -41,13 +44,27 @@ class Run:
 
 
 def _local_copy(uri: str, options: StorageOptions | None) -> Path:
+    """The folder holding the run's TABLES: the run's own when local, else a temporary copy.
+    InputError naming the run when one is missing."""
     fs, path = filesystem(uri, options)
-    if fs.protocol in ("file", ("file", "local")) or "file" in fs.protocol:
-        return Path(path)
-    folder = Path(tempfile.mkdtemp(prefix="nst-run-"))
-    for name in ("results.parquet", "losses.parquet"):
-        (folder / name).write_bytes(read_bytes(join(uri, name), options))
+    local = fs.protocol in ("file", ("file", "local")) or "file" in fs.protocol
+    folder = Path(path) if local else Path(tempfile.mkdtemp(prefix="nst-run-"))
+    for name in TABLES:
+        if local and not (folder / name).is_file():
+            raise InputError(_not_a_run(uri, name))
+        if not local:
+            try:
+                (folder / name).write_bytes(read_bytes(join(uri, name), options))
+            except InputError:
+                raise InputError(_not_a_run(uri, name)) from None
     return folder
+
+
+def _not_a_run(uri: str, name: str) -> str:
+    return (
+        f"{uri}: no {name}: not a run's --output, or its run has not finished "
+        "(nst run writes it at the end; run it again to resume)"
+    )
 
 
 def _quote(path: Path) -> str:
@@ -55,12 +72,24 @@ def _quote(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+def _columns(con: duckdb.DuckDBPyConnection, folder: Path, uri: str) -> dict[str, list[str]]:
+    """The column names of each of the run's TABLES; InputError naming an unreadable one."""
+    columns = {}
+    for name in TABLES:
+        try:
+            raw = con.execute("select * from read_parquet(?) limit 0", [str(folder / name)])
+        except duckdb.Error as e:
+            first = str(e).splitlines()[0]
+            raise InputError(f"{join(uri, name)}: not a readable Parquet file ({first})") from None
+        columns[name] = [d[0] for d in raw.description]
+    return columns
+
+
 def open_run(uri: str, options: StorageOptions | None = None) -> Run:
     folder = _local_copy(uri.rstrip("/"), options)
     con = duckdb.connect()
     lists = [n for n, s in field_specs().items() if s.kind.endswith("_list")]
-    raw = con.execute("select * from read_parquet(?) limit 0", [str(folder / "results.parquet")])
-    columns = [d[0] for d in raw.description]
+    columns = _columns(con, folder, uri.rstrip("/"))["results.parquet"]
     select = ", ".join(
         f"array_to_string({c}, '+') as {c}" if c in lists else f'"{c}"' for c in columns
     )

@@ -28,7 +28,10 @@ def parse_grid(spec: str) -> tuple[str, list[Any]]:
     if name not in field_specs():
         valid = ", ".join(field_specs())
         raise ParamError("--grid", f"unknown field {name!r}; valid: {valid}")
-    parsed = [parse_value(name, v, LIST_SEP) for v in values.split(",")]
+    try:
+        parsed = [parse_value(name, v, LIST_SEP) for v in values.split(",")]
+    except ParamError as e:  # named as the flag it came from
+        raise ParamError("--grid", str(e)) from None
     return name, parsed
 
 
@@ -45,12 +48,16 @@ def sweep_table(
     if masks is not None and (len(contents) != 1 or len(styles) != 1):
         raise ParamError("--content-mask", "masks need exactly one content and one style image")
     names = [n for n, _ in grids]
-    if len(set(names)) != len(names):
-        raise ParamError("--grid", "a field is swept twice")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ParamError("--grid", f"{', '.join(twice)} swept twice")
     rows = []
     for combo in itertools.product(*(values for _, values in grids)):
         settings = dict(zip(names, combo, strict=True))
-        StyleParams(**settings)  # raises ParamError for an invalid combination
+        try:
+            StyleParams(**settings)
+        except ParamError as e:  # an invalid combination, named as the flag it came from
+            raise ParamError("--grid", str(e)) from None
         for content, style in itertools.product(contents, styles):
             rows.append({"content_uri": content, "style_uri": style, **settings})
     schema = manifest_schema()

@@ -1,4 +1,5 @@
-"""Manifest parsing (pure): schema checks, defaults, ids, tags, row errors; sweeps."""
+"""Manifest parsing (pure): schema checks, defaults, ids, tags, row errors; sweeps and the
+one-line errors of `nst manifest sweep`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from manifests.manifest import ManifestError, check_schema, derive_pair_id, iter_rows, parse_row
 from manifests.sweep import parse_grid, sweep_table
 from nst_ops.params import ParamError, StyleParams
+from workflows.cli import main
 
 BASE = {"content_uri": "c.jpg", "style_uri": "s.jpg"}
 
@@ -87,3 +89,31 @@ def test_bad_grids(spec: str, message: str) -> None:
 def test_invalid_combination_rejected() -> None:
     with pytest.raises(ParamError, match="iterations"):
         sweep_table(["c"], ["s"], [parse_grid("iterations=0")])
+
+
+@pytest.mark.parametrize(
+    ("grids", "message"),
+    [
+        (["style_weight=abc"], "--grid: style_weight: cannot parse 'abc' as float"),
+        (["bogus=1"], "--grid: unknown field 'bogus'; valid: content_weight, style_weight, "),
+        (["iterations=0"], "--grid: iterations: must be between 1 and 100000, got 0"),
+        (["style_weight=1", "style-weight=2", "seed=1"], "--grid: style_weight swept twice"),
+    ],
+)  # fmt: skip
+def test_sweep_cli_errors_name_the_grid(grids, message, examples, tmp_path, capsys) -> None:
+    command = ["manifest", "sweep", "--content", str(examples / "content"), "--style",
+               str(examples / "style/wave.jpg"), "-o", str(tmp_path / "m.parquet")]  # fmt: skip
+    for grid in grids:
+        command += ["--grid", grid]
+    assert main(command) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {message}")
+    assert not (tmp_path / "m.parquet").exists()
+
+
+def test_sweep_cli_no_images_names_the_flag(tmp_path, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    command = ["manifest", "sweep", "--content", str(tmp_path / "empty"), "--style",
+               str(tmp_path / "empty"), "-o", str(tmp_path / "m.parquet")]  # fmt: skip
+    assert main(command) == 2
+    assert capsys.readouterr().err.strip() == "error: --content: matched no images"

@@ -43,8 +43,9 @@ def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespa
 
 
 def _flagify(e: Exception) -> str:
-    """ParamError('style_weight: ...') → '--style-weight: ...' on the command line."""
-    if isinstance(e, ParamError):
+    """ParamError('style_weight: ...') → '--style-weight: ...' on the command line (a field
+    already named as a flag, '--grid', is kept)."""
+    if isinstance(e, ParamError) and not e.field.startswith("-"):
         return f"--{e.field.replace('_', '-')}: {str(e).split(': ', 1)[1]}"
     return str(e)
 

@@ -65,6 +65,29 @@ def test_worker_records_yardstick_and_iterations_to_target(ray_cluster, tmp_path
     assert second.iterations_to_target is not None and second.iterations_to_target <= 5
 
 
+def test_yardstick_too_small_for_an_image_fails_its_row_before_optimising(
+    ray_cluster, tmp_path: Path, weights_path: Path, examples: Path
+) -> None:
+    import ray
+
+    from workflows.batch.config import WorkerConfig
+    from workflows.batch.worker import PairWorker
+
+    wide = tmp_path / "wide.png"  # 4:1: 16x4 px at a 16 px yardstick, under relu5_1's 16
+    Image.new("RGB", (256, 64), (200, 30, 30)).save(wide)
+    worker = PairWorker(WorkerConfig(str(tmp_path / "out"), {}, [], 10**8, 2, yardstick_size=16))
+    weights = [ray.put(resolve_weights("vgg16", str(weights_path)))]
+    row = parse_row(1, {"content_uri": str(wide), "style_uri": str(examples / "style/wave.jpg"),
+                        "image_size": 64, "iterations": 2})  # fmt: skip
+    (result,) = worker.run([row], 1, weights)
+    assert result.status == "error"
+    assert result.error == (
+        f"{wide}: 16x4 px at --yardstick-size 16 is too small for layer relu5_1 (short side "
+        "must be >= 16 px; raise --yardstick-size, or 0 for no yardstick)"
+    )
+    assert not (tmp_path / "out" / "images").exists()  # refused before the optimisation
+
+
 @pytest.fixture(scope="module")
 def report(ray_cluster, tmp_path_factory, weights_path: Path, examples: Path) -> Path:
     root = tmp_path_factory.mktemp("report")

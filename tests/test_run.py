@@ -176,6 +176,31 @@ def test_bad_manifest_is_fatal_before_any_work(ray_s3, tmp_path, capsys) -> None
     assert "not a readable Parquet file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--yardstick-size", "8", "must be 0 (no yardstick) or at least 16, got 8"),
+        ("--yardstick-size", "-1", "must be 0 (no yardstick) or at least 16, got -1"),
+        ("--max-retries", "-1", "must be at least 0, got -1"),
+        ("--pairs-per-gpu", "0", "must be at least 1, got 0"),
+        ("--num-workers", "0", "must be at least 1, got 0"),
+        ("--gpus-per-task", "-0.5", "must be at least 0, got -0.5"),
+        ("--storage-retry-seconds", "nan", "must be at least 0, got nan"),
+        ("--connect-timeout-seconds", "0", "must be more than 0, got 0"),
+        ("--limit", "x", "invalid int value: 'x'"),
+    ],
+)
+def test_run_flags_out_of_range_exit_2_naming_the_flag(
+    flag, value, message, tmp_path, capsys
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--manifest", "m.parquet", "--output", str(tmp_path / "o"), flag, value])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"nst run: error: argument {flag}: {message}"
+    assert not (tmp_path / "o").exists()
+
+
 def test_report_of_what_is_not_a_finished_run_is_one_line(store, tmp_path, capsys) -> None:
     report = ["report", "--run", f"{store}/run", "-o", str(tmp_path / "report")]
     assert main(report) == 2

@@ -66,12 +66,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def long_side_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """(w, h) scaled so the long side is `long_side` px, keeping the aspect ratio."""
+    w, h = size
+    scale = long_side / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
 def resize_long_side(image: Image.Image, size: int) -> Image.Image:
     """Resize so the long side is `size` px (Lanczos), keeping the aspect ratio."""
-    w, h = image.size
-    scale = size / max(w, h)
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return image if new == (w, h) else image.resize(new, Image.Resampling.LANCZOS)
+    new = long_side_size(image.size, size)
+    return image if new == image.size else image.resize(new, Image.Resampling.LANCZOS)
 
 
 def load_image(

@@ -14,9 +14,16 @@ from nst_ops.optimize import Pair, StyleResult, stylize_batch
 from nst_ops.params import StyleParams
 from nst_ops.recorder import ProgressCallback
 from nst_ops.vgg import VGGFeatures
+from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
 from workflows.errors import InputError
 from workflows.extractors import ExtractorCache
-from workflows.images import DEFAULT_MAX_PIXELS, decode_image, resize_long_side, to_tensor
+from workflows.images import (
+    DEFAULT_MAX_PIXELS,
+    decode_image,
+    long_side_size,
+    resize_long_side,
+    to_tensor,
+)
 from workflows.storage import StorageOptions, read_bytes
 
 
@@ -61,8 +68,19 @@ def load_pair(
     content = to_tensor(resize_long_side(content_image, p.image_size))
     style = to_tensor(resize_long_side(style_image, style_side))
     factor = min(p.scale_sizes) / p.image_size
+    where = "at working size" if factor == 1 else "at the coarsest scale"
     for uri, image in ((pair.content_uri, content), (pair.style_uri, style)):
-        _check_size(uri, image, extractor, factor)
+        h, w = image.shape[-2:]
+        small = max(1, round(w * factor)), max(1, round(h * factor))
+        _check_size(
+            uri, small, extractor, where, "raise image_size, style_scale or the coarsest scale"
+        )
+    if yardstick_size > 0:  # refused before the optimisation, not after it
+        deepest = extractors.get(YARDSTICK_PARAMS)
+        for uri, decoded in ((pair.content_uri, content_image), (pair.style_uri, style_image)):
+            small = long_side_size(decoded.size, yardstick_size)
+            _check_size(uri, small, deepest, f"at --yardstick-size {yardstick_size}",
+                        "raise --yardstick-size, or 0 for no yardstick")  # fmt: skip
     content_mask = _load_mask(pair.content_mask_uri, p.image_size, options, max_pixels)
     style_mask = _load_mask(pair.style_mask_uri, style_side, options, max_pixels)
     tensors = Pair(content, style, p, content_mask, style_mask, callback)
@@ -104,16 +122,14 @@ def _load_mask(
     return to_tensor(image)
 
 
-def _check_size(uri: str, image: torch.Tensor, extractor: VGGFeatures, factor: float) -> None:
-    """Each pooling halves the image: the deepest layer needs a short side of 2^pools px, also
-    at the coarsest of the `scales` (`factor` = coarsest / image_size)."""
+def _check_size(
+    uri: str, size: tuple[int, int], extractor: VGGFeatures, where: str, remedy: str
+) -> None:
+    """Each pooling halves the image: the extractor's deepest layer needs a short side of
+    2^pools px; InputError naming the file when the image of `size` (w, h) is smaller."""
     need = 2 ** sum(name.startswith("pool") for name in extractor.names)
-    h, w = image.shape[-2:]
-    small_h, small_w = max(1, round(h * factor)), max(1, round(w * factor))
-    if min(small_h, small_w) < need:
-        where = "at working size" if factor == 1 else "at the coarsest scale"
+    if min(size) < need:
         raise InputError(
-            f"{uri}: {small_w}x{small_h} px {where} is too small for layer "
-            f"{extractor.names[-1]} (short side must be >= {need} px; raise image_size, "
-            "style_scale or the coarsest scale)"
+            f"{uri}: {size[0]}x{size[1]} px {where} is too small for layer "
+            f"{extractor.names[-1]} (short side must be >= {need} px; {remedy})"
         )

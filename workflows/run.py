@@ -22,10 +22,33 @@ from workflows.params_cli import add_model_flags
 from workflows.storage import parse_storage_options
 
 
-def _positive(text: str) -> int:
+def _at_least(
+    kind: Callable[[str], float], low: float, above: bool = False
+) -> Callable[[str], Any]:
+    """An argparse type: a `kind` (int | float) value >= low (> low with `above`)."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not (value > low if above else value >= low):  # nan fails both
+            relation = "more than" if above else "at least"
+            raise argparse.ArgumentTypeError(f"must be {relation} {low:g}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's "invalid int value: 'x'"
+    return parse
+
+
+YARDSTICK_MIN = 16  # px: 2^4, the poolings before relu5_1
+
+
+def _yardstick_size(text: str) -> int:
+    """0 (off) or a long side whose short side can reach relu5_1, the yardstick's deepest
+    layer, behind 4 poolings (a narrower image is refused per pair: workflows.pair)."""
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value != 0 and value < YARDSTICK_MIN:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 (no yardstick) or at least {YARDSTICK_MIN}, got {value}"
+        )
     return value
 
 
@@ -33,19 +56,21 @@ def _positive(text: str) -> int:
 _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("--address", "address", str, "Ray cluster: HOST:PORT, auto (the one `ray start` began on "
      "this machine) or ray://HOST:PORT (default: RAY_ADDRESS, else a new local Ray)"),
-    ("--gpus-per-task", "gpus_per_task", float, "GPUs per pair (0: CPU)"),
-    ("--cpus-per-task", "cpus_per_task", int, "CPUs per worker"),
-    ("--num-workers", "num_workers", int, "worker actors (default: what fits the cluster now)"),
-    ("--max-in-flight", "max_in_flight", int, "bound on queued pairs (default: 2 per worker)"),
-    ("--max-retries", "max_retries", int, "retries of a pair whose worker died"),
-    ("--pairs-per-gpu", "pairs_per_gpu", _positive,
+    ("--gpus-per-task", "gpus_per_task", _at_least(float, 0), "GPUs per pair (0: CPU)"),
+    ("--cpus-per-task", "cpus_per_task", _at_least(int, 1), "CPUs per worker"),
+    ("--num-workers", "num_workers", _at_least(int, 1),
+     "worker actors (default: what fits the cluster now)"),
+    ("--max-in-flight", "max_in_flight", _at_least(int, 1),
+     "bound on queued pairs (default: 2 per worker)"),
+    ("--max-retries", "max_retries", _at_least(int, 0), "retries of a pair whose worker died"),
+    ("--pairs-per-gpu", "pairs_per_gpu", _at_least(int, 1),
      "pairs optimised together in one batch per worker (compatible rows only)"),
-    ("--limit", "limit", int, "only the first N manifest rows"),
-    ("--yardstick-size", "yardstick_size", int,
-     "long side of the fixed yardstick evaluation, px (0: off)"),
-    ("--storage-retry-seconds", "storage_retry_s", float,
+    ("--limit", "limit", _at_least(int, 1), "only the first N manifest rows"),
+    ("--yardstick-size", "yardstick_size", _yardstick_size,
+     "long side of the fixed yardstick evaluation, px (0: off; else at least 16)"),
+    ("--storage-retry-seconds", "storage_retry_s", _at_least(float, 0),
      "how long reads/writes retry an unreachable store before the row fails"),
-    ("--connect-timeout-seconds", "connect_timeout_s", float,
+    ("--connect-timeout-seconds", "connect_timeout_s", _at_least(float, 0, above=True),
      "how long to wait for the Ray cluster at --address / RAY_ADDRESS before exit 1"),
 )  # fmt: skip
 

@@ -117,3 +117,12 @@ def test_sweep_cli_no_images_names_the_flag(tmp_path, capsys) -> None:
                str(tmp_path / "empty"), "-o", str(tmp_path / "m.parquet")]  # fmt: skip
     assert main(command) == 2
     assert capsys.readouterr().err.strip() == "error: --content: matched no images"
+
+
+def test_sweep_to_an_unwritable_place_is_one_line(examples, tmp_path, capsys) -> None:
+    (tmp_path / "file").write_text("a file where a folder would go")
+    out = tmp_path / "file" / "sub" / "m.parquet"
+    command = ["manifest", "sweep", "--content", str(examples / "content"), "--style",
+               str(examples / "style/wave.jpg"), "-o", str(out)]  # fmt: skip
+    assert main(command) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path}/file/sub: Not a directory"

@@ -126,6 +126,13 @@ def test_report_files_and_grid_shape(report: Path) -> None:
     assert {"frontier_0_0.png", "strip_0_0.png"} <= set(sources)
 
 
+def test_report_to_an_unwritable_place_is_one_line(report: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "file").write_text("a file where a folder would go")
+    command = ["report", "--run", str(report / "run"), "-o", str(tmp_path / "file" / "r")]
+    assert main(command) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path}/file/r: Not a directory"
+
+
 def test_load_run_for_notebooks(report: Path) -> None:
     results, losses = load_run(str(report / "run"))
     assert len(results) == 12 and set(results["status"]) == {"ok"}

@@ -38,6 +38,9 @@ def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespa
         return _fail(args, f"error: {_flagify(e)}", EXIT_USAGE)
     except StorageError as e:
         return _fail(args, f"storage error: {e}", EXIT_FATAL)
+    except OSError as e:  # a local file or folder the command could not read or write
+        where = f"{e.filename}: " if e.filename else ""
+        return _fail(args, f"error: {where}{e.strerror or e}", EXIT_USAGE)
     except KeyboardInterrupt:
         return _fail(args, "interrupted", 130)
 

@@ -126,6 +126,65 @@ def test_layer_the_model_lacks_exits_2_before_loading_weights(
     assert "relu5_3 pool5" in line and "relu5_4" not in line.split("valid: ")[1]
 
 
+@pytest.mark.parametrize(
+    ("output", "losses", "message"),
+    [
+        ("taken/o.png", None, "taken/o.png: output not writable ({tmp}/taken is a file)"),
+        ("taken/sub/o.png", None, "taken/sub/o.png: output not writable (Not a directory)"),
+        ("o.png", "folder", "folder: output not writable (Is a directory)"),
+    ],
+)  # fmt: skip
+def test_unwritable_output_exits_2_before_any_work(
+    output: str, losses: str | None, message: str, tmp_path: Path, examples, nst
+) -> None:
+    (tmp_path / "taken").write_text("a file where a folder would go")
+    (tmp_path / "folder").mkdir()
+    extra = [] if losses is None else ["--losses", str(tmp_path / losses)]
+    result = nst(
+        "stylize", str(examples / "content/tubingen.jpg"), str(examples / "style/wave.jpg"),
+        "-o", str(tmp_path / output), *extra, "--weights", str(tmp_path / "no-such.pth"),
+    )  # fmt: skip
+    assert result.returncode == 2  # an error about the weights would mean work had begun
+    assert result.stderr.strip() == f"error: {tmp_path}/{message.format(tmp=tmp_path)}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "taken"]  # no probe left
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--device", "tpu"], "error: --device tpu: expected cpu, cuda, cuda:N or auto"),
+        (["--device", "cuda:x"], "error: --device cuda:x: expected cpu, cuda, cuda:N or auto"),
+        (["--max-image-pixels", "0"],
+         "nst stylize: error: argument --max-image-pixels: must be at least 1, got 0"),
+    ],
+)  # fmt: skip
+def test_bad_run_setting_exits_2_naming_the_flag(
+    flags: list[str], message: str, tmp_path: Path, examples, nst
+) -> None:
+    result = nst(
+        "stylize", str(examples / "content/tubingen.jpg"), str(examples / "style/wave.jpg"),
+        "-o", str(tmp_path / "o.png"), *flags,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == message
+
+
+def test_device_index_beyond_the_machines_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from workflows.errors import InputError
+    from workflows.extractors import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("cuda:1") == torch.device("cuda:1")
+    assert pick_device("cuda") == torch.device("cuda")
+    with pytest.raises(
+        InputError, match=r"^--device cuda:2: this machine has 2 GPU\(s\), cuda:0 … cuda:1$"
+    ):
+        pick_device("cuda:2")
+
+
 def test_debug_shows_traceback(tmp_path: Path, examples, nst) -> None:
     result = nst(
         "--debug", "stylize", "nope.jpg", str(examples / "style/wave.jpg"),

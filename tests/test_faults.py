@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import ray
 import s3util
 import torch
@@ -118,6 +119,23 @@ def test_worker_killed_mid_pair_is_retried_exactly_once(
     assert max(r["attempt"] for r in results) >= 2
     meta = json.loads(read_bytes(f"{output}/run.json"))
     assert meta["counts"]["retried"] >= 1 and meta["counts"]["ok"] == 4
+
+
+@pytest.mark.parametrize("where", ["file/sub/x.png", "file/x.png", "folder"])
+def test_local_errors_no_retry_can_mend_are_raised_at_once(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workflows import storage
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"retried a local error ({seconds} s backoff)")
+
+    monkeypatch.setattr(storage.time, "sleep", no_sleep)
+    (tmp_path / "file").write_text("a file where a folder would go")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(OSError) as error:  # NotADirectoryError, FileExistsError, IsADirectory
+        write_bytes(str(tmp_path / where), b"png")
+    assert not isinstance(error.value, storage.StorageError)
 
 
 def test_s3_outage_is_retried(ray_s3, s3_endpoint, examples, weights_path) -> None:

@@ -16,11 +16,20 @@ from workflows.weights import ResolvedWeights
 
 
 def pick_device(name: str) -> torch.device:
-    """cpu | cuda | cuda:N | auto (cuda when available)."""
+    """cpu | cuda | cuda:N | auto (cuda when available); InputError for anything else or a
+    GPU this machine does not have."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    kind, _, index = name.partition(":")
+    if name != "cpu" and (kind != "cuda" or not (index == "" or index.isdigit())):
+        raise InputError(f"--device {name}: expected cpu, cuda, cuda:N or auto")
+    if kind == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {name}: CUDA is not available on this machine")
+    if index and int(index) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise InputError(
+            f"--device {name}: this machine has {count} GPU(s), cuda:0 … cuda:{count - 1}"
+        )
     return torch.device(name)
 
 

@@ -4,6 +4,7 @@ shared by several subcommands."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from manifests.fields import field_specs, format_value, parse_value
@@ -40,6 +41,20 @@ def params_from_args(args: argparse.Namespace) -> StyleParams:
     return StyleParams(**given)
 
 
+def at_least(kind: Callable[[str], float], low: float, above: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a `kind` (int | float) value >= low (> low with `above`)."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not (value > low if above else value >= low):  # nan fails both
+            relation = "more than" if above else "at least"
+            raise argparse.ArgumentTypeError(f"must be {relation} {low:g}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's "invalid int value: 'x'"
+    return parse
+
+
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     """Run-level network settings (not per pair)."""
     parser.add_argument("--model", default=DEFAULT_MODEL, choices=MODELS, help="VGG variant")
@@ -71,7 +86,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-image-pixels",
-        type=int,
+        type=at_least(int, 1),
         default=DEFAULT_MAX_PIXELS,
         help="decompression-bomb guard: refuse images with more pixels than this",
     )

@@ -18,25 +18,8 @@ from manifests.manifest import ManifestError
 from workflows.batch.config import RunConfig, run_default
 from workflows.batch.job import run_job
 from workflows.errors import EXIT_FAILED_ROWS, EXIT_FATAL, EXIT_OK, ClusterError, guarded
-from workflows.params_cli import add_model_flags
+from workflows.params_cli import add_model_flags, at_least
 from workflows.storage import parse_storage_options
-
-
-def _at_least(
-    kind: Callable[[str], float], low: float, above: bool = False
-) -> Callable[[str], Any]:
-    """An argparse type: a `kind` (int | float) value >= low (> low with `above`)."""
-
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not (value > low if above else value >= low):  # nan fails both
-            relation = "more than" if above else "at least"
-            raise argparse.ArgumentTypeError(f"must be {relation} {low:g}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse's "invalid int value: 'x'"
-    return parse
-
 
 YARDSTICK_MIN = 16  # px: 2^4, the poolings before relu5_1
 
@@ -56,21 +39,21 @@ def _yardstick_size(text: str) -> int:
 _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("--address", "address", str, "Ray cluster: HOST:PORT, auto (the one `ray start` began on "
      "this machine) or ray://HOST:PORT (default: RAY_ADDRESS, else a new local Ray)"),
-    ("--gpus-per-task", "gpus_per_task", _at_least(float, 0), "GPUs per pair (0: CPU)"),
-    ("--cpus-per-task", "cpus_per_task", _at_least(int, 1), "CPUs per worker"),
-    ("--num-workers", "num_workers", _at_least(int, 1),
+    ("--gpus-per-task", "gpus_per_task", at_least(float, 0), "GPUs per pair (0: CPU)"),
+    ("--cpus-per-task", "cpus_per_task", at_least(int, 1), "CPUs per worker"),
+    ("--num-workers", "num_workers", at_least(int, 1),
      "worker actors (default: what fits the cluster now)"),
-    ("--max-in-flight", "max_in_flight", _at_least(int, 1),
+    ("--max-in-flight", "max_in_flight", at_least(int, 1),
      "bound on queued pairs (default: 2 per worker)"),
-    ("--max-retries", "max_retries", _at_least(int, 0), "retries of a pair whose worker died"),
-    ("--pairs-per-gpu", "pairs_per_gpu", _at_least(int, 1),
+    ("--max-retries", "max_retries", at_least(int, 0), "retries of a pair whose worker died"),
+    ("--pairs-per-gpu", "pairs_per_gpu", at_least(int, 1),
      "pairs optimised together in one batch per worker (compatible rows only)"),
-    ("--limit", "limit", _at_least(int, 1), "only the first N manifest rows"),
+    ("--limit", "limit", at_least(int, 1), "only the first N manifest rows"),
     ("--yardstick-size", "yardstick_size", _yardstick_size,
      "long side of the fixed yardstick evaluation, px (0: off; else at least 16)"),
-    ("--storage-retry-seconds", "storage_retry_s", _at_least(float, 0),
+    ("--storage-retry-seconds", "storage_retry_s", at_least(float, 0),
      "how long reads/writes retry an unreachable store before the row fails"),
-    ("--connect-timeout-seconds", "connect_timeout_s", _at_least(float, 0, above=True),
+    ("--connect-timeout-seconds", "connect_timeout_s", at_least(float, 0, above=True),
      "how long to wait for the Ray cluster at --address / RAY_ADDRESS before exit 1"),
 )  # fmt: skip
 

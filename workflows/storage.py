@@ -21,7 +21,14 @@ T = TypeVar("T")
 
 # How long reads and writes keep retrying an unreachable store (seconds); see `configure`.
 _retry = {"seconds": float(os.environ.get("NST_STORAGE_RETRY_S", "60"))}
-_NOT_TRANSIENT = (FileNotFoundError, IsADirectoryError, PermissionError, InputError)
+_NOT_TRANSIENT = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+    InputError,
+)
 
 
 def configure(retry_seconds: float) -> None:
@@ -110,6 +117,26 @@ def write_bytes(uri: str, data: bytes, options: StorageOptions | None = None) ->
             f.write(data)
 
     with_retries(uri, write)
+
+
+def check_writable(uri: str, options: StorageOptions | None = None) -> None:
+    """InputError naming `uri` when a local file cannot be written there (checked before work
+    whose result would be lost): its folder is made, the file opened for appending and, if it
+    did not exist, removed again. Remote stores are not probed (no stray objects)."""
+    fs, path = filesystem(uri, options)
+    if not isinstance(fs, LocalFileSystem):
+        return
+    existed, parent = os.path.lexists(path), fs._parent(path)
+    try:
+        fs.makedirs(parent, exist_ok=True)
+        with open(path, "ab"):
+            pass
+    except FileExistsError:  # makedirs: the folder's name is taken by a file
+        raise InputError(f"{uri}: output not writable ({parent} is a file)") from None
+    except OSError as e:
+        raise InputError(f"{uri}: output not writable ({e.strerror or e})") from None
+    if not existed:
+        os.remove(path)
 
 
 def join(base: str, *parts: str) -> str:

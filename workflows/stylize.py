@@ -12,7 +12,7 @@ from workflows.extractors import ExtractorCache, check_model_layers, pick_device
 from workflows.images import to_png
 from workflows.pair import PairInput, load_pair, stylize_loaded
 from workflows.params_cli import add_model_flags, add_param_flags, params_from_args
-from workflows.storage import parse_storage_options, write_bytes
+from workflows.storage import check_writable, parse_storage_options, write_bytes
 from workflows.tables import loss_table, write_parquet
 from workflows.weights import resolve_weights
 
@@ -47,6 +47,9 @@ def main(args: argparse.Namespace) -> int:
     params = params_from_args(args)
     check_model_layers(args.model, params)  # before any download or image load
     options = parse_storage_options(args.storage_options)
+    losses_uri = args.losses or default_losses_path(args.output)
+    for uri in (args.output, losses_uri):  # before the work, whose result would be lost
+        check_writable(uri, options)
     device = pick_device(args.device)
     weights = resolve_weights(args.model, args.weights, options)
     extractors = ExtractorCache(weights, device, args.precision, args.compile)
@@ -64,7 +67,6 @@ def main(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     write_bytes(args.output, to_png(result.image), options)
-    losses_uri = args.losses or default_losses_path(args.output)
     write_parquet(loss_table(result.losses), losses_uri, options)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -133,6 +133,17 @@ def test_report_to_an_unwritable_place_is_one_line(report: Path, tmp_path: Path,
     assert capsys.readouterr().err.strip() == f"error: {tmp_path}/file/r: Not a directory"
 
 
+def test_report_prints_the_summary_then_the_sweeps(report: Path, tmp_path: Path) -> None:
+    from workflows.report.build import build_report
+
+    lines = build_report(str(report / "run"), tmp_path / "again")
+    assert lines[:2] == ["== status", "status  rows\n    ok    12"]
+    headers = [line for line in lines if line.startswith("== ")]
+    assert headers == ["== status", "== time", "== slowest", "== style_weight", "== optimizer"]
+    pairs, seconds = lines[3].splitlines()[1].split()[1:]
+    assert pairs == "12" and float(seconds) > 0
+
+
 def test_load_run_for_notebooks(report: Path) -> None:
     results, losses = load_run(str(report / "run"))
     assert len(results) == 12 and set(results["status"]) == {"ok"}

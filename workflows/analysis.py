@@ -289,7 +289,8 @@ def summary(run: Run) -> dict[str, pd.DataFrame]:
         "time": run.df(
             # a batch's pairs share its wall time: count it once (seconds of the device)
             "select coalesce(device, '-') as device, count(*) as pairs, "
-            "sum(wall_s / coalesce(batch_size, 1)) as seconds from results group by 1 order by 1"
+            "coalesce(sum(wall_s / coalesce(batch_size, 1)), 0) as seconds from results "
+            "group by 1 order by 1"
         ),
         "slowest": run.df(
             "select pair_id, wall_s, image_size, iterations_run from results "

@@ -150,9 +150,11 @@ def build_report(uri: str, out: Path, options: Any = None, max_pairs: int = 12) 
     results = run.df("select * from results")
     out.mkdir(parents=True, exist_ok=True)
     parts = [f"<h1>nst-batch report</h1><p>run: <code>{html.escape(uri)}</code></p>"]
+    text: list[str] = []
     for name, frame in summary(run).items():
         parts.append(f"<h3>{name}</h3>{_table(frame)}")
-    text: list[str] = []
+        if not frame.empty:
+            text += [f"== {name}", frame.to_string(index=False)]
     parts.append("<h2>Swept parameters</h2><p>Every comparison is paired: a value against the "
                  "baseline (the default, else the first value) among rows with the same "
                  "content, style, masks and other settings; loss curves are each pair's curve "

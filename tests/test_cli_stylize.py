@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -215,6 +216,20 @@ def test_photo_masks_and_two_stages(tmp_path: Path, weights_path: Path, examples
         weight = 1e6 if r["stage"] == 2 else 0.0
         expected = alpha * r["content_loss"] + 1000 * r["style_loss"] + weight * r["photo_loss"]
         assert r["total_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_progress_bar_counts_both_stages(tmp_path: Path, examples, nst) -> None:
+    photo = examples / "photo"
+    result = nst(
+        "stylize", str(photo / "content.jpg"), str(photo / "style.jpg"), "-o",
+        str(tmp_path / "o.png"), "--content-mask", str(photo / "content_seg.png"),
+        "--style-mask", str(photo / "style_seg.png"), "--weights", "random",
+        "--image-size", "32", "--iterations", "3", "--photo-weight", "1e4",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    counts = re.findall(r"\| (\d+)/(\d+) \[", result.stderr)
+    assert counts and {total for _, total in counts} == {"6"}  # 3 + 3 evaluations
+    assert counts[-1] == ("6", "6")
 
 
 def test_mask_that_is_not_an_image_exits_2(tmp_path: Path, examples, nst) -> None:

@@ -55,7 +55,9 @@ def _local_copy(uri: str, options: StorageOptions | None) -> Path:
         if not local:
             try:
                 (folder / name).write_bytes(read_bytes(join(uri, name), options))
-            except InputError:
+            except InputError as e:
+                if not str(e).endswith(": no such file"):
+                    raise
                 raise InputError(_not_a_run(uri, name)) from None
     return folder
 

@@ -8,6 +8,7 @@ import sys
 from tqdm import tqdm
 
 from nst_ops.recorder import Progress
+from nst_ops.segments import plan
 from workflows.extractors import ExtractorCache, check_model_layers, pick_device
 from workflows.images import to_png
 from workflows.pair import PairInput, load_pair, stylize_loaded
@@ -61,7 +62,8 @@ def main(args: argparse.Namespace) -> int:
         bar.refresh()
 
     loaded = load_pair(pair, extractors, options, args.max_image_pixels, callback=on_progress)
-    bar = tqdm(total=params.iterations, disable=args.quiet, unit="it", file=sys.stderr)
+    total = sum(segment.params.iterations for segment in plan(params))  # Luan's two stages: 2×
+    bar = tqdm(total=total, disable=args.quiet, unit="it", file=sys.stderr)
     try:  # the bar starts once the inputs are loaded: a bad input leaves no empty bar
         (result,) = stylize_loaded([loaded], extractors)
     finally:

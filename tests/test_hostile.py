@@ -150,15 +150,20 @@ def test_every_hostile_row_fails_alone_with_a_clear_message(ray_cluster, tmp_pat
 def test_validate_reports_what_it_can_up_front(tmp_path, inputs, capsys) -> None:
     table = cases(inputs)
     manifest = write_manifest(tmp_path / "m.parquet", [o for _, o, _ in table])
-    assert main(["manifest", "validate", manifest, "--check-uris"]) == 1
+    assert main(["manifest", "validate", manifest, "--check-uris", "--model", "vgg16"]) == 1
     out = capsys.readouterr().out
     for number, (name, _, expected) in enumerate(table, start=1):
         up_front = name in {"missing object", "unknown layer", "negative weight", "nan weight",
                             "zero iterations", "absurd iterations", "layer weights length",
-                            "path traversal id", "slash id", "duplicate id 2"}  # fmt: skip
+                            "path traversal id", "slash id", "duplicate id 2",
+                            "layer beyond vgg16"}  # fmt: skip
         if up_front:
             line = next((x for x in out.splitlines() if x.startswith(f"row {number}: ")), "")
             assert expected.split(": ", 1)[-1][:20] in line, f"{name}: {line!r}"
+    beyond = next(
+        n for n, (name, _, _) in enumerate(table, start=1) if name == "layer beyond vgg16"
+    )
+    assert f"row {beyond}: style_layers: unknown layer 'relu5_4' for vgg16; valid: " in out
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,10 @@ import pyarrow as pa
 from manifests.manifest import ManifestError
 from manifests.schema import URI_COLUMNS
 from manifests.sweep import parse_grid, sweep_table
+from nst_ops.params import ParamError, StyleParams
+from nst_ops.vgg import MODELS
 from workflows.batch.manifest import Manifest
+from workflows.extractors import check_model_layers
 from workflows.storage import StorageOptions, filesystem, parse_storage_options, write_bytes
 from workflows.tables import parquet_bytes, read_parquet
 
@@ -88,6 +91,8 @@ def validate_main(args: argparse.Namespace) -> int:
     for row in manifest.rows():
         rows += 1
         problems = [row.error] if row.error else []
+        if args.model and row.params is not None:
+            problems += _model_problems(args.model, row.params)
         if args.check_uris:
             problems += _missing_uris(row.values, options)
         for problem in problems:
@@ -95,6 +100,15 @@ def validate_main(args: argparse.Namespace) -> int:
         bad += bool(problems)
     print(f"{rows} rows, {bad} with errors", file=sys.stderr)
     return 1 if bad else 0
+
+
+def _model_problems(model: str, params: StyleParams) -> list[str]:
+    """The layers of `params` that `model` lacks (as `nst run --model` would report them)."""
+    try:
+        check_model_layers(model, params)
+    except ParamError as e:
+        return [str(e)]
+    return []
 
 
 def _missing_uris(values: dict[str, Any], options: StorageOptions) -> list[str]:
@@ -130,5 +144,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     check = sub.add_parser("validate", help="check every row; prints row-numbered errors")
     check.add_argument("manifest", help="manifest (path or URI)")
     check.add_argument("--check-uris", action="store_true", help="also check that URIs exist")
+    check.add_argument(
+        "--model", choices=MODELS, default=None, help="also check the layers against this model"
+    )
     check.add_argument("--storage-options", default=None, metavar="JSON")
     check.set_defaults(func=validate_main)

@@ -110,6 +110,7 @@ def report(ray_cluster, tmp_path_factory, weights_path: Path, examples: Path) ->
 
 def test_report_files_and_grid_shape(report: Path) -> None:
     page = (report / "report" / "index.html").read_text()
+    assert "<h3>errors</h3><p>none</p>" in page  # every row ok
     sources = re.findall(r"src='([^']+)'", page)
     assert sources and all((report / "report" / s).exists() for s in sources)
     assert {"curves_0.png", "curves_1.png", "grid_0.png", "grid_1.png"} <= set(sources)

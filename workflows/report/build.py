@@ -152,7 +152,7 @@ def build_report(uri: str, out: Path, options: Any = None, max_pairs: int = 12) 
     parts = [f"<h1>nst-batch report</h1><p>run: <code>{html.escape(uri)}</code></p>"]
     text: list[str] = []
     for name, frame in summary(run).items():
-        parts.append(f"<h3>{name}</h3>{_table(frame)}")
+        parts.append(f"<h3>{name}</h3>{'<p>none</p>' if frame.empty else _table(frame)}")
         if not frame.empty:
             text += [f"== {name}", frame.to_string(index=False)]
     parts.append("<h2>Swept parameters</h2><p>Every comparison is paired: a value against the "

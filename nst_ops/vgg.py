@@ -63,6 +63,36 @@ def check_layers(model: str, layers: Iterable[str]) -> None:
             raise ValueError(f"unknown layer {layer!r} for {model}; valid: {' '.join(valid)}")
 
 
+def parameter_shapes(model: str) -> dict[str, tuple[int, ...]]:
+    """Shapes of the trunk's parameters by state-dict key (`N.weight` (out, in, 3, 3),
+    `N.bias` (out,); N the module index in torchvision's `features`)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    index, channels = 0, 3
+    for item in _CONFIGS[model]:
+        if item == "M":
+            index += 1
+            continue
+        out = int(item)
+        shapes[f"{index}.weight"], shapes[f"{index}.bias"] = (out, channels, 3, 3), (out,)
+        index, channels = index + 2, out
+    return shapes
+
+
+def check_state_dict(model: str, state_dict: Mapping[str, Tensor]) -> None:
+    """ValueError naming the first key of a features-trunk state dict that `model` does not
+    have or expects in another shape (a vgg16 state dict given for vgg19, or the reverse).
+    Keys the dict lacks are reported when a layer needs them (`load_trunk_weights`)."""
+    shapes = parameter_shapes(model)
+    for key, value in state_dict.items():
+        if key not in shapes:
+            raise ValueError(f"{key!r} is not a {model} parameter (is this a {model} state dict?)")
+        if tuple(value.shape) != shapes[key]:
+            raise ValueError(
+                f"{key!r} has shape {tuple(value.shape)}, {model} expects {shapes[key]} "
+                f"(is this a {model} state dict?)"
+            )
+
+
 def _build_modules(model: str, depth: int, pooling: str) -> list[nn.Module]:
     """The first `depth` modules of the trunk, created in torchvision's order (so a seeded
     random init draws the same weights as torchvision's `make_layers`)."""

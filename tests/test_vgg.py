@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_ops.vgg import VGGFeatures, layer_names
+from nst_ops.vgg import VGGFeatures, layer_names, parameter_shapes
 
 
 def test_layer_names_follow_paper_convention() -> None:
@@ -35,6 +35,8 @@ def test_trunk_is_torchvisions_features(model: str) -> None:
 
     torch.manual_seed(0)
     features = getattr(models, model)(weights=None).features.eval()
+    shapes = {k: tuple(v.shape) for k, v in features.state_dict().items()}
+    assert parameter_shapes(model) == shapes
     ours = VGGFeatures(model, [names[-1]], features.state_dict())
     image = torch.rand(2, 3, 40, 40)
     out = ours(image, names)

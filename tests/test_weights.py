@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nst_ops.vgg import parameter_shapes
 from workflows.errors import InputError
 from workflows.weights import resolve_weights, trunk_state_dict
 
@@ -41,6 +42,33 @@ def test_pickle_with_code_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="evil.pth: not a loadable weights-only state dict"):
         trunk_state_dict(data, "evil.pth")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["wave.jpg", "notes.txt"])
+def test_file_that_is_no_pickle_is_refused(name: str, examples: Path) -> None:
+    data = (examples / "style/wave.jpg").read_bytes() if name == "wave.jpg" else b"hello\n"
+    with pytest.raises(InputError, match=rf"^{name}: not a loadable weights-only state dict \("):
+        trunk_state_dict(data, name)  # the text fails in pickle with a KeyError
+
+
+def test_state_dict_of_the_other_model_is_refused_up_front(
+    tmp_path: Path, weights_path: Path
+) -> None:
+    with pytest.raises(InputError, match=r"'17.weight' is not a vgg19 parameter \(is this a vgg19"):
+        resolve_weights("vgg19", str(weights_path))  # a vgg16 trunk
+    vgg19 = tmp_path / "vgg19.pth"
+    vgg19.write_bytes(_save({k: torch.zeros(s) for k, s in parameter_shapes("vgg19").items()}))
+    with pytest.raises(InputError, match=r"^--weights .*vgg19.pth: '16.weight' is not a vgg16 par"):
+        resolve_weights("vgg16", str(vgg19))
+    narrow = tmp_path / "narrow.pth"
+    narrow.write_bytes(_save({"0.weight": torch.zeros(32, 3, 3, 3), "0.bias": torch.zeros(32)}))
+    with pytest.raises(
+        InputError, match=r"'0.weight' has shape \(32, 3, 3, 3\), vgg16 expects \(64, 3, 3, 3\)"
+    ):
+        resolve_weights("vgg16", str(narrow))
+    first = tmp_path / "first.pth"  # a part of the trunk is accepted: layers beyond it fail later
+    first.write_bytes(_save({"0.weight": torch.zeros(64, 3, 3, 3), "0.bias": torch.zeros(64)}))
+    assert set(resolve_weights("vgg16", str(first)).state_dict or {}) == {"0.weight", "0.bias"}
 
 
 def test_not_a_state_dict() -> None:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import pickle
 import sys
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from nst_ops.vgg import MODELS
+from nst_ops.vgg import MODELS, check_state_dict
 from workflows.errors import InputError
 from workflows.storage import StorageOptions, read_bytes
 
@@ -49,15 +48,20 @@ def resolve_weights(
         return _imagenet(model)
     data = read_bytes(spec, options)
     digest = hashlib.sha256(data).hexdigest()
-    return ResolvedWeights(model, trunk_state_dict(data, spec), f"sha256:{digest[:12]}")
+    trunk = trunk_state_dict(data, spec)
+    try:
+        check_state_dict(model, trunk)
+    except ValueError as e:
+        raise InputError(f"--weights {spec}: {e}") from None
+    return ResolvedWeights(model, trunk, f"sha256:{digest[:12]}")
 
 
 def trunk_state_dict(data: bytes, name: str) -> dict[str, Tensor]:
     """Load with weights_only=True (no code runs); keep the features trunk as float32."""
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except Exception as e:  # anything not a weights-only pickle (e.g. KeyError of an image)
+        first = f"{type(e).__name__}: {str(e).strip()}".splitlines()[0]
         raise InputError(f"{name}: not a loadable weights-only state dict ({first})") from None
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise InputError(f"{name}: expected a state dict of tensors")

@@ -164,6 +164,23 @@ def test_model_loaded_once_per_worker(ray_s3, examples, weights_path) -> None:
     ray.kill(actor)
 
 
+def test_weights_of_the_other_model_fail_the_run_in_run_json(
+    ray_s3, tmp_path, examples, weights_path, capsys
+) -> None:
+    manifest = str(tmp_path / "m.parquet")
+    pq.write_table(pa.table({"content_uri": [str(examples / "content/tubingen.jpg")],
+                             "style_uri": [str(examples / "style/wave.jpg")]}), manifest)  # fmt: skip
+    out = tmp_path / "out"
+    args = ["run", "--manifest", manifest, "--output", str(out), "--model", "vgg19",
+            "--weights", str(weights_path), "--quiet"]  # fmt: skip
+    assert main(args) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("error: --weights ") and "is not a vgg19 parameter" in message
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "failed" and meta["error"] == message.removeprefix("error: ")
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"]  # no pair ran
+
+
 def test_bad_manifest_is_fatal_before_any_work(ray_s3, tmp_path, capsys) -> None:
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"content_uri": ["a"], "bogus": [1]}), bad)

@@ -92,6 +92,16 @@ def test_missing_weights_file_names_it(tmp_path: Path) -> None:
         resolve_weights("vgg16", str(tmp_path / "nope.pth"))
 
 
+def test_errors_never_show_a_presigned_urls_query(tmp_path: Path) -> None:
+    signed = f"file://{tmp_path}/w.pth?X-Amz-Signature=SECRETSIG"
+    (tmp_path / "w.pth?X-Amz-Signature=SECRETSIG").write_bytes(b"hello\n")  # fsspec: no query
+    (tmp_path / "w.pth").write_bytes(b"hello\n")
+    for uri in (signed, f"file://{tmp_path}/nope.pth?X-Amz-Signature=SECRETSIG"):
+        with pytest.raises(InputError) as error:
+            resolve_weights("vgg16", uri)
+        assert "SECRETSIG" not in str(error.value) and f"file://{tmp_path}/" in str(error.value)
+
+
 def test_imagenet_download_failure_suggests_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     from torchvision.models import VGG19_Weights
 

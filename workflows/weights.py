@@ -46,13 +46,17 @@ def resolve_weights(
         return ResolvedWeights(model, None, "random")
     if spec == "imagenet":
         return _imagenet(model)
-    data = read_bytes(spec, options)
+    shown = spec.split("?")[0]  # a presigned URL's query is a credential: never shown
+    try:
+        data = read_bytes(spec, options)
+    except InputError as e:
+        raise InputError(str(e).replace(spec, shown)) from None
     digest = hashlib.sha256(data).hexdigest()
-    trunk = trunk_state_dict(data, spec)
+    trunk = trunk_state_dict(data, shown)
     try:
         check_state_dict(model, trunk)
     except ValueError as e:
-        raise InputError(f"--weights {spec}: {e}") from None
+        raise InputError(f"--weights {shown}: {e}") from None
     return ResolvedWeights(model, trunk, f"sha256:{digest[:12]}")
 
 

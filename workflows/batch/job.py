@@ -33,7 +33,12 @@ def run_job(cfg: RunConfig) -> RunCounts:
     started = now()
     meta = _metadata(cfg, started, manifest.num_rows)
     _write_run_json(cfg.output, meta | {"status": "running"}, options)
-    weights = resolve_weights(cfg.model, cfg.weights, options)
+    try:
+        weights = resolve_weights(cfg.model, cfg.weights, options)
+    except InputError as e:  # no pair ran: say so where "running" was written
+        failed = {"status": "failed", "error": str(e), "finished_at": now().isoformat()}
+        _write_run_json(cfg.output, meta | failed, options)
+        raise
     meta["weights_identity"] = weights.identity
     skip = done_ids(cfg.output, options)
     counts = schedule(cfg, manifest.rows(), skip, weights, manifest.tag_fields, manifest.num_rows)

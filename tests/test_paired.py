@@ -52,6 +52,13 @@ def layer_sweep() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@pytest.mark.parametrize("function", [paired_effects, frontier, pairs_of])
+def test_a_name_that_is_no_parameter_of_the_run_is_named(function: Any) -> None:
+    with pytest.raises(ValueError, match=r"^'stylelayers' is not a parameter of this run; its "
+                       r"parameters: style_layers, style_weight, image_size$"):  # fmt: skip
+        function(layer_sweep(), "stylelayers")
+
+
 def test_paired_effects_follow_per_pair_ratios_not_the_big_pair() -> None:
     effects = paired_effects(layer_sweep(), "style_layers")
     (sl45,) = effects.itertuples()

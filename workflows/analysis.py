@@ -27,6 +27,10 @@ from workflows.errors import InputError
 from workflows.storage import StorageOptions, filesystem, join, read_bytes
 
 TABLES = ("results.parquet", "losses.parquet")  # what `nst run` consolidates when it ends
+NOT_A_RUN = (
+    "{uri}: no {name}: not a run's --output, or its run has not finished "
+    "(nst run writes it at the end; run it again to resume)"
+)
 
 
 @dataclass
@@ -51,22 +55,15 @@ def _local_copy(uri: str, options: StorageOptions | None) -> Path:
     folder = Path(path) if local else Path(tempfile.mkdtemp(prefix="nst-run-"))
     for name in TABLES:
         if local and not (folder / name).is_file():
-            raise InputError(_not_a_run(uri, name))
+            raise InputError(NOT_A_RUN.format(uri=uri, name=name))
         if not local:
             try:
                 (folder / name).write_bytes(read_bytes(join(uri, name), options))
             except InputError as e:
                 if not str(e).endswith(": no such file"):
                     raise
-                raise InputError(_not_a_run(uri, name)) from None
+                raise InputError(NOT_A_RUN.format(uri=uri, name=name)) from None
     return folder
-
-
-def _not_a_run(uri: str, name: str) -> str:
-    return (
-        f"{uri}: no {name}: not a run's --output, or its run has not finished "
-        "(nst run writes it at the end; run it again to resume)"
-    )
 
 
 def _quote(path: Path) -> str:
@@ -161,7 +158,12 @@ def baseline(param: str, values: list[Any]) -> Any:
 def pairs_of(results: pd.DataFrame, param: str) -> pd.DataFrame:
     """The ok rows with `pair`: a label of their setting except `param` (equal labels = the
     same content, style, masks, other parameters and tags), and `role`: "baseline", "value"
-    (it has its pair's baseline), or "unpaired" (its pair has no row of another value)."""
+    (it has its pair's baseline), or "unpaired" (its pair has no row of another value).
+    ValueError naming the parameters a run has when `param` is not one of its columns."""
+    if param not in results.columns:
+        known = [c for c in results.columns if c in field_specs() or c.startswith(TAG_PREFIX)]
+        raise ValueError(f"{param!r} is not a parameter of this run; its parameters: "
+                         f"{', '.join(known)}")  # fmt: skip
     ok = results[results["status"] == "ok"].copy()
     setup = [c for c in ok.columns if c != param and (
         c in URI_COLUMNS or c in field_specs() or c.startswith(TAG_PREFIX))]  # fmt: skip

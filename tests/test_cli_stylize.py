@@ -170,6 +170,26 @@ def test_bad_run_setting_exits_2_naming_the_flag(
     assert result.stderr.strip().splitlines()[-1] == message
 
 
+@pytest.mark.parametrize(
+    ("content", "flags", "message"),
+    [
+        ("foo://bucket/a.jpg", [], "error: foo://bucket/a.jpg: Protocol not known: foo"),
+        ("s3://bucket/a.jpg", ["--storage-options", '{"bogus": 1}'],
+         "error: --storage-options: AioSession.__init__() got an unexpected keyword argument "
+         "'bogus'"),
+    ],
+)  # fmt: skip
+def test_unusable_uri_or_storage_option_is_one_line(
+    content: str, flags: list[str], message: str, tmp_path: Path, examples, nst
+) -> None:
+    result = nst(
+        "stylize", content, str(examples / "style/wave.jpg"), "-o", str(tmp_path / "o.png"),
+        "--weights", "random", "--image-size", "32", "--iterations", "1", *flags,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == message
+
+
 def test_device_index_beyond_the_machines_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 

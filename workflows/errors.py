@@ -41,6 +41,12 @@ def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespa
     except OSError as e:  # a local file or folder the command could not read or write
         where = f"{e.filename}: " if e.filename else ""
         return _fail(args, f"error: {where}{e.strerror or e}", EXIT_USAGE)
+    except TypeError as e:  # a storage option the filesystem's session does not take
+        if "unexpected keyword argument" not in str(e) or not getattr(
+            args, "storage_options", None
+        ):
+            raise
+        return _fail(args, f"error: --storage-options: {e}", EXIT_USAGE)
     except KeyboardInterrupt:
         return _fail(args, "interrupted", 130)
 

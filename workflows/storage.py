@@ -82,7 +82,10 @@ def filesystem(uri: str, options: StorageOptions | None = None) -> tuple[Any, st
     opts = dict(options or {}) if protocol in ("s3", "s3a") else {}
     if protocol in ("s3", "s3a") and "AWS_ENDPOINT_URL" in os.environ:
         opts.setdefault("endpoint_url", os.environ["AWS_ENDPOINT_URL"])
-    fs, path = url_to_fs(uri, **opts)
+    try:
+        fs, path = url_to_fs(uri, **opts)
+    except (ImportError, ValueError) as e:  # gs:// without gcsfs, an unknown protocol
+        raise InputError(f"{uri}: {str(e).splitlines()[0]}") from None
     return fs, str(path)
 
 

@@ -4,6 +4,7 @@ one-line errors of `nst manifest sweep`."""
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from manifests.manifest import ManifestError, check_schema, derive_pair_id, iter_rows, parse_row
@@ -126,3 +127,39 @@ def test_sweep_to_an_unwritable_place_is_one_line(examples, tmp_path, capsys) ->
                str(examples / "style/wave.jpg"), "-o", str(out)]  # fmt: skip
     assert main(command) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path}/file/sub: Not a directory"
+
+
+@pytest.mark.parametrize(
+    ("existing", "message"),
+    [
+        (b"junk", "Could not open Parquet input source"),
+        (pa.table({"content_uri": ["a"], "style_uri": ["b"], "iterations": ["many"]}),
+         "not a manifest (column 'iterations' has type string, expected int64)"),
+    ],
+)  # fmt: skip
+def test_sweep_append_to_what_is_no_manifest_is_one_line(
+    existing: bytes | pa.Table, message: str, examples, tmp_path, capsys
+) -> None:
+    out = tmp_path / "m.parquet"
+    if isinstance(existing, bytes):
+        out.write_bytes(existing)
+    else:
+        pq.write_table(existing, out)
+    before = out.read_bytes()
+    command = ["manifest", "sweep", "--content", str(examples / "content"), "--style",
+               str(examples / "style/wave.jpg"), "-o", str(out), "--append"]  # fmt: skip
+    assert main(command) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: --append {out}: ") and message in line
+    assert out.read_bytes() == before
+
+
+def test_sweep_appends_to_a_manifest_with_narrower_ints(examples, tmp_path) -> None:
+    out = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"content_uri": ["a"], "style_uri": ["b"],
+                             "iterations": pa.array([5], pa.int32())}), out)  # fmt: skip
+    command = ["manifest", "sweep", "--content", str(examples / "content"), "--style",
+               str(examples / "style/wave.jpg"), "--grid", "iterations=3", "-o", str(out),
+               "--append"]  # fmt: skip
+    assert main(command) == 0
+    assert pq.read_table(out).column("iterations").to_pylist() == [5, 3]

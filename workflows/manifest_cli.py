@@ -8,12 +8,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from manifests.manifest import ManifestError
+from manifests.manifest import ManifestError, check_schema
 from manifests.schema import URI_COLUMNS
 from manifests.sweep import parse_grid, sweep_table
 from nst_ops.params import ParamError, StyleParams
 from nst_ops.vgg import MODELS
 from workflows.batch.manifest import Manifest
+from workflows.errors import InputError
 from workflows.extractors import check_model_layers
 from workflows.storage import StorageOptions, filesystem, parse_storage_options, write_bytes
 from workflows.tables import parquet_bytes, read_parquet
@@ -76,8 +77,14 @@ def _append_to(uri: str, table: pa.Table, options: StorageOptions) -> pa.Table:
     fs, path = filesystem(uri, options)
     if not fs.exists(path):
         return table
-    existing = read_parquet(uri, options)
-    return pa.concat_tables([existing, table], promote_options="default")
+    try:
+        existing = read_parquet(uri, options)
+        check_schema(existing.schema)
+        return pa.concat_tables([existing, table], promote_options="permissive")
+    except pa.ArrowException as e:
+        raise InputError(f"--append {uri}: {str(e).splitlines()[0]}") from None
+    except ManifestError as e:
+        raise InputError(f"--append {uri}: not a manifest ({e})") from None
 
 
 def validate_main(args: argparse.Namespace) -> int:

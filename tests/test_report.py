@@ -145,6 +145,17 @@ def test_report_prints_the_summary_then_the_sweeps(report: Path, tmp_path: Path)
     assert pairs == "12" and float(seconds) > 0
 
 
+def test_report_refuses_a_negative_max_pairs(report: Path, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            ["report", "--run", str(report / "run"), "-o", str(tmp_path / "r"), "--max-pairs", "-3"]
+        )
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "nst report: error: argument --max-pairs: must be at least 0, got -3"
+    )
+
+
 def test_load_run_for_notebooks(report: Path) -> None:
     results, losses = load_run(str(report / "run"))
     assert len(results) == 12 and set(results["status"]) == {"ok"}

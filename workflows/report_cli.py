@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from workflows.params_cli import at_least
 from workflows.report.build import build_report
 from workflows.storage import parse_storage_options
 
@@ -22,6 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p = subparsers.add_parser("report", help="HTML report of a run", description=__doc__)
     p.add_argument("--run", required=True, help="the run's --output (path or URI)")
     p.add_argument("-o", "--output", required=True, help="local folder for index.html + PNGs")
-    p.add_argument("--max-pairs", type=int, default=12, help="(content, style) pairs sampled")
+    p.add_argument("--max-pairs", type=at_least(int, 0), default=12,
+                   help="(content, style) pairs sampled for contact sheets (0: none)")  # fmt: skip
     p.add_argument("--storage-options", default=None, metavar="JSON")
     p.set_defaults(func=main)

@@ -46,6 +46,14 @@ class FieldSpec:
         return _ARROW[self.kind]
 
 
+# How a parse error names a kind ("cannot parse 'x' as ...").
+_KIND_TEXT = {
+    "float_list": "numbers separated by '{sep}'",
+    "int_list": "integers separated by '{sep}'",
+    "bool": "bool (true/false, 1/0, yes/no)",
+}
+
+
 def _kind(tp: Any) -> tuple[str, bool, tuple[str, ...] | None]:
     args = typing.get_args(tp)
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
@@ -96,7 +104,8 @@ def parse_value(name: str, text: str, list_sep: str = ",") -> Any:
         if spec.kind == "int_list":
             return tuple(int(v) for v in text.split(list_sep) if v.strip())
     except ValueError:
-        raise ParamError(name, f"cannot parse {text!r} as {spec.kind}") from None
+        kind = _KIND_TEXT.get(spec.kind, spec.kind).format(sep=list_sep)
+        raise ParamError(name, f"cannot parse {text!r} as {kind}") from None
     return text
 
 

@@ -163,3 +163,20 @@ def test_sweep_appends_to_a_manifest_with_narrower_ints(examples, tmp_path) -> N
                "--append"]  # fmt: skip
     assert main(command) == 0
     assert pq.read_table(out).column("iterations").to_pylist() == [5, 3]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("style_layer_weights", "1,x", "cannot parse '1,x' as numbers separated by ','"),
+        ("scales", "1,x", "cannot parse '1,x' as integers separated by ','"),
+        ("photo_two_stage", "maybe", "cannot parse 'maybe' as bool (true/false, 1/0, yes/no)"),
+        ("iterations", "2.5", "cannot parse '2.5' as int"),
+    ],
+)
+def test_parse_errors_say_what_was_expected(name: str, text: str, message: str) -> None:
+    from manifests.fields import parse_value
+
+    with pytest.raises(ParamError) as error:
+        parse_value(name, text)
+    assert str(error.value) == f"{name}: {message}"

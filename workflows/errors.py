@@ -42,9 +42,8 @@ def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespa
         where = f"{e.filename}: " if e.filename else ""
         return _fail(args, f"error: {where}{e.strerror or e}", EXIT_USAGE)
     except TypeError as e:  # a storage option the filesystem's session does not take
-        if "unexpected keyword argument" not in str(e) or not getattr(
-            args, "storage_options", None
-        ):
+        options_given = bool(getattr(args, "storage_options", None))
+        if not options_given or "unexpected keyword argument" not in str(e):
             raise
         return _fail(args, f"error: --storage-options: {e}", EXIT_USAGE)
     except KeyboardInterrupt:

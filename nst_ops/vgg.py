@@ -63,6 +63,13 @@ def check_layers(model: str, layers: Iterable[str]) -> None:
             raise ValueError(f"unknown layer {layer!r} for {model}; valid: {' '.join(valid)}")
 
 
+def min_side(model: str, layer: str) -> int:
+    """The shortest image side (px) that still reaches `layer`: each pooling before it halves
+    the image, so 2^poolings (16 for relu5_1)."""
+    names = layer_names(model)
+    return int(2 ** sum(name.startswith("pool") for name in names[: names.index(layer)]))
+
+
 def parameter_shapes(model: str) -> dict[str, tuple[int, ...]]:
     """Shapes of the trunk's parameters by state-dict key (`N.weight` (out, in, 3, 3),
     `N.bias` (out,); N the module index in torchvision's `features`)."""

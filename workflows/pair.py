@@ -13,7 +13,7 @@ from PIL import Image
 from nst_ops.optimize import Pair, StyleResult, stylize_batch
 from nst_ops.params import StyleParams
 from nst_ops.recorder import ProgressCallback
-from nst_ops.vgg import VGGFeatures
+from nst_ops.vgg import VGGFeatures, min_side
 from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
 from workflows.errors import InputError
 from workflows.extractors import ExtractorCache
@@ -127,7 +127,7 @@ def _check_size(
 ) -> None:
     """Each pooling halves the image: the extractor's deepest layer needs a short side of
     2^pools px; InputError naming the file when the image of `size` (w, h) is smaller."""
-    need = 2 ** sum(name.startswith("pool") for name in extractor.names)
+    need = min_side(extractor.model_name, extractor.names[-1])
     if min(size) < need:
         raise InputError(
             f"{uri}: {size[0]}x{size[1]} px {where} is too small for layer "

@@ -15,22 +15,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from manifests.manifest import ManifestError
+from nst_ops.vgg import min_side
 from workflows.batch.config import RunConfig, run_default
 from workflows.batch.job import run_job
 from workflows.errors import EXIT_FAILED_ROWS, EXIT_FATAL, EXIT_OK, ClusterError, guarded
 from workflows.params_cli import add_model_flags, at_least
 from workflows.storage import parse_storage_options
 
-YARDSTICK_MIN = 16  # px: 2^4, the poolings before relu5_1
-
 
 def _yardstick_size(text: str) -> int:
-    """0 (off) or a long side whose short side can reach relu5_1, the yardstick's deepest
-    layer, behind 4 poolings (a narrower image is refused per pair: workflows.pair)."""
-    value = int(text)
-    if value != 0 and value < YARDSTICK_MIN:
+    """0 (off) or a long side that can reach the yardstick's deepest layer, relu5_1 (a pair
+    whose short side is narrower is refused on its own: workflows.pair)."""
+    value, least = int(text), min_side("vgg16", "relu5_1")  # the same in vgg19
+    if value != 0 and value < least:
         raise argparse.ArgumentTypeError(
-            f"must be 0 (no yardstick) or at least {YARDSTICK_MIN}, got {value}"
+            f"must be 0 (no yardstick) or at least {least}, got {value}"
         )
     return value
 

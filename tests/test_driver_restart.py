@@ -1,18 +1,22 @@
 """The driver killed mid-run (with its local Ray), then the same command again: completed pairs
-are skipped, the others finish, and the tables hold exactly one row per manifest row."""
+are skipped, the others finish, and the tables hold exactly one row per manifest row. A driver
+stopped by Ctrl-C or SIGTERM says so in run.json and on stderr, and leaves no process behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from conftest import REPO
 
 ROWS, ITERATIONS = 6, 30
@@ -30,8 +34,9 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(family, timeout=30)
 
 
-def test_driver_killed_then_rerun_completes_exactly_once(tmp_path: Path, examples: Path,
-                                                         weights_path: Path) -> None:  # fmt: skip
+def _start_mid_run(tmp_path: Path, examples: Path, weights_path: Path,
+                   **kw: Any) -> tuple[list[str], dict[str, str], Path, subprocess.Popen[str]]:  # fmt: skip
+    """Start `python -m workflows.run` on ROWS pairs and return once one pair is done."""
     manifest = tmp_path / "m.parquet"
     pq.write_table(pa.table({
         "content_uri": [str(examples / "content/tubingen.jpg")] * ROWS,
@@ -44,11 +49,18 @@ def test_driver_killed_then_rerun_completes_exactly_once(tmp_path: Path, example
                str(output), "--model", "vgg16", "--weights", str(weights_path), "--quiet",
                "--yardstick-size", "0"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)  # fmt: skip
+    first = subprocess.Popen(command, cwd=REPO, env=env, text=True, **kw)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(list((output / "done").glob("*"))) < 1:
         time.sleep(0.2)
+    return command, env, output, first
+
+
+def test_driver_killed_then_rerun_completes_exactly_once(tmp_path: Path, examples: Path,
+                                                         weights_path: Path) -> None:  # fmt: skip
+    command, env, output, first = _start_mid_run(
+        tmp_path, examples, weights_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     done_before = len(list((output / "done").glob("*")))
     kill_tree(first.pid)
     assert 1 <= done_before < ROWS, "kill the driver mid-run"
@@ -63,3 +75,27 @@ def test_driver_killed_then_rerun_completes_exactly_once(tmp_path: Path, example
     losses = pq.read_table(output / "losses.parquet").to_pylist()
     assert len(losses) == ROWS * (ITERATIONS + 1)
     assert len(list((output / "images").glob("*.png"))) == ROWS
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stopped_driver_says_interrupted_and_leaves_nothing_running(
+    tmp_path: Path, examples: Path, weights_path: Path, signum: signal.Signals
+) -> None:
+    """Ctrl-C, or SIGTERM as `ray job stop` sends it: exit 128+n with one line saying how to
+    resume, run.json `interrupted`, and the local Ray the driver started is gone."""
+    _, _, output, first = _start_mid_run(
+        tmp_path, examples, weights_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    family = psutil.Process(first.pid).children(recursive=True)
+    assert family, "the driver started a local Ray"
+    first.send_signal(signum)
+    _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 128 + signum, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == (
+        f"interrupted: finished pairs are kept in {output}; run the same command again to resume"
+    )
+    assert "SIGTERM received" not in stderr  # Ray's own handler dumps a stack and aborts
+    run = json.loads((output / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["finished_at"] >= run["started_at"]
+    _, alive = psutil.wait_procs(family, timeout=30)
+    assert not alive, [p.name() for p in alive]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -84,6 +85,10 @@ def main(args: argparse.Namespace) -> int:
     except ManifestError as e:
         print(f"error: manifest: {e}", file=sys.stderr)
         return EXIT_FATAL
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (job.Interrupted)
+        print(f"\ninterrupted: finished pairs are kept in {cfg.output}; run the same command "
+              "again to resume", file=sys.stderr)  # fmt: skip
+        return 128 + getattr(e, "signum", signal.SIGINT)
     except ClusterError as e:
         if threading.current_thread() is not threading.main_thread():
             print(f"error: {e}", file=sys.stderr)

@@ -8,7 +8,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +45,50 @@ def run_job(cfg: RunConfig) -> RunCounts:
         raise
     meta["weights_identity"] = weights.identity
     skip = done_ids(cfg.output, options)
-    counts = schedule(cfg, manifest.rows(), skip, weights, manifest.tag_fields, manifest.num_rows)
-    consolidate(cfg.output, manifest.rows(), manifest.tag_fields, options)
+    try:
+        with _sigterm_interrupts() as received:
+            counts = schedule(cfg, manifest.rows(), skip, weights, manifest.tag_fields,
+                              manifest.num_rows)  # fmt: skip
+            consolidate(cfg.output, manifest.rows(), manifest.tag_fields, options)
+    except KeyboardInterrupt:  # finished pairs keep their files: the same command resumes
+        stopped = {"status": "interrupted", "finished_at": now().isoformat()}
+        _write_run_json(cfg.output, meta | stopped, options)
+        if received:  # Ray's wait turns the handler's exception into a bare KeyboardInterrupt
+            raise Interrupted(received[0]) from None
+        raise
     meta |= {"status": "finished", "finished_at": now().isoformat(), "counts": counts.as_dict()}
     _write_run_json(cfg.output, meta, options)
     return counts
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (`ray job stop`, a scheduler or `kill`) received during a run: handled as Ctrl-C
+    is, so that run.json says the run was interrupted. `signum` gives the exit status 128+n."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[list[int]]:
+    """Within the block SIGTERM raises `Interrupted` in the main thread (replacing Ray's
+    handler, which aborts the process with a stack dump) and is appended to the list yielded;
+    elsewhere nothing changes."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        received.append(signum)
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _metadata(cfg: RunConfig, started: Any, num_rows: int) -> dict[str, Any]:

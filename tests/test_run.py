@@ -181,6 +181,31 @@ def test_weights_of_the_other_model_fail_the_run_in_run_json(
     assert sorted(p.name for p in out.iterdir()) == ["run.json"]  # no pair ran
 
 
+def test_resume_with_other_result_settings_is_refused(ray_s3, tmp_path, examples, weights_path,
+                                                      capsys) -> None:  # fmt: skip
+    """Finished pairs made with other weights, precision or yardstick size are not mixed into
+    one results table: the rerun stops before any work, naming what changed."""
+    manifest, weights = make_manifest(str(tmp_path), examples, weights_path)
+    out = str(tmp_path / "out")
+    assert nst_run(manifest, out, weights, "--limit", "1") == 0
+    before = (tmp_path / "out/run.json").read_bytes()
+    changes = [
+        ("random", (), "--weights sha256:be3200d26788 (this run: random)"),
+        (weights, ("--precision", "bf16"), "--precision fp32 (this run: bf16)"),
+        (weights, ("--yardstick-size", "64"), "--yardstick-size 256 (this run: 64)"),
+    ]
+    for given, extra, changed in changes:
+        capsys.readouterr()
+        assert nst_run(manifest, out, given, "--limit", "1", *extra) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"error: {out} holds 1 finished pairs made with {changed}; resuming would mix both "
+            "in one results table: use another --output, or that run's settings"
+        )
+        assert (tmp_path / "out/run.json").read_bytes() == before
+    assert nst_run(manifest, out, weights, "--limit", "1", "--compile", "off") == 0
+    assert "skipped 1 pairs already ok" in capsys.readouterr().err
+
+
 def test_bad_manifest_is_fatal_before_any_work(ray_s3, tmp_path, capsys) -> None:
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"content_uri": ["a"], "bogus": [1]}), bad)

@@ -21,7 +21,7 @@ from workflows.batch.manifest import Manifest
 from workflows.batch.outputs import consolidate, done_ids, now
 from workflows.batch.scheduler import RunCounts, connect, schedule
 from workflows.errors import InputError
-from workflows.storage import StorageOptions, configure, join, write_bytes
+from workflows.storage import StorageOptions, configure, join, read_bytes, write_bytes
 from workflows.weights import resolve_weights
 
 
@@ -34,17 +34,19 @@ def run_job(cfg: RunConfig) -> RunCounts:
     configure(cfg.storage_retry_s)
     manifest = Manifest(cfg.manifest, options, cfg.limit)
     connect(cfg.address, cfg.connect_timeout_s)  # before anything is written to --output
-    started = now()
-    meta = _metadata(cfg, started, manifest.num_rows)
-    _write_run_json(cfg.output, meta | {"status": "running"}, options)
+    meta = _metadata(cfg, now(), manifest.num_rows)
+    previous = _read_run_json(cfg.output, options)
     try:
         weights = resolve_weights(cfg.model, cfg.weights, options)
-    except InputError as e:  # no pair ran: say so where "running" was written
+    except InputError as e:  # no pair ran: say so in run.json
         failed = {"status": "failed", "error": str(e), "finished_at": now().isoformat()}
         _write_run_json(cfg.output, meta | failed, options)
         raise
     meta["weights_identity"] = weights.identity
     skip = done_ids(cfg.output, options)
+    if skip:  # refused before anything is written: the finished pairs' run.json stays
+        _check_same_settings(previous, meta, len(skip), cfg.output)
+    _write_run_json(cfg.output, meta | {"status": "running"}, options)
     try:
         with _sigterm_interrupts() as received:
             counts = schedule(cfg, manifest.rows(), skip, weights, manifest.tag_fields,
@@ -91,6 +93,38 @@ def _sigterm_interrupts() -> Iterator[list[int]]:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
+# run.json keys whose value changes what a pair's results mean, and their flags: a resumed run
+# must keep them, or results.parquet would mix pairs made under different settings.
+_RESULT_SETTINGS = {"model": "--model", "weights_identity": "--weights",
+                    "precision": "--precision", "yardstick_size": "--yardstick-size"}  # fmt: skip
+
+
+def _check_same_settings(
+    previous: dict[str, Any] | None, meta: dict[str, Any], finished: int, output: str
+) -> None:
+    """InputError when `output` holds finished pairs made with other result settings (keys
+    that an earlier version did not record are not compared)."""
+    changed = [
+        f"{flag} {previous[key]} (this run: {meta[key]})"
+        for key, flag in _RESULT_SETTINGS.items()
+        if previous is not None and key in previous and previous[key] != meta[key]
+    ]
+    if changed:
+        raise InputError(
+            f"{output} holds {finished} finished pairs made with {', '.join(changed)}; resuming "
+            "would mix both in one results table: use another --output, or that run's settings"
+        )
+
+
+def _read_run_json(output: str, options: StorageOptions) -> dict[str, Any] | None:
+    """The run.json an earlier run left in `output`, or None (none, or unreadable)."""
+    try:
+        meta = json.loads(read_bytes(join(output, "run.json"), options))
+    except (InputError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def _metadata(cfg: RunConfig, started: Any, num_rows: int) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -105,6 +139,7 @@ def _metadata(cfg: RunConfig, started: Any, num_rows: int) -> dict[str, Any]:
         "model": cfg.model,
         "precision": cfg.precision,
         "compile": cfg.compile,
+        "yardstick_size": cfg.yardstick_size,
         "weights": cfg.weights if "://" not in cfg.weights else cfg.weights.split("?")[0],
         "package_version": package_version,
         **source_revision(),

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO
@@ -148,6 +149,32 @@ def test_unwritable_output_exits_2_before_any_work(
     assert result.returncode == 2  # an error about the weights would mean work had begun
     assert result.stderr.strip() == f"error: {tmp_path}/{message.format(tmp=tmp_path)}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "taken"]  # no probe left
+
+
+def test_output_extension_sets_the_image_format(tmp_path: Path, weights_path: Path, examples,
+                                                nst) -> None:  # fmt: skip
+    """-o's extension picks the format (a .jpg holding PNG bytes used to be written); one the
+    writer does not know is refused before any work."""
+    from PIL import Image
+
+    base = [str(examples / "content/tubingen.jpg"), str(examples / "style/wave.jpg"),
+            "--model", "vgg16", "--weights", str(weights_path), "--quiet", "--image-size", "32",
+            "--iterations", "2", "--device", "cpu"]  # fmt: skip
+    formats = {"a.jpg": "JPEG", "b.JPEG": "JPEG", "c.webp": "WEBP", "d.tif": "TIFF",
+               "e.bmp": "BMP", "f.png": "PNG", "g": "PNG"}  # fmt: skip
+    first = None
+    for name, kind in formats.items():
+        assert nst("stylize", *base, "-o", str(tmp_path / name)).returncode == 0
+        with Image.open(tmp_path / name) as image:
+            assert (image.format, image.size, image.mode) == (kind, (32, 24), "RGB")
+            pixels = np.asarray(image, dtype=np.float64)
+        first = pixels if first is None else first  # the same pixels, up to JPEG/WebP's loss
+        assert np.abs(pixels - first).mean() < 8.0
+    result = nst("stylize", *base, "-o", str(tmp_path / "h.xyz"))
+    assert (result.returncode, result.stderr.strip()) == (2, (
+        f"error: -o {tmp_path}/h.xyz: cannot write .xyz images; use one of .png, .jpg, .jpeg, "
+        ".webp, .tif, .tiff, .bmp"))  # fmt: skip
+    assert not list(tmp_path.glob("h*"))
 
 
 @pytest.mark.parametrize(

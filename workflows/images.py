@@ -95,9 +95,36 @@ def to_tensor(image: Image.Image) -> Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
+# An output file's extension → the Pillow format written and its options (JPEG and WebP at
+# quality 95). No extension: PNG.
+_FORMATS: dict[str, tuple[str, dict[str, int]]] = {
+    ".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}), ".jpeg": ("JPEG", {"quality": 95}),
+    ".webp": ("WEBP", {"quality": 95}), ".tif": ("TIFF", {}), ".tiff": ("TIFF", {}),
+    ".bmp": ("BMP", {}),
+}  # fmt: skip
+
+
+def image_format(name: str) -> str:
+    """The format `encode_image` writes for the file name or URI `name`, by its extension (any
+    case; none: PNG). InputError naming `name` for an extension it does not write."""
+    base = name.split("?")[0].rsplit("/", 1)[-1]
+    extension = "." + base.rsplit(".", 1)[1].lower() if "." in base else ".png"
+    if extension not in _FORMATS:
+        raise InputError(
+            f"{name}: cannot write {extension} images; use one of {', '.join(_FORMATS)}"
+        )
+    return extension
+
+
+def encode_image(image: Tensor, name: str = "image.png") -> bytes:
+    """(3, H, W) in [0,1] → 8-bit (rounded) file bytes in the format of `name`'s extension."""
+    arr = (image.detach().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    kind, options = _FORMATS[image_format(name)]
+    buf = io.BytesIO()
+    Image.fromarray(arr, "RGB").save(buf, format=kind, **options)
+    return buf.getvalue()
+
+
 def to_png(image: Tensor) -> bytes:
     """(3, H, W) in [0,1] → PNG bytes (8-bit, rounded)."""
-    arr = (image.detach().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    buf = io.BytesIO()
-    Image.fromarray(arr, "RGB").save(buf, format="PNG")
-    return buf.getvalue()
+    return encode_image(image)

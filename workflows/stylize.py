@@ -9,8 +9,9 @@ from tqdm import tqdm
 
 from nst_ops.recorder import Progress
 from nst_ops.segments import plan
+from workflows.errors import InputError
 from workflows.extractors import ExtractorCache, check_model_layers, pick_device
-from workflows.images import to_png
+from workflows.images import encode_image, image_format
 from workflows.pair import PairInput, load_pair, stylize_loaded
 from workflows.params_cli import add_model_flags, add_param_flags, params_from_args
 from workflows.storage import check_writable, parse_storage_options, write_bytes
@@ -26,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     p.add_argument("content", metavar="CONTENT", help="content image (path or fsspec URI)")
     p.add_argument("style", metavar="STYLE", help="style image (path or fsspec URI)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.png", help="output image")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.png",
+                   help="output image; its extension sets the format: .png (also without one), "
+                   ".jpg/.jpeg, .webp (quality 95), .tif/.tiff, .bmp")  # fmt: skip
     p.add_argument(
         "--losses", default=None, metavar="PATH", help="loss table (default: OUT.losses.parquet)"
     )
@@ -48,6 +51,10 @@ def main(args: argparse.Namespace) -> int:
     params = params_from_args(args)
     check_model_layers(args.model, params)  # before any download or image load
     options = parse_storage_options(args.storage_options)
+    try:
+        image_format(args.output)
+    except InputError as e:
+        raise InputError(f"-o {e}") from None
     losses_uri = args.losses or default_losses_path(args.output)
     for uri in (args.output, losses_uri):  # before the work, whose result would be lost
         check_writable(uri, options)
@@ -68,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
         (result,) = stylize_loaded([loaded], extractors)
     finally:
         bar.close()
-    write_bytes(args.output, to_png(result.image), options)
+    write_bytes(args.output, encode_image(result.image, args.output), options)
     write_parquet(loss_table(result.losses), losses_uri, options)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)

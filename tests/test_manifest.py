@@ -11,6 +11,8 @@ from manifests.manifest import ManifestError, check_schema, derive_pair_id, iter
 from manifests.sweep import parse_grid, sweep_table
 from nst_ops.params import ParamError, StyleParams
 from workflows.cli import main
+from workflows.manifest_cli import expand_images
+from workflows.storage import filesystem, write_bytes
 
 BASE = {"content_uri": "c.jpg", "style_uri": "s.jpg"}
 
@@ -117,7 +119,38 @@ def test_sweep_cli_no_images_names_the_flag(tmp_path, capsys) -> None:
     command = ["manifest", "sweep", "--content", str(tmp_path / "empty"), "--style",
                str(tmp_path / "empty"), "-o", str(tmp_path / "m.parquet")]  # fmt: skip
     assert main(command) == 2
-    assert capsys.readouterr().err.strip() == "error: --content: matched no images"
+    assert capsys.readouterr().err.strip() == (
+        f"error: --content {tmp_path}/empty: no images there (looked for .jpg, .jpeg, .png, "
+        ".webp, .bmp, .tif, .tiff; hidden names skipped)"
+    )
+
+
+@pytest.fixture(params=["local", "s3"])
+def folder(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A folder (local, or an S3 prefix on moto) holding images, hidden files and a note."""
+    if request.param == "local":
+        root = str(tmp_path / "imgs")
+    else:
+        import s3util
+
+        s3util.reset(request.getfixturevalue("s3_endpoint"))
+        filesystem("s3://bucket")[0].mkdir("bucket")
+        root = "s3://bucket/imgs"
+    for name in ["a.jpg", "sub/B.PNG", "._a.jpg", ".thumbs/c.jpg", "notes.txt"]:
+        write_bytes(f"{root}/{name}", b"bytes")
+    return root
+
+
+def test_sweep_expands_folders_and_globs_skipping_hidden_names(folder: str) -> None:
+    """A folder gives its images recursively, a glob its matching images; hidden names (macOS
+    `._x.jpg` copies, `.thumbs/`) are skipped unless named outright."""
+    assert expand_images([folder]) == [f"{folder}/a.jpg", f"{folder}/sub/B.PNG"]
+    assert expand_images([f"{folder}/*"]) == [f"{folder}/a.jpg"]
+    assert expand_images([f"{folder}/.thumbs/*"]) == [f"{folder}/.thumbs/c.jpg"]
+    named = [f"{folder}/._a.jpg", f"{folder}/notes.txt", f"{folder}/a.jpg"]
+    assert expand_images(named) == named  # each kept, in the order given
+    with pytest.raises(ManifestError, match=r"^--style .*/sub/\*\.jpg: no images there"):
+        expand_images([f"{folder}/sub/*.jpg"], flag="--style")
 
 
 def test_sweep_to_an_unwritable_place_is_one_line(examples, tmp_path, capsys) -> None:

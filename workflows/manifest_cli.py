@@ -22,21 +22,44 @@ from workflows.tables import parquet_bytes, read_parquet
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
-def expand_images(specs: list[str], options: StorageOptions | None = None) -> list[str]:
-    """Files, directories/prefixes (every image inside, recursively) and globs → sorted URIs."""
+def expand_images(
+    specs: list[str], options: StorageOptions | None = None, flag: str = "--content"
+) -> list[str]:
+    """Files, directories/prefixes (every image inside, recursively) and globs → sorted URIs.
+    Hidden names (`.x`, e.g. macOS's `._photo.jpg` copies, which are no images) are skipped
+    inside a directory and by a glob, as a shell's `*` does; a file named outright is kept.
+    ManifestError naming `flag` and the spec when one matches no image."""
     found: list[str] = []
     for spec in specs:
         fs, path = filesystem(spec, options)
         if any(c in path for c in "*?["):
-            paths = fs.glob(path)
+            paths = [p for p in fs.glob(path) if not _hidden(p, _fixed_part(path))]
         elif fs.isdir(path):
-            paths = [p for p in fs.find(path) if p.lower().endswith(IMAGE_SUFFIXES)]
+            paths = [p for p in fs.find(path) if not _hidden(p, path)]
         elif fs.exists(path):
             paths = [path]
         else:
-            raise ManifestError(f"{spec}: no such file, directory or prefix")
-        found += sorted(_uri(fs, spec, p) for p in paths)
+            raise ManifestError(f"{flag} {spec}: no such file, directory or prefix")
+        images = [p for p in paths if p.lower().endswith(IMAGE_SUFFIXES) or p == path]
+        if not images:
+            raise ManifestError(
+                f"{flag} {spec}: no images there (looked for {', '.join(IMAGE_SUFFIXES)}; "
+                "hidden names skipped)"
+            )
+        found += sorted(_uri(fs, spec, p) for p in images)
     return list(dict.fromkeys(found))
+
+
+def _fixed_part(pattern: str) -> str:
+    """The folder of a glob before its first wildcard ("a/b/*/c*.jpg" → "a/b")."""
+    head = pattern[: min(pattern.find(c) for c in "*?[" if c in pattern)]
+    return head.rsplit("/", 1)[0]
+
+
+def _hidden(path: str, root: str) -> bool:
+    """Whether a name of `path` below `root` starts with '.'."""
+    below = path[len(root.rstrip("/")) :].strip("/")
+    return any(part.startswith(".") for part in below.split("/"))
 
 
 def _uri(fs: Any, spec: str, path: str) -> str:
@@ -47,8 +70,8 @@ def sweep_main(args: argparse.Namespace) -> int:
     options = parse_storage_options(args.storage_options)
     grids = [parse_grid(g) for g in args.grid]
     try:
-        contents = expand_images(args.content, options)
-        styles = expand_images(args.style, options)
+        contents = expand_images(args.content, options, "--content")
+        styles = expand_images(args.style, options, "--style")
     except ManifestError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -16,7 +16,14 @@ from nst_ops.vgg import MODELS
 from workflows.batch.manifest import Manifest
 from workflows.errors import InputError
 from workflows.extractors import check_model_layers
-from workflows.storage import StorageOptions, filesystem, parse_storage_options, write_bytes
+from workflows.images import decode_image
+from workflows.storage import (
+    StorageOptions,
+    filesystem,
+    parse_storage_options,
+    read_bytes,
+    write_bytes,
+)
 from workflows.tables import parquet_bytes, read_parquet
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -118,13 +125,14 @@ def validate_main(args: argparse.Namespace) -> int:
         print(f"error: manifest: {e}", file=sys.stderr)
         return 1
     bad = rows = 0
+    seen: dict[str, str | None] = {}
     for row in manifest.rows():
         rows += 1
         problems = [row.error] if row.error else []
         if args.model and row.params is not None:
             problems += _model_problems(args.model, row.params)
         if args.check_uris:
-            problems += _missing_uris(row.values, options)
+            problems += _unusable_uris(row.values, options, seen)
         for problem in problems:
             print(f"row {row.row}: {problem}")
         bad += bool(problems)
@@ -141,15 +149,25 @@ def _model_problems(model: str, params: StyleParams) -> list[str]:
     return []
 
 
-def _missing_uris(values: dict[str, Any], options: StorageOptions) -> list[str]:
-    missing = []
+def _unusable_uris(
+    values: dict[str, Any], options: StorageOptions, seen: dict[str, str | None]
+) -> list[str]:
+    """Each URI of the row that is missing or no usable image (what the run's worker would say),
+    each distinct file read once (`seen`: URI → its problem, or None)."""
+    problems = []
     for column in URI_COLUMNS:
         uri = values.get(column)
-        if uri:
-            fs, path = filesystem(uri, options)
-            if not fs.exists(path):
-                missing.append(f"{column}: {uri}: no such file")
-    return missing
+        if not uri:
+            continue
+        if uri not in seen:
+            try:  # a draft decode: the header and a small image, as cheap as it gets
+                decode_image(read_bytes(uri, options), uri, draft_size=64)
+                seen[uri] = None
+            except InputError as e:
+                seen[uri] = str(e)
+        if seen[uri] is not None:
+            problems.append(f"{column}: {seen[uri]}")
+    return problems
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -173,7 +191,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     sweep.set_defaults(func=sweep_main)
     check = sub.add_parser("validate", help="check every row; prints row-numbered errors")
     check.add_argument("manifest", help="manifest (path or URI)")
-    check.add_argument("--check-uris", action="store_true", help="also check that URIs exist")
+    check.add_argument(
+        "--check-uris",
+        action="store_true",
+        help="also read every image and mask (each file once): missing or unusable ones are "
+        "row errors",
+    )
     check.add_argument(
         "--model", choices=MODELS, default=None, help="also check the layers against this model"
     )

@@ -17,6 +17,7 @@ from workflows.batch.manifest import Manifest
 from workflows.errors import InputError
 from workflows.extractors import check_model_layers
 from workflows.images import decode_image
+from workflows.params_cli import add_max_pixels_flag
 from workflows.storage import (
     StorageOptions,
     filesystem,
@@ -132,7 +133,7 @@ def validate_main(args: argparse.Namespace) -> int:
         if args.model and row.params is not None:
             problems += _model_problems(args.model, row.params)
         if args.check_uris:
-            problems += _unusable_uris(row.values, options, seen)
+            problems += _unusable_uris(row.values, options, seen, args.max_image_pixels)
         for problem in problems:
             print(f"row {row.row}: {problem}")
         bad += bool(problems)
@@ -150,7 +151,7 @@ def _model_problems(model: str, params: StyleParams) -> list[str]:
 
 
 def _unusable_uris(
-    values: dict[str, Any], options: StorageOptions, seen: dict[str, str | None]
+    values: dict[str, Any], options: StorageOptions, seen: dict[str, str | None], max_pixels: int
 ) -> list[str]:
     """Each URI of the row that is missing or no usable image (what the run's worker would say),
     each distinct file read once (`seen`: URI → its problem, or None)."""
@@ -161,7 +162,7 @@ def _unusable_uris(
             continue
         if uri not in seen:
             try:  # a draft decode: the header and a small image, as cheap as it gets
-                decode_image(read_bytes(uri, options), uri, draft_size=64)
+                decode_image(read_bytes(uri, options), uri, max_pixels, draft_size=64)
                 seen[uri] = None
             except InputError as e:
                 seen[uri] = str(e)
@@ -200,5 +201,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     check.add_argument(
         "--model", choices=MODELS, default=None, help="also check the layers against this model"
     )
+    add_max_pixels_flag(check)
     check.add_argument("--storage-options", default=None, metavar="JSON")
     check.set_defaults(func=validate_main)

@@ -84,6 +84,11 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         "auto = on for CUDA, off for the CPU (compiling costs ~20 s per image shape and batch "
         "size, once per worker; see compile_s)",
     )
+    add_max_pixels_flag(parser)
+
+
+def add_max_pixels_flag(parser: argparse.ArgumentParser) -> None:
+    """--max-image-pixels (nst stylize, nst run, nst manifest validate --check-uris)."""
     parser.add_argument(
         "--max-image-pixels",
         type=at_least(int, 1),

@@ -116,6 +116,10 @@ def parse_row(row: int, values: dict[str, Any]) -> ManifestRow:
         for col in REQUIRED_COLUMNS:
             if not values.get(col):
                 raise ParamError(col, "is required and empty")
+        mask, other = "content_mask_uri", "style_mask_uri"
+        if bool(values.get(mask)) != bool(values.get(other)):
+            mask, other = (mask, other) if values.get(mask) else (other, mask)
+            raise ParamError(mask, f"given without {other}: give both masks or neither")
         params = params_from_values(values)
     except ParamError as e:
         error = str(e)

@@ -182,6 +182,8 @@ def test_output_extension_sets_the_image_format(tmp_path: Path, weights_path: Pa
     [
         (["--device", "tpu"], "error: --device tpu: expected cpu, cuda, cuda:N or auto"),
         (["--device", "cuda:x"], "error: --device cuda:x: expected cpu, cuda, cuda:N or auto"),
+        (["--style-mask", "m.png"],
+         "error: --content-mask and --style-mask go together: give both or neither"),
         (["--max-image-pixels", "0"],
          "nst stylize: error: argument --max-image-pixels: must be at least 1, got 0"),
     ],

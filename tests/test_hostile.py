@@ -97,7 +97,8 @@ def cases(f: dict[str, str]) -> list[tuple[str, dict[str, Any], str]]:
         ("mask of another size", {**g, **masks, "content_mask_uri": f["mask_small"]}, "ok"),
         ("mask that is not an image", {**g, **masks, "style_mask_uri": f["text"]},
          "notes.jpg: not an image file"),
-        ("only one mask", {**g, "content_mask_uri": f["mask_white"]}, "give both"),
+        ("only one mask", {**g, "content_mask_uri": f["mask_white"]},
+         "content_mask_uri: given without style_mask_uri: give both masks or neither"),
         ("unknown layer", {**g, "style_layers": ["relu1_1", "relu6_1"]}, "unknown layer 'relu6_1'"),
         ("layer beyond vgg16", {**g, "style_layers": ["relu5_4"]}, "style_layers: unknown layer 'relu5_4' for vgg16"),
         ("negative weight", {**g, "style_weight": -1.0}, "style_weight: must be >= 0"),
@@ -158,7 +159,7 @@ def test_validate_reports_what_it_can_up_front(tmp_path, inputs, capsys) -> None
                             "path traversal id", "slash id", "duplicate id 2",
                             "layer beyond vgg16", "zero-byte file", "truncated jpeg",
                             "truncated png", "text named .jpg", "decompression bomb",
-                            "mask that is not an image"}  # fmt: skip
+                            "mask that is not an image", "only one mask"}  # fmt: skip
         line = next((x for x in out.splitlines() if x.startswith(f"row {number}: ")), "")
         if up_front:
             assert expected.split(": ", 1)[-1][:20] in line, f"{name}: {line!r}"

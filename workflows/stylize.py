@@ -51,6 +51,8 @@ def main(args: argparse.Namespace) -> int:
     params = params_from_args(args)
     check_model_layers(args.model, params)  # before any download or image load
     options = parse_storage_options(args.storage_options)
+    if bool(args.content_mask) != bool(args.style_mask):
+        raise InputError("--content-mask and --style-mask go together: give both or neither")
     try:
         image_format(args.output)
     except InputError as e:

@@ -16,10 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from workflows.batch.cluster import connect
 from workflows.batch.config import RunConfig
 from workflows.batch.manifest import Manifest
 from workflows.batch.outputs import consolidate, done_ids, now
-from workflows.batch.scheduler import RunCounts, connect, schedule
+from workflows.batch.scheduler import RunCounts, schedule
 from workflows.errors import InputError
 from workflows.storage import StorageOptions, configure, join, read_bytes, write_bytes
 from workflows.weights import resolve_weights

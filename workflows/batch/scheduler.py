@@ -1,12 +1,9 @@
-"""Driver side of `nst run`: connect to Ray, start the worker actors, keep a bounded number of
-pairs in flight, retry pairs whose worker died, count outcomes."""
+"""Driver side of `nst run`: start the worker actors on the connected Ray, keep a bounded number
+of pairs in flight, retry pairs whose worker died, count outcomes."""
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
-import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,10 +16,11 @@ from tqdm import tqdm
 from manifests.manifest import ManifestRow
 from manifests.results import PairResult, Status
 from nst_ops.params import batch_key
+from workflows.batch.cluster import connect
 from workflows.batch.config import RunConfig, WorkerConfig
 from workflows.batch.outputs import now, write_result
 from workflows.batch.worker import PairWorker
-from workflows.errors import ClusterError, StorageError
+from workflows.errors import StorageError
 from workflows.weights import ResolvedWeights
 
 
@@ -41,73 +39,6 @@ class RunCounts:
             f"{self.ok} ok, {self.failed} failed, {self.skipped} skipped (already ok), "
             f"{self.retried} retried; results in {output}/results.parquet"
         )
-
-
-def connect(address: str | None, timeout_s: float = 30.0) -> None:
-    """Use an initialised Ray; else connect to --address / RAY_ADDRESS (`auto`: the cluster
-    started on this machine), waiting at most `timeout_s`; else start a new local Ray, whatever
-    an earlier `ray start` left in /tmp/ray. ClusterError when no cluster answers in time."""
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address is None:  # "local": never the stale address of a killed `ray start`
-        ray.init(address="local", log_to_driver=False)
-        return
-    _init_within(address, timeout_s)
-
-
-def _init_within(address: str, timeout_s: float) -> None:
-    """ray.init(address) on a helper thread: Ray's own client retries a dead GCS forever."""
-    outcome: list[BaseException | None] = []
-
-    def attempt() -> None:
-        try:
-            ray.init(address=address, log_to_driver=False)
-            outcome.append(None)
-        except BaseException as e:  # handed to the caller's thread
-            outcome.append(e)
-
-    logging.getLogger("ray._private.worker").addFilter(_NoSigtermWarning())
-    thread = threading.Thread(target=attempt, name="nst-ray-connect", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    check = (
-        "check that its head node is up (`ray status` there), the address and port, and "
-        "RAY_AUTH_MODE=token with the cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN); "
-        "without --address and RAY_ADDRESS, nst run starts a local Ray"
-    )
-    address = _describe(address)
-    if not outcome:
-        raise ClusterError(
-            f"Ray cluster {address}: no answer within {timeout_s:g} s "
-            f"(--connect-timeout-seconds); {check}"
-        )
-    if outcome[0] is not None:
-        reason = str(outcome[0]).strip().splitlines()
-        first = reason[0] if reason else type(outcome[0]).__name__
-        raise ClusterError(f"Ray cluster {address}: {first}; {check}")
-
-
-class _NoSigtermWarning(logging.Filter):
-    """Ray warns that ray.init off the main thread sets no SIGTERM handler: Python's default
-    (terminate) is what `ray job stop` and a scheduler's kill want anyway."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "SIGTERM handler is not set" not in record.getMessage()
-
-
-def _describe(address: str) -> str:
-    """`auto` with the address it stands for (the file `ray start` leaves), for messages."""
-    if address != "auto":
-        return address
-    try:
-        from ray._common.utils import get_ray_address_file  # private: messages only
-
-        path = get_ray_address_file(None)
-        with open(path) as f:
-            return f"auto ({f.read().strip()} from {path})"
-    except (ImportError, OSError):
-        return "auto"
 
 
 def plan_workers(cfg: RunConfig) -> tuple[float, int]:

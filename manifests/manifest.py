@@ -46,6 +46,12 @@ class ManifestRow:
     own_key: bool = True
 
     @property
+    def inputs(self) -> str:
+        """Fingerprint of what the pair's result depends on (URIs and resolved params): the
+        derived pair_id, whether or not the manifest gives its own (done markers record it)."""
+        return derive_pair_id(self.values, self.params)
+
+    @property
     def tags(self) -> dict[str, Any]:
         return {k: v for k, v in self.values.items() if k.startswith(TAG_PREFIX)}
 

@@ -114,7 +114,7 @@ def test_run_end_to_end_and_resume(ray_s3, store, examples, weights_path, capsys
     assert {r["stage"] for r in losses} == {1, 2}
     meta = json.loads(read_bytes(f"{out}/run.json"))
     assert meta["weights_identity"] == "sha256:be3200d26788"
-    assert meta["counts"] == {"ok": 4, "failed": 3, "skipped": 0, "retried": 0}
+    assert meta["counts"] == {"ok": 4, "failed": 3, "skipped": 0, "retried": 0, "redone": 0}
 
     # Re-run: the ok pairs are skipped, the failed ones run again; no duplicates anywhere.
     assert nst_run(manifest, out, weights) == 3
@@ -204,6 +204,37 @@ def test_resume_with_other_result_settings_is_refused(ray_s3, tmp_path, examples
         assert (tmp_path / "out/run.json").read_bytes() == before
     assert nst_run(manifest, out, weights, "--limit", "1", "--compile", "off") == 0
     assert "skipped 1 pairs already ok" in capsys.readouterr().err
+
+
+def test_edited_row_under_its_own_pair_id_runs_again(ray_s3, tmp_path, examples, weights_path,
+                                                     capsys) -> None:  # fmt: skip
+    """A done pair whose manifest row changed under the same given pair_id is not skipped: its
+    marker records the inputs it was made from."""
+    manifest, out = str(tmp_path / "m.parquet"), str(tmp_path / "out")
+    images = {"content_uri": [str(examples / "content/tubingen.jpg")] * 2,
+              "style_uri": [str(examples / "style/wave.jpg")] * 2}  # fmt: skip
+
+    def run_with(style_weight: float) -> tuple[float, str, dict[str, int]]:
+        """(the result's style_weight of row "mine", stderr, run.json counts)."""
+        pq.write_table(pa.table(images | {"pair_id": ["mine", "other"], "image_size": [32, 32],
+                                          "iterations": [ITERATIONS] * 2,
+                                          "style_weight": [style_weight, 1000.0]}), manifest)  # fmt: skip
+        capsys.readouterr()
+        assert nst_run(manifest, out, str(weights_path), "--yardstick-size", "0") == 0
+        (mine, _) = table(f"{out}/results.parquet")
+        counts = json.loads(read_bytes(f"{out}/run.json"))["counts"]
+        return mine["style_weight"], capsys.readouterr().err, counts
+
+    run_with(1000.0)
+    weight, err, counts = run_with(10.0)
+    assert weight == 10.0 and (counts["skipped"], counts["redone"], counts["ok"]) == (1, 1, 1)
+    assert "ran 1 pairs again: done under the same pair_id with other URIs or parameters" in err
+    weight, err, counts = run_with(10.0)
+    assert weight == 10.0 and (counts["skipped"], counts["redone"]) == (2, 0)
+    assert "again" not in err
+    (tmp_path / "out/done/mine").write_bytes(b"")  # an older version's empty marker is trusted
+    weight, _, counts = run_with(1.0)
+    assert weight == 10.0 and counts["skipped"] == 2
 
 
 def test_bad_manifest_is_fatal_before_any_work(ray_s3, tmp_path, capsys) -> None:

@@ -14,7 +14,7 @@ from workflows.extractors import ExtractorCache, check_model_layers, pick_device
 from workflows.images import encode_image, image_format
 from workflows.pair import PairInput, load_pair, stylize_loaded
 from workflows.params_cli import add_model_flags, add_param_flags, params_from_args
-from workflows.storage import check_writable, parse_storage_options, write_bytes
+from workflows.storage import StorageOptions, check_writable, parse_storage_options, write_bytes
 from workflows.tables import loss_table, write_parquet
 from workflows.weights import resolve_weights
 
@@ -47,10 +47,9 @@ def default_losses_path(output: str) -> str:
     return stem + ".losses.parquet"
 
 
-def main(args: argparse.Namespace) -> int:
-    params = params_from_args(args)
-    check_model_layers(args.model, params)  # before any download or image load
-    options = parse_storage_options(args.storage_options)
+def _check_outputs(args: argparse.Namespace, options: StorageOptions) -> str:
+    """Refuse, before any work, masks given alone and outputs that cannot be written; return
+    the loss table's URI."""
     if bool(args.content_mask) != bool(args.style_mask):
         raise InputError("--content-mask and --style-mask go together: give both or neither")
     try:
@@ -60,6 +59,14 @@ def main(args: argparse.Namespace) -> int:
     losses_uri = args.losses or default_losses_path(args.output)
     for uri in (args.output, losses_uri):  # before the work, whose result would be lost
         check_writable(uri, options)
+    return losses_uri
+
+
+def main(args: argparse.Namespace) -> int:
+    params = params_from_args(args)
+    check_model_layers(args.model, params)  # before any download or image load
+    options = parse_storage_options(args.storage_options)
+    losses_uri = _check_outputs(args, options)
     device = pick_device(args.device)
     weights = resolve_weights(args.model, args.weights, options)
     extractors = ExtractorCache(weights, device, args.precision, args.compile)

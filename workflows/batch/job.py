@@ -19,7 +19,7 @@ from typing import Any
 from workflows.batch.cluster import connect
 from workflows.batch.config import RunConfig
 from workflows.batch.manifest import Manifest
-from workflows.batch.outputs import consolidate, done_ids, now
+from workflows.batch.outputs import consolidate, done_ids, done_inputs, now
 from workflows.batch.scheduler import RunCounts, schedule
 from workflows.errors import InputError
 from workflows.storage import StorageOptions, configure, join, read_bytes, write_bytes
@@ -44,13 +44,11 @@ def run_job(cfg: RunConfig) -> RunCounts:
         _write_run_json(cfg.output, meta | failed, options)
         raise
     meta["weights_identity"] = weights.identity
-    skip = done_ids(cfg.output, options)
-    if skip:  # refused before anything is written: the finished pairs' run.json stays
-        _check_same_settings(previous, meta, len(skip), cfg.output)
+    finished = _finished_pairs(cfg.output, manifest, previous, meta, options)
     _write_run_json(cfg.output, meta | {"status": "running"}, options)
     try:
         with _sigterm_interrupts() as received:
-            counts = schedule(cfg, manifest.rows(), skip, weights, manifest.tag_fields,
+            counts = schedule(cfg, manifest.rows(), finished, weights, manifest.tag_fields,
                               manifest.num_rows)  # fmt: skip
             consolidate(cfg.output, manifest.rows(), manifest.tag_fields, options)
     except KeyboardInterrupt:  # finished pairs keep their files: the same command resumes
@@ -62,6 +60,23 @@ def run_job(cfg: RunConfig) -> RunCounts:
     meta |= {"status": "finished", "finished_at": now().isoformat(), "counts": counts.as_dict()}
     _write_run_json(cfg.output, meta, options)
     return counts
+
+
+def _finished_pairs(
+    output: str,
+    manifest: Manifest,
+    previous: dict[str, Any] | None,
+    meta: dict[str, Any],
+    options: StorageOptions,
+) -> dict[str, str]:
+    """Done pair ids in `output` → the inputs fingerprint their marker records ('' unknown);
+    InputError when they were made with other result settings (nothing written yet)."""
+    done = done_ids(output, options)
+    if done:
+        _check_same_settings(previous, meta, len(done), output)
+    if not manifest.gives_ids:  # a derived id is its inputs' fingerprint: no need to read
+        return dict.fromkeys(done, "")
+    return done_inputs(output, done, options)  # a given id's row may have been edited
 
 
 class Interrupted(KeyboardInterrupt):

@@ -30,6 +30,7 @@ class Manifest:
         if limit is not None:
             self.num_rows = min(self.num_rows, limit)
         self.tag_fields = check_schema(schema)
+        self.gives_ids = "pair_id" in schema.names  # else every id is derived from the inputs
         if self.num_rows == 0:
             raise ManifestError(f"{uri}: the manifest has no rows")
 

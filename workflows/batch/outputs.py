@@ -3,7 +3,8 @@
 images/{pair_id}.png              the stylized image
 pairs/{pair_id}/result.parquet    its result row        (overwritten by a retry or re-run)
 pairs/{pair_id}/losses.parquet    its loss table
-done/{pair_id}                    empty marker, written last: the pair is complete and ok
+done/{pair_id}                    marker written last: the pair is complete and ok; it
+                                  holds the row's inputs fingerprint (ManifestRow.inputs)
 rejected/row-{n}.parquet          result of a row whose pair_id is malformed or duplicated
 results.parquet, losses.parquet   consolidated at the end, one result row per manifest row
 run.json                          run metadata
@@ -76,7 +77,7 @@ def write_result(cfg: WorkerConfig, row: ManifestRow, result: PairResult) -> Non
     table = result_table(row, result, cfg.tag_fields)
     write_bytes(result_uri(cfg.output, row), parquet_bytes(table), cfg.options)
     if result.ok:
-        write_bytes(done_uri(cfg.output, row.pair_id), b"", cfg.options)
+        write_bytes(done_uri(cfg.output, row.pair_id), row.inputs.encode(), cfg.options)
 
 
 def done_ids(output: str, options: StorageOptions | None = None) -> set[str]:
@@ -87,6 +88,16 @@ def done_ids(output: str, options: StorageOptions | None = None) -> set[str]:
     except FileNotFoundError:
         return set()
     return {p.rstrip("/").rsplit("/", 1)[-1] for p in listing}
+
+
+def done_inputs(
+    output: str, ids: set[str], options: StorageOptions | None = None
+) -> dict[str, str]:
+    """The inputs fingerprint each done marker of `ids` records ('' for a marker of a version
+    that wrote empty ones); all read concurrently."""
+    uris = {pair_id: done_uri(output, pair_id) for pair_id in ids}
+    blobs = _read_many(list(uris.values()), options)
+    return {pair_id: blobs.get(uri, b"").decode(errors="replace") for pair_id, uri in uris.items()}
 
 
 def _read_many(uris: list[str], options: StorageOptions | None) -> dict[str, bytes]:

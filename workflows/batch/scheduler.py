@@ -4,7 +4,7 @@ of pairs in flight, retry pairs whose worker died, count outcomes."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ class RunCounts:
     failed: int = 0
     skipped: int = 0
     retried: int = 0
+    redone: int = 0  # done pairs run again: their manifest row changed under the same pair_id
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -148,7 +149,7 @@ class _Pool:
 def schedule(
     cfg: RunConfig,
     rows: Iterable[ManifestRow],
-    skip: set[str],
+    skip: Mapping[str, str],
     weights: ResolvedWeights,
     tag_fields: list[pa.Field],
     total: int | None = None,
@@ -161,9 +162,11 @@ def schedule(
     try:
         for row in rows:
             if row.own_key and row.pair_id in skip:
-                counts.skipped += 1
-                bar.update(1)
-                continue
+                if skip[row.pair_id] in ("", row.inputs):  # '': an older marker, unknown
+                    counts.skipped += 1
+                    bar.update(1)
+                    continue
+                counts.redone += 1
             if row.error is not None:
                 _record_failure(wcfg, row, row.error, 0, counts)
                 bar.update(1)
@@ -179,6 +182,9 @@ def schedule(
         pool.close()
     if counts.skipped:
         print(f"skipped {counts.skipped} pairs already ok in {cfg.output}", file=sys.stderr)
+    if counts.redone:
+        print(f"ran {counts.redone} pairs again: done under the same pair_id with other URIs or "
+              "parameters (their manifest rows changed)", file=sys.stderr)  # fmt: skip
     return counts
 
 

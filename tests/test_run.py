@@ -321,7 +321,8 @@ def test_pairs_per_gpu_batches_compatible_rows(ray_s3, tmp_path, examples, weigh
     for a, b in zip(losses["one"], losses["four"], strict=True):
         assert a[:2] == b[:2] and a[2:] == pytest.approx(b[2:], rel=1e-4)
     # the report's device seconds count a batch's shared wall time once
-    from workflows.analysis import open_run, summary
+    from workflows.analysis import open_run
+    from workflows.report.queries import summary
 
     seconds = summary(open_run(str(tmp_path / "four")))["time"]["seconds"].sum()
     shared = sum(r["wall_s"] / (r["batch_size"] or 1) for r in four)

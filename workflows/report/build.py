@@ -18,18 +18,16 @@ from manifests.fields import field_specs, format_value
 from workflows.analysis import (
     WEIGHT_PARAMS,
     Run,
-    curves,
     frontier,
     open_run,
     order,
     paired_effects,
     pairs_of,
-    param_table,
-    summary,
 )
 from workflows.analysis import text as text_of
 from workflows.report.figures import contact_sheet, frontier_plot, loss_curves, short
 from workflows.report.findings import param_findings
+from workflows.report.queries import curves, param_table, summary
 
 KEY_COLUMNS = ["value", "pairs", "final_total", "yardstick_total", "iters_to_l50", "secs_to_l50"]
 

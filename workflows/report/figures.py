@@ -23,7 +23,7 @@ CHAR = 6  # approximate width of a character of Pillow's default font, px
 
 def loss_curves(data: pd.DataFrame, param: str, path: Path) -> None:
     """Total, content and style loss vs iteration, one line per value of `param` (log y). The
-    curves are normalised per pair (workflows.analysis.curves): 1 = the baseline's final."""
+    curves are normalised per pair (workflows.report.queries.curves): 1 = the baseline's final."""
     fig = Figure(figsize=(13, 3.6))
     axes = fig.subplots(1, 3)
     for value, group in data.groupby("value", sort=True):

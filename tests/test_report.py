@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,12 @@ from conftest import REPO
 from PIL import Image
 
 from manifests.manifest import parse_row
-from workflows.analysis import load_run
+from workflows.analysis import load_run, open_run
 from workflows.cli import main
+from workflows.errors import InputError
 from workflows.extractors import ExtractorCache
 from workflows.report.figures import CELL
+from workflows.storage import filesystem, write_bytes
 from workflows.weights import resolve_weights
 
 
@@ -162,6 +165,30 @@ def test_load_run_for_notebooks(report: Path) -> None:
     assert results["style_layers"].iloc[0] == "relu1_1+relu2_1+relu3_1+relu4_1+relu5_1"
     assert results["yardstick_total"].notna().all()
     assert set(losses["pair_id"]) == set(results["pair_id"])
+
+
+def test_a_remote_run_leaves_no_local_copy(report: Path, s3_endpoint: str, tmp_path: Path) -> None:
+    """A run on S3 is copied locally to be read, and the copy is removed afterwards (by
+    load_run, nst report, and a failed open alike)."""
+    import s3util
+
+    s3util.reset(s3_endpoint)
+    filesystem("s3://bucket")[0].mkdir("bucket")
+    for name in ("results.parquet", "losses.parquet"):
+        write_bytes(f"s3://bucket/run/{name}", (report / "run" / name).read_bytes())
+    write_bytes("s3://bucket/half/results.parquet", (report / "run/results.parquet").read_bytes())
+    before = set(Path(tempfile.gettempdir()).glob("nst-run-*"))
+    results, _ = load_run("s3://bucket/run")
+    assert len(results) == 12
+    assert main(["report", "--run", "s3://bucket/run", "-o", str(tmp_path / "r"),
+                 "--max-pairs", "0"]) == 0  # fmt: skip
+    assert "style_weight" in (tmp_path / "r/index.html").read_text()
+    with open_run("s3://bucket/run") as run:
+        assert run.folder.is_dir() and run.swept == ["style_weight", "optimizer"]
+    assert not run.folder.exists()
+    with pytest.raises(InputError, match="no losses.parquet: not a run's --output"):
+        open_run("s3://bucket/half")
+    assert set(Path(tempfile.gettempdir()).glob("nst-run-*")) == before
 
 
 def test_readme_sql_runs_on_a_run(report: Path) -> None:

@@ -14,6 +14,7 @@ between images; per-pair ratios are then combined with their geometric mean.
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,28 +44,45 @@ class Run:
     folder: Path
     con: duckdb.DuckDBPyConnection
     swept: list[str]
+    temporary: bool = False  # `folder` is a copy of a remote run's tables: removed by close()
 
     def df(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         return self.con.execute(sql, params or []).df()
 
+    def close(self) -> None:
+        self.con.close()
+        if self.temporary:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
-def _local_copy(uri: str, options: StorageOptions | None) -> Path:
-    """The folder holding the run's TABLES: the run's own when local, else a temporary copy.
-    InputError naming the run when one is missing."""
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _local_copy(uri: str, options: StorageOptions | None) -> tuple[Path, bool]:
+    """(the folder holding the run's TABLES, whether it is a temporary copy): the run's own
+    when local, else a temporary copy. InputError naming the run when one is missing."""
     fs, path = filesystem(uri, options)
-    local = fs.protocol in ("file", ("file", "local")) or "file" in fs.protocol
-    folder = Path(path) if local else Path(tempfile.mkdtemp(prefix="nst-run-"))
-    for name in TABLES:
-        if local and not (folder / name).is_file():
-            raise InputError(NOT_A_RUN.format(uri=uri, name=name))
-        if not local:
+    if fs.protocol in ("file", ("file", "local")) or "file" in fs.protocol:
+        for name in TABLES:
+            if not (Path(path) / name).is_file():
+                raise InputError(NOT_A_RUN.format(uri=uri, name=name))
+        return Path(path), False
+    folder = Path(tempfile.mkdtemp(prefix="nst-run-"))
+    try:
+        for name in TABLES:
             try:
                 (folder / name).write_bytes(read_bytes(join(uri, name), options))
             except InputError as e:
                 if not str(e).endswith(": no such file"):
                     raise
                 raise InputError(NOT_A_RUN.format(uri=uri, name=name)) from None
-    return folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder, True
 
 
 def _quote(path: Path) -> str:
@@ -86,7 +104,18 @@ def _columns(con: duckdb.DuckDBPyConnection, folder: Path, uri: str) -> dict[str
 
 
 def open_run(uri: str, options: StorageOptions | None = None) -> Run:
-    folder = _local_copy(uri.rstrip("/"), options)
+    """The run's tables as DuckDB views `results` and `losses`; close() it (or use `with`)
+    to remove the local copy of a remote run."""
+    folder, temporary = _local_copy(uri.rstrip("/"), options)
+    try:
+        return _open(uri, folder, temporary)
+    except BaseException:
+        if temporary:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _open(uri: str, folder: Path, temporary: bool) -> Run:
     con = duckdb.connect()
     lists = [n for n, s in field_specs().items() if s.kind.endswith("_list")]
     columns = _columns(con, folder, uri.rstrip("/"))["results.parquet"]
@@ -108,13 +137,13 @@ def open_run(uri: str, options: StorageOptions | None = None) -> Run:
         ).fetchone()[0]  # type: ignore[index]
         > 1
     ]
-    return Run(uri, folder, con, swept)
+    return Run(uri, folder, con, swept, temporary)
 
 
 def load_run(uri: str, options: StorageOptions | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(results, losses) of a run as pandas DataFrames, list params as `a+b+c` text."""
-    run = open_run(uri, options)
-    return run.df("select * from results"), run.df("select * from losses")
+    with open_run(uri, options) as run:
+        return run.df("select * from results"), run.df("select * from losses")
 
 
 # Loss weights: sweeping one trades content against style (a frontier, no single winner).

@@ -144,7 +144,11 @@ def _section(
 
 def build_report(uri: str, out: Path, options: Any = None, max_pairs: int = 12) -> list[str]:
     """Write out/index.html and figures; return the key tables as text lines."""
-    run = open_run(uri, options)
+    with open_run(uri, options) as run:
+        return _build(run, uri, out, options, max_pairs)
+
+
+def _build(run: Run, uri: str, out: Path, options: Any, max_pairs: int) -> list[str]:
     results = run.df("select * from results")
     out.mkdir(parents=True, exist_ok=True)
     parts = [f"<h1>nst-batch report</h1><p>run: <code>{html.escape(uri)}</code></p>"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,20 @@ def test_edited_row_under_its_own_pair_id_runs_again(ray_s3, tmp_path, examples,
     (tmp_path / "out/done/mine").write_bytes(b"")  # an older version's empty marker is trusted
     weight, _, counts = run_with(1.0)
     assert weight == 10.0 and counts["skipped"] == 2
+
+
+def test_a_remote_manifest_leaves_no_local_copy(ray_s3, store, examples, weights_path,
+                                               capsys) -> None:  # fmt: skip
+    """nst run and nst manifest validate copy a remote manifest locally to stream it, and
+    remove the copy afterwards; so does a manifest refused on open."""
+    manifest, weights = make_manifest(store, examples, weights_path)
+    write_bytes(f"{store}/text.parquet", b"not parquet")
+    before = set(Path(tempfile.gettempdir()).glob("nst-manifest-*"))
+    assert nst_run(manifest, f"{store}/out", weights, "--limit", "1") == 0
+    assert main(["manifest", "validate", manifest]) == 1  # its row 4 has iterations 0
+    assert nst_run(f"{store}/text.parquet", f"{store}/out2", weights) == 1
+    assert "not a readable Parquet file" in capsys.readouterr().err
+    assert set(Path(tempfile.gettempdir()).glob("nst-manifest-*")) == before
 
 
 def test_bad_manifest_is_fatal_before_any_work(ray_s3, tmp_path, capsys) -> None:

@@ -125,6 +125,16 @@ def validate_main(args: argparse.Namespace) -> int:
     except ManifestError as e:
         print(f"error: manifest: {e}", file=sys.stderr)
         return 1
+    with manifest:
+        rows, bad = _validate_rows(manifest, args, options)
+    print(f"{rows} rows, {bad} with errors", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _validate_rows(
+    manifest: Manifest, args: argparse.Namespace, options: StorageOptions
+) -> tuple[int, int]:
+    """Print each row's problems; (rows, rows with problems)."""
     bad = rows = 0
     seen: dict[str, str | None] = {}
     for row in manifest.rows():
@@ -137,8 +147,7 @@ def validate_main(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"row {row.row}: {problem}")
         bad += bool(problems)
-    print(f"{rows} rows, {bad} with errors", file=sys.stderr)
-    return 1 if bad else 0
+    return rows, bad
 
 
 def _model_problems(model: str, params: StyleParams) -> list[str]:

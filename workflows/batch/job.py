@@ -33,7 +33,11 @@ def run_job(cfg: RunConfig) -> RunCounts:
         options.setdefault("endpoint_url", os.environ["AWS_ENDPOINT_URL"])
     cfg = dataclasses.replace(cfg, storage_options=options)
     configure(cfg.storage_retry_s)
-    manifest = Manifest(cfg.manifest, options, cfg.limit)
+    with Manifest(cfg.manifest, options, cfg.limit) as manifest:
+        return _run(cfg, manifest, options)
+
+
+def _run(cfg: RunConfig, manifest: Manifest, options: StorageOptions) -> RunCounts:
     connect(cfg.address, cfg.connect_timeout_s)  # before anything is written to --output
     meta = _metadata(cfg, now(), manifest.num_rows)
     previous = _read_run_json(cfg.output, options)

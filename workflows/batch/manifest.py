@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
@@ -20,7 +21,15 @@ class Manifest:
 
     def __init__(self, uri: str, options: StorageOptions | None, limit: int | None) -> None:
         self.uri, self.limit = uri, limit
-        self.local = _local_copy(uri, options)  # a store outage cannot break the stream later
+        self.local, self.temporary = _local_copy(uri, options)  # an outage cannot break it later
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        uri, limit = self.uri, self.limit
         try:
             meta = pq.ParquetFile(self.local)
             self.num_rows = meta.metadata.num_rows
@@ -34,6 +43,17 @@ class Manifest:
         if self.num_rows == 0:
             raise ManifestError(f"{uri}: the manifest has no rows")
 
+    def close(self) -> None:
+        """Remove the local copy of a remote manifest."""
+        if self.temporary:
+            Path(self.local).unlink(missing_ok=True)
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def rows(self) -> Iterator[ManifestRow]:
         for row in iter_rows(pq.ParquetFile(self.local).iter_batches(batch_size=1024)):
             if self.limit is not None and row.row > self.limit:
@@ -41,13 +61,14 @@ class Manifest:
             yield row
 
 
-def _local_copy(uri: str, options: StorageOptions | None) -> str:
-    """A local path of the manifest (remote ones are downloaded once, with retries)."""
+def _local_copy(uri: str, options: StorageOptions | None) -> tuple[str, bool]:
+    """(a local path of the manifest, whether it is a temporary copy): remote manifests are
+    downloaded once, with retries."""
     fs, path = filesystem(uri, options)
     if isinstance(fs, LocalFileSystem):
         if not fs.exists(path):
             raise ManifestError(f"{uri}: no such file")
-        return str(path)
+        return str(path), False
     try:
         data = read_bytes(uri, options)
     except InputError as e:
@@ -55,4 +76,4 @@ def _local_copy(uri: str, options: StorageOptions | None) -> str:
     handle, local = tempfile.mkstemp(prefix="nst-manifest-", suffix=".parquet")
     with os.fdopen(handle, "wb") as f:
         f.write(data)
-    return local
+    return local, True

@@ -173,22 +173,11 @@ def param_fields() -> tuple[dataclasses.Field[Any], ...]:
 
 # Fields in which the pairs of one batch (pairs-per-gpu) may differ: per-image weights,
 # optimizer settings, start and stopping. All other fields must be equal (`batch_key`).
-PER_IMAGE_FIELDS = frozenset(
-    {
-        "content_weight",
-        "style_weight",
-        "tv_weight",
-        "style_layer_weights",
-        "learning_rate",
-        "ema_decay",
-        "init",
-        "seed",
-        "target_loss",
-        "style_scale",
-        "photo_postprocess",
-        "mask_color_match",
-    }
-)
+PER_IMAGE_FIELDS = frozenset({
+    "content_weight", "style_weight", "tv_weight", "style_layer_weights", "learning_rate",
+    "ema_decay", "init", "seed", "target_loss", "style_scale", "photo_postprocess",
+    "mask_color_match",
+})  # fmt: skip
 
 
 def batch_key(params: StyleParams) -> tuple[tuple[str, Any], ...]:
@@ -233,20 +222,7 @@ def _layers(name: str, layers: tuple[str, ...]) -> None:
 
 
 def _validate(p: StyleParams) -> None:
-    if p.content_weight is not None:
-        _number("content_weight", p.content_weight)
-    for name in ("style_weight", "tv_weight"):
-        _number(name, getattr(p, name))
-    _layers("content_layers", p.content_layers)
-    _layers("style_layers", p.style_layers)
-    if p.style_layer_weights is not None:
-        if len(p.style_layer_weights) != len(p.style_layers):
-            raise ParamError(
-                "style_layer_weights",
-                f"has {len(p.style_layer_weights)} values for {len(p.style_layers)} style_layers",
-            )
-        for w in p.style_layer_weights:
-            _number("style_layer_weights", w)
+    _validate_losses(p)
     _choice("optimizer", p.optimizer, OPTIMIZERS)
     _number("learning_rate", p.learning_rate, positive=True)
     _integer("iterations", p.iterations, 1, MAX_ITERATIONS)
@@ -273,6 +249,24 @@ def _validate(p: StyleParams) -> None:
     if p.ema_decay > 0 and p.optimizer != "adam":
         raise ParamError("ema_decay", "applies to optimizer adam only")
     _scales(p)
+
+
+def _validate_losses(p: StyleParams) -> None:
+    """The loss weights and layers."""
+    if p.content_weight is not None:
+        _number("content_weight", p.content_weight)
+    for name in ("style_weight", "tv_weight"):
+        _number(name, getattr(p, name))
+    _layers("content_layers", p.content_layers)
+    _layers("style_layers", p.style_layers)
+    if p.style_layer_weights is not None:
+        if len(p.style_layer_weights) != len(p.style_layers):
+            raise ParamError(
+                "style_layer_weights",
+                f"has {len(p.style_layer_weights)} values for {len(p.style_layers)} style_layers",
+            )
+        for w in p.style_layer_weights:
+            _number("style_layer_weights", w)
 
 
 def _scales(p: StyleParams) -> None:

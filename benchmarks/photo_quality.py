@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from benchmarks.common import SHARED, contact_sheet, machine, weights_spec
+from benchmarks.common import contact_sheet, machine, weights_spec
+from benchmarks.photo_scores import PHOTO, record, score_folder
 from nst_ops.drivers import lbfgs
 from nst_ops.matting import PHOTO_SCALE, matting_energy
 from nst_ops.objective import Masks
@@ -52,7 +52,6 @@ from workflows.extractors import ExtractorCache
 from workflows.images import resize_long_side, to_png, to_tensor
 from workflows.weights import resolve_weights
 
-PHOTO = SHARED / "data" / "photo"
 LUAN_LAMBDA = 1e4  # his photo weight λ
 
 
@@ -83,15 +82,6 @@ def config_params(name: str, content: torch.Tensor, size: int, iterations: int,
         return photo.replace(content_weight=content_factor * alpha)
     # luan: plus his TV (3.28·N₄M₄ in units where α = 1, issue 14) times k
     return photo.replace(content_weight=alpha, tv_weight=32.8 * PHOTO_SCALE)
-
-
-def scores(pair: Path, path: Path) -> tuple[float, float, float]:
-    """(edge_corr, seg_color, affine_residual) from ../shared/tools/photo_metrics.py."""
-    sys.path.insert(0, str(SHARED / "tools"))
-    import photo_metrics
-
-    edge, seg, _ = photo_metrics.metrics(str(pair), str(path))
-    return edge, seg, photo_metrics.residual(str(pair), str(path))
 
 
 def parse_args() -> argparse.Namespace:
@@ -283,31 +273,6 @@ def stage1_variants(pair: Path, number: int, args: argparse.Namespace,
             record(rows, f"{config} stage 1 only, {kind}", pair, path, phi, args)
             images.append(image)
     return images
-
-
-def record(rows: dict[str, list[tuple[float, ...]]], name: str, pair: Path, path: Path,
-           phi: float, args: argparse.Namespace) -> None:  # fmt: skip
-    edge, seg, residual = (float("nan"),) * 3 if args.no_metrics else scores(pair, path)
-    rows.setdefault(name, []).append((edge, seg, residual, phi))
-    print(
-        f"  {pair.name} {name:32} edge {edge:.3f} seg {seg:.2f} residual {residual:.3f} "
-        f"Φ {phi:.4g}",
-        flush=True,
-    )
-
-
-def score_folder(out: Path, pairs: list[int]) -> None:
-    """The metrics table of images written by an earlier run (names {pair}_{variant}.png)."""
-    rows: dict[str, list[tuple[float, ...]]] = {}
-    for number in pairs:
-        for path in sorted(out.glob(f"{number}_*.png")):
-            variant = path.stem.split("_", 1)[1].replace("_", " ")
-            edge, seg, residual = scores(PHOTO / str(number), path)
-            rows.setdefault(variant, []).append((edge, seg, residual))
-    print(f"{'variant':32} {'pairs':>5} {'edge_corr':>9} {'seg_color':>9} {'affine_res':>10}")
-    for name, values in rows.items():
-        means = [statistics.fmean(v[i] for v in values) for i in range(3)]
-        print(f"{name:32} {len(values):5d} {means[0]:9.3f} {means[1]:9.2f} {means[2]:10.3f}")
 
 
 if __name__ == "__main__":

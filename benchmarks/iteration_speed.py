@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 
 import nst_ops.drivers as drivers
 from benchmarks.common import machine, matmul_flops_per_s, sync, weights_spec
-from nst_ops.optimize import stylize
+from nst_ops.optimize import StyleResult, stylize
 from nst_ops.params import StyleParams
 from nst_ops.vgg import VGGFeatures, layer_names
 from workflows.extractors import ExtractorCache
@@ -34,6 +35,24 @@ def conv_flops(extractor: VGGFeatures, height: int, width: int) -> float:
         elif isinstance(module, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)):
             h, w = h // 2, w // 2
     return flops
+
+
+def timed_run(run: Callable[[], StyleResult], device: torch.device, flops: float) -> dict:
+    """One pair's s/it (its rows' clock), its floor at the matmul rate measured around it, and
+    their ratio."""
+    before = matmul_flops_per_s(device)
+    sync(device)
+    start = time.perf_counter()
+    result = run()
+    sync(device)
+    wall = time.perf_counter() - start
+    # rows 0..N-1 are full iterations (step + forward + backward); the time between row 0 and
+    # row N-1 excludes the per-pair setup (target features) and the last forward-only row.
+    elapsed = result.losses.elapsed_s
+    per_iteration = (elapsed[-2] - elapsed[0]) / (len(elapsed) - 2)
+    rate = (before + matmul_flops_per_s(device)) / 2
+    return {"s": per_iteration, "floor": flops / rate, "rate": rate, "pair_s": wall,
+            "late_s": result.compile_s, "ratio": per_iteration * rate / flops}  # fmt: skip
 
 
 def measure(
@@ -53,23 +72,8 @@ def measure(
     warm = stylize(content, style, params.replace(iterations=4), extractor, evaluator=evaluate)
     assert layer_names(model)[len(extractor.layers) - 1] == "relu5_1"
     flops = 2 * conv_flops(extractor, size * 3 // 4, size)
-    runs = []
-    for _ in range(repeats):
-        before = matmul_flops_per_s(device)
-        sync(device)
-        start = time.perf_counter()
-        result = stylize(content, style, params, extractor, evaluator=evaluate)
-        sync(device)
-        wall = time.perf_counter() - start
-        # rows 0..N-1 are full iterations (step + forward + backward); the time between row 0
-        # and row N-1 excludes the per-pair setup (target features) and the last forward-only row.
-        elapsed = result.losses.elapsed_s
-        per_iteration = (elapsed[-2] - elapsed[0]) / (iterations - 1)
-        rate = (before + matmul_flops_per_s(device)) / 2
-        runs.append({"s": per_iteration, "floor": flops / rate, "rate": rate, "pair_s": wall,
-                     "late_s": result.compile_s})  # fmt: skip
-    for run in runs:
-        run["ratio"] = run["s"] / run["floor"]
+    runs = [timed_run(lambda: stylize(content, style, params, extractor, evaluator=evaluate),
+                      device, flops) for _ in range(repeats)]  # fmt: skip
     runs.sort(key=lambda run: run["ratio"])
     ratios = [run["ratio"] for run in runs]
     median = runs[len(runs) // 2]

@@ -60,7 +60,7 @@ def timed(
     return 1000 * (done - start) / n, 1000 * (launched - start) / n
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--size", type=int, default=256)
@@ -68,7 +68,11 @@ def main() -> None:
     parser.add_argument("--precision", default="tf32")
     parser.add_argument("--evaluations", type=int, default=50)
     parser.add_argument("--no-compile", action="store_true", help="eager rows only")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     device = torch.device(args.device)
     loss, content = objective(args, device)
 

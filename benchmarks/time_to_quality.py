@@ -139,7 +139,7 @@ def cost(result: StyleResult, size: int) -> float:
     return sum((scale / size) ** 2 for scale in result.losses.scale)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--iterations", type=int, default=1000)
@@ -159,14 +159,19 @@ def main() -> None:
     parser.add_argument("--amortise", type=int, default=100,
                         help="pairs of a worker that share one compile")  # fmt: skip
     parser.add_argument("--sheet", default=None, help="write a contact sheet PNG here")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    cli = parser()
+    args = cli.parse_args()
     device = torch.device(args.device)
     weights = resolve_weights(args.model, weights_spec(args.model))
     configs = candidates(args.size, args.iterations, args.optimizer)
     names = [BASELINE] + [n for n in (args.configs or configs) if n != BASELINE]
     unknown = [n for n in names if n not in configs]
     if unknown:
-        parser.error(f"unknown configs {unknown}; known: {list(configs)}")
+        cli.error(f"unknown configs {unknown}; known: {list(configs)}")
     kinds = {(configs[n].precision, configs[n].compile) for n in names} | {("fp32", "off")}
     caches = {(p, c): ExtractorCache(weights, device, p, c) for p, c in kinds}
     print(f"machine: {machine(device)}; {args.model} at {args.size} px; baseline "

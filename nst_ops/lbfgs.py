@@ -127,13 +127,7 @@ class LBFGSHistory:
         s_last = sy.diagonal(dim1=1, dim2=2).gather(1, newest)[:, 0]
         y_last = yy.diagonal(dim1=1, dim2=2).gather(1, newest)[:, 0]
         gamma = torch.where(self.count > 0, s_last / y_last, 1.0)  # H_0 = γ I
-        u = torch.linalg.solve_triangular(r, a.unsqueeze(2), upper=True)
-        middle = torch.diag_embed(r.diagonal(dim1=1, dim2=2)) + gamma.view(-1, 1, 1) * torch.where(
-            both, yy, 0.0
-        )
-        rhs = middle @ u - gamma.view(-1, 1, 1) * b.unsqueeze(2)
-        p = torch.linalg.solve_triangular(r.transpose(1, 2), rhs, upper=False).squeeze(2)
-        q = -gamma[:, None] * u.squeeze(2)
+        p, q = _compact(r, torch.where(both, yy, 0.0), gamma, a, b)
         g_hg = gamma * _dot(g, g) + (a * p).sum(1) + (b * q).sum(1)  # gᵀH g
         coefficients = torch.zeros((g.shape[0], 2 * m), dtype=torch.float64, device=device)
         coefficients.scatter_(1, order, p)
@@ -147,6 +141,18 @@ class LBFGSHistory:
         self.head = torch.where(restart, 0, self.head)
         steepest = FIRST_STEP / g.abs().amax(1).clamp_min(1e-30).double()
         return torch.where(good[:, None], d, -g), torch.where(good, 1.0, steepest)
+
+
+def _compact(r: Tensor, yy: Tensor, gamma: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """The compact form's coefficients (Byrd, Nocedal & Schnabel 1994): with R = triu(SᵀY)
+    (B, m, m), YᵀY `yy`, H_0 = γ I and a = S·g, b = Y·g (B, m) in chronological order,
+    H g = γ g + Σ p_i s_i + Σ q_i y_i, where q = −γ R⁻¹a and p = R⁻ᵀ((D + γ YᵀY) R⁻¹a − γ b)."""
+    u = torch.linalg.solve_triangular(r, a.unsqueeze(2), upper=True)
+    scaled = gamma.view(-1, 1, 1)
+    middle = torch.diag_embed(r.diagonal(dim1=1, dim2=2)) + scaled * yy
+    rhs = middle @ u - scaled * b.unsqueeze(2)
+    p = torch.linalg.solve_triangular(r.transpose(1, 2), rhs, upper=False).squeeze(2)
+    return p, -gamma[:, None] * u.squeeze(2)
 
 
 @contextmanager

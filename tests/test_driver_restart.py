@@ -69,6 +69,7 @@ def test_driver_killed_then_rerun_completes_exactly_once(tmp_path: Path, example
     second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "pairs already ok" in second.stderr
+    assert "run.json says a run started at " in second.stderr  # the killed one's "running"
     results = pq.read_table(output / "results.parquet").to_pylist()
     assert len(results) == ROWS and len({r["pair_id"] for r in results}) == ROWS
     assert all(r["status"] == "ok" for r in results)

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,10 @@ def _run(cfg: RunConfig, manifest: Manifest, options: StorageOptions) -> RunCoun
     connect(cfg.address, cfg.connect_timeout_s)  # before anything is written to --output
     meta = _metadata(cfg, now(), manifest.num_rows)
     previous = _read_run_json(cfg.output, options)
+    if previous is not None and previous.get("status") == "running":
+        print(f"WARNING: {cfg.output}/run.json says a run started at {previous.get('started_at')} "
+              "is still running (or was killed): two runs writing one --output redo each "
+              "other's pairs", file=sys.stderr)  # fmt: skip
     try:
         weights = resolve_weights(cfg.model, cfg.weights, options)
     except InputError as e:  # no pair ran: say so in run.json

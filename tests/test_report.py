@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -186,9 +187,39 @@ def test_a_remote_run_leaves_no_local_copy(report: Path, s3_endpoint: str, tmp_p
     with open_run("s3://bucket/run") as run:
         assert run.folder.is_dir() and run.swept == ["style_weight", "optimizer"]
     assert not run.folder.exists()
-    with pytest.raises(InputError, match="no losses.parquet: not a run's --output"):
+    with pytest.raises(InputError, match=r"half: not a run's --output \(no results.parquet and"):
         open_run("s3://bucket/half")
     assert set(Path(tempfile.gettempdir()).glob("nst-run-*")) == before
+
+
+def test_report_of_an_unfinished_run_shows_the_results_so_far(report: Path, tmp_path: Path,
+                                                                capsys) -> None:  # fmt: skip
+    """A run still running (or interrupted) has no consolidated tables yet: the report builds
+    them from the pairs finished so far, says so, and leaves the run's folder as it was."""
+    run = tmp_path / "run"
+    shutil.copytree(report / "run", run)
+    for name in ("results.parquet", "losses.parquet"):
+        (run / name).unlink()
+    finished = sorted((run / "pairs").iterdir())
+    for pair in finished[:5]:  # 5 of 12 not run yet
+        shutil.rmtree(pair)
+    meta = json.loads((run / "run.json").read_text()) | {"status": "running"}
+    (run / "run.json").write_text(json.dumps(meta))
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    assert main(["report", "--run", str(run), "-o", str(tmp_path / "r"), "--max-pairs", "1"]) == 0
+    note = "run not finished (run.json says running): 7 of 12 rows so far"
+    assert capsys.readouterr().out.splitlines()[0] == note
+    assert note in (tmp_path / "r/index.html").read_text()
+    results, losses = load_run(str(run))
+    assert sorted(results["pair_id"]) == [p.name for p in finished[5:]]
+    assert set(losses["pair_id"]) == set(results["pair_id"]) and len(losses) == 7 * 4
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    for pair in finished[5:]:
+        shutil.rmtree(pair)
+    with pytest.raises(
+        InputError, match=r"run: no pair has a result yet \(run.json says running\)$"
+    ):
+        load_run(str(run))
 
 
 def test_readme_sql_runs_on_a_run(report: Path) -> None:

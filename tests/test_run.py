@@ -295,8 +295,8 @@ def test_report_of_what_is_not_a_finished_run_is_one_line(store, tmp_path, capsy
     assert main(report) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line == (
-        f"error: {store}/run: no results.parquet: not a run's --output, or its run has not "
-        "finished (nst run writes it at the end; run it again to resume)"
+        f"error: {store}/run: not a run's --output (no results.parquet and losses.parquet, no "
+        "run.json)"
     )
     write_bytes(f"{store}/run/results.parquet", b"not parquet")
     write_bytes(f"{store}/run/losses.parquet", b"not parquet")

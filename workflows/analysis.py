@@ -25,14 +25,12 @@ import pandas as pd
 
 from manifests.fields import field_specs, format_value
 from manifests.schema import TAG_PREFIX, URI_COLUMNS
+from workflows.batch.outputs import tables_so_far
 from workflows.errors import InputError
 from workflows.storage import StorageOptions, filesystem, join, read_bytes
 
 TABLES = ("results.parquet", "losses.parquet")  # what `nst run` consolidates when it ends
-NOT_A_RUN = (
-    "{uri}: no {name}: not a run's --output, or its run has not finished "
-    "(nst run writes it at the end; run it again to resume)"
-)
+NOT_A_RUN = "{uri}: not a run's --output (no results.parquet and losses.parquet, no run.json)"
 
 
 @dataclass
@@ -45,6 +43,7 @@ class Run:
     con: duckdb.DuckDBPyConnection
     swept: list[str]
     temporary: bool = False  # `folder` is a copy of a remote run's tables: removed by close()
+    note: str | None = None  # e.g. that the run has not finished: the tables are what is so far
 
     def df(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         return self.con.execute(sql, params or []).df()
@@ -61,15 +60,15 @@ class Run:
         self.close()
 
 
-def _local_copy(uri: str, options: StorageOptions | None) -> tuple[Path, bool]:
-    """(the folder holding the run's TABLES, whether it is a temporary copy): the run's own
-    when local, else a temporary copy. InputError naming the run when one is missing."""
+def _local_copy(uri: str, options: StorageOptions | None) -> tuple[Path, bool, str | None]:
+    """(the folder holding the run's TABLES, whether it is a temporary copy, a note): the run's
+    own when local, else a temporary copy; for a run that has not finished, its results so far
+    and a note saying so. InputError naming the run when it is none."""
     fs, path = filesystem(uri, options)
     if fs.protocol in ("file", ("file", "local")) or "file" in fs.protocol:
-        for name in TABLES:
-            if not (Path(path) / name).is_file():
-                raise InputError(NOT_A_RUN.format(uri=uri, name=name))
-        return Path(path), False
+        if all((Path(path) / name).is_file() for name in TABLES):
+            return Path(path), False, None
+        return _unfinished(uri, options)
     folder = Path(tempfile.mkdtemp(prefix="nst-run-"))
     try:
         for name in TABLES:
@@ -78,11 +77,25 @@ def _local_copy(uri: str, options: StorageOptions | None) -> tuple[Path, bool]:
             except InputError as e:
                 if not str(e).endswith(": no such file"):
                     raise
-                raise InputError(NOT_A_RUN.format(uri=uri, name=name)) from None
+                shutil.rmtree(folder, ignore_errors=True)
+                return _unfinished(uri, options)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return folder, True
+    return folder, True, None
+
+
+def _unfinished(uri: str, options: StorageOptions | None) -> tuple[Path, bool, str]:
+    """A temporary folder with the results so far of a run that has not finished (it has a
+    run.json but no consolidated tables yet), and the note saying so."""
+    folder = Path(tempfile.mkdtemp(prefix="nst-run-"))
+    try:
+        return folder, True, tables_so_far(uri, str(folder), options)
+    except BaseException as e:
+        shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(e, InputError) and str(e).endswith("run.json: no such file"):
+            raise InputError(NOT_A_RUN.format(uri=uri)) from None
+        raise
 
 
 def _quote(path: Path) -> str:
@@ -106,16 +119,16 @@ def _columns(con: duckdb.DuckDBPyConnection, folder: Path, uri: str) -> dict[str
 def open_run(uri: str, options: StorageOptions | None = None) -> Run:
     """The run's tables as DuckDB views `results` and `losses`; close() it (or use `with`)
     to remove the local copy of a remote run."""
-    folder, temporary = _local_copy(uri.rstrip("/"), options)
+    folder, temporary, note = _local_copy(uri.rstrip("/"), options)
     try:
-        return _open(uri, folder, temporary)
+        return _open(uri, folder, temporary, note)
     except BaseException:
         if temporary:
             shutil.rmtree(folder, ignore_errors=True)
         raise
 
 
-def _open(uri: str, folder: Path, temporary: bool) -> Run:
+def _open(uri: str, folder: Path, temporary: bool, note: str | None) -> Run:
     con = duckdb.connect()
     lists = [n for n, s in field_specs().items() if s.kind.endswith("_list")]
     columns = _columns(con, folder, uri.rstrip("/"))["results.parquet"]
@@ -137,7 +150,7 @@ def _open(uri: str, folder: Path, temporary: bool) -> Run:
         ).fetchone()[0]  # type: ignore[index]
         > 1
     ]
-    return Run(uri, folder, con, swept, temporary)
+    return Run(uri, folder, con, swept, temporary, note)
 
 
 def load_run(uri: str, options: StorageOptions | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -23,11 +24,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manifests.fields import field_specs
-from manifests.manifest import ManifestRow
+from manifests.manifest import ManifestError, ManifestRow
 from manifests.results import PairResult, Status
 from manifests.schema import RUN_LOSS_SCHEMA, URI_COLUMNS, results_schema
 from workflows.batch.config import WorkerConfig
-from workflows.storage import StorageOptions, filesystem, join, with_retries, write_bytes
+from workflows.batch.manifest import Manifest
+from workflows.errors import InputError
+from workflows.storage import (
+    StorageOptions,
+    filesystem,
+    join,
+    read_bytes,
+    with_retries,
+    write_bytes,
+)
 from workflows.tables import parquet_bytes
 
 
@@ -124,14 +134,16 @@ def consolidate(
     tag_fields: list[pa.Field],
     options: StorageOptions | None = None,
     chunk: int = 512,
+    to: str | None = None,
 ) -> tuple[int, int]:
-    """Write results.parquet and losses.parquet from the per-pair files, in manifest order,
-    streaming (memory bounded by `chunk`). Returns (result rows, loss rows) written."""
-    schema = results_schema(tag_fields)
+    """Write results.parquet and losses.parquet (into `to`, default `output`) from the per-pair
+    files, in manifest order, streaming (memory bounded by `chunk`). Returns (result rows, loss
+    rows) written."""
+    schema, folder = results_schema(tag_fields), to or output
     n_results = n_losses = 0
     with (
-        _writer(join(output, "results.parquet"), schema, options) as results,
-        _writer(join(output, "losses.parquet"), RUN_LOSS_SCHEMA, options) as losses,
+        _writer(join(folder, "results.parquet"), schema, options) as results,
+        _writer(join(folder, "losses.parquet"), RUN_LOSS_SCHEMA, options) as losses,
     ):
         for batch in _chunks(rows, chunk):
             uris = [result_uri(output, r) for r in batch]
@@ -141,22 +153,42 @@ def consolidate(
                 table = pa.concat_tables([t.cast(schema) for t in tables])
                 results.write_table(table)
                 n_results += table.num_rows
-                ok = [
-                    r
-                    for r, s in zip(
-                        table["pair_id"].to_pylist(), table["status"].to_pylist(), strict=True
-                    )
-                    if s in (Status.OK.value, Status.DIVERGED.value)
-                ]
-                loss_blobs = _read_many([losses_uri(output, i) for i in ok], options)
-                parts = [
-                    pq.read_table(io.BytesIO(b)).cast(RUN_LOSS_SCHEMA) for b in loss_blobs.values()
-                ]
-                if parts:  # one row group per chunk, not per pair
-                    chunk_losses = pa.concat_tables(parts)
+                chunk_losses = _losses_of(output, table, options)
+                if chunk_losses is not None:  # one row group per chunk, not per pair
                     losses.write_table(chunk_losses)
                     n_losses += chunk_losses.num_rows
     return n_results, n_losses
+
+
+def _losses_of(output: str, results: pa.Table, options: StorageOptions | None) -> pa.Table | None:
+    """The loss tables of the pairs of `results` that have one (ok or diverged), as one."""
+    statuses = results["status"].to_pylist()
+    ids = [i for i, s in zip(results["pair_id"].to_pylist(), statuses, strict=True)
+           if s in (Status.OK.value, Status.DIVERGED.value)]  # fmt: skip
+    blobs = _read_many([losses_uri(output, i) for i in ids], options)
+    parts = [pq.read_table(io.BytesIO(b)).cast(RUN_LOSS_SCHEMA) for b in blobs.values()]
+    return pa.concat_tables(parts) if parts else None
+
+
+def tables_so_far(output: str, to: str, options: StorageOptions | None = None) -> str:
+    """Consolidate an unfinished run's results so far into the local folder `to` (its manifest
+    from run.json); return a line saying how many rows have one. InputError when `output` has
+    no run.json or no result yet."""
+    try:
+        meta = json.loads(read_bytes(join(output, "run.json"), options))
+    except ValueError as e:
+        raise InputError(f"{output}/run.json: not JSON ({e})") from None
+    status = meta.get("status", "unknown")
+    try:
+        with Manifest(meta["manifest"], options, meta.get("rows")) as manifest:
+            done, _ = consolidate(output, manifest.rows(), manifest.tag_fields, options, to=to)
+    except ManifestError as e:
+        raise InputError(
+            f"{output}: run not finished, and its manifest (run.json) is unusable: {e}"
+        ) from None
+    if not done:
+        raise InputError(f"{output}: no pair has a result yet (run.json says {status})")
+    return f"run not finished (run.json says {status}): {done} of {meta.get('rows')} rows so far"
 
 
 class _writer:

@@ -153,6 +153,9 @@ def _build(run: Run, uri: str, out: Path, options: Any, max_pairs: int) -> list[
     out.mkdir(parents=True, exist_ok=True)
     parts = [f"<h1>nst-batch report</h1><p>run: <code>{html.escape(uri)}</code></p>"]
     text: list[str] = []
+    if run.note:  # an unfinished run: what has a result so far
+        parts.append(f"<p><b>{html.escape(run.note)}</b></p>")
+        text.append(run.note)
     for name, frame in summary(run).items():
         parts.append(f"<h3>{name}</h3>{'<p>none</p>' if frame.empty else _table(frame)}")
         if not frame.empty:

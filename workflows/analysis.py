@@ -42,7 +42,7 @@ class Run:
     folder: Path
     con: duckdb.DuckDBPyConnection
     swept: list[str]
-    temporary: bool = False  # `folder` is a copy of a remote run's tables: removed by close()
+    temporary: bool = False  # `folder` is a temporary copy (remote or so far): close() removes it
     note: str | None = None  # e.g. that the run has not finished: the tables are what is so far
 
     def df(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
@@ -118,7 +118,7 @@ def _columns(con: duckdb.DuckDBPyConnection, folder: Path, uri: str) -> dict[str
 
 def open_run(uri: str, options: StorageOptions | None = None) -> Run:
     """The run's tables as DuckDB views `results` and `losses`; close() it (or use `with`)
-    to remove the local copy of a remote run."""
+    to remove the local copy of a remote or unfinished run."""
     folder, temporary, note = _local_copy(uri.rstrip("/"), options)
     try:
         return _open(uri, folder, temporary, note)

@@ -7,13 +7,14 @@ Grid syntax: `name=v1,v2,...`; list-valued fields write their items joined by `+
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from manifests.fields import field_specs, parse_value
-from manifests.schema import manifest_schema
+from manifests.schema import TAG_PREFIX, manifest_schema
 from nst_ops.params import ParamError, StyleParams
 
 LIST_SEP = "+"
@@ -35,22 +36,36 @@ def parse_grid(spec: str) -> tuple[str, list[Any]]:
     return name, parsed
 
 
+def parse_tag(spec: str) -> tuple[str, str]:
+    """`name=value` → ("tag_name", "value") (a `tag_` prefix given is kept once); ParamError
+    naming --tag."""
+    name, sep, value = spec.partition("=")
+    name = name.strip().removeprefix(TAG_PREFIX)
+    if not sep or not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise ParamError("--tag", f"expected name=value, name of letters, digits, _; got {spec!r}")
+    return TAG_PREFIX + name, value
+
+
 def sweep_table(
     contents: Sequence[str],
     styles: Sequence[str],
     grids: Sequence[tuple[str, list[Any]]],
     masks: tuple[str, str] | None = None,
+    tags: Sequence[tuple[str, str]] = (),
 ) -> pa.Table:
     """One row per (content, style, grid combination); every combination is validated.
-    `masks` = (content mask, style mask) URIs, for a single content and style only."""
+    `masks` = (content mask, style mask) URIs, for a single content and style only; `tags`
+    (parse_tag's) are string columns with one value for every row."""
     if not contents or not styles:
         raise ParamError("--content" if not contents else "--style", "matched no images")
     if masks is not None and (len(contents) != 1 or len(styles) != 1):
         raise ParamError("--content-mask", "masks need exactly one content and one style image")
+    for flag, given, verb in (("--grid", [n for n, _ in grids], "swept"),
+                              ("--tag", [n for n, _ in tags], "given")):  # fmt: skip
+        twice = sorted({n for n in given if given.count(n) > 1})
+        if twice:
+            raise ParamError(flag, f"{', '.join(twice)} {verb} twice")
     names = [n for n, _ in grids]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ParamError("--grid", f"{', '.join(twice)} swept twice")
     rows = []
     for combo in itertools.product(*(values for _, values in grids)):
         settings = dict(zip(names, combo, strict=True))
@@ -68,6 +83,8 @@ def sweep_table(
         fields += [schema.field("content_mask_uri"), schema.field("style_mask_uri")]
     fields += [schema.field(n) for n in names]
     columns = {f.name: [_plain(r[f.name]) for r in rows] for f in fields}
+    columns |= {name: [value] * len(rows) for name, value in tags}
+    fields += [pa.field(name, pa.string()) for name, _ in tags]
     return pa.table(columns, schema=pa.schema(fields))
 
 

@@ -153,6 +153,27 @@ def test_sweep_expands_folders_and_globs_skipping_hidden_names(folder: str) -> N
         expand_images([f"{folder}/sub/*.jpg"], flag="--style")
 
 
+def test_sweep_tags_label_every_row(examples, tmp_path, capsys) -> None:
+    """--tag NAME=VALUE gives each row a tag_NAME string column; with --append, blocks of one
+    manifest carry their own labels (null where a block did not set one)."""
+    out = str(tmp_path / "m.parquet")
+    base = ["manifest", "sweep", "--content", str(examples / "content"), "--style",
+            str(examples / "style/wave.jpg"), "-o", out]  # fmt: skip
+    assert main([*base, "--grid", "seed=1,2", "--tag", "group=a", "--tag", "tag_who=me"]) == 0
+    assert main([*base, "--grid", "seed=3", "--tag", "group=b", "--append"]) == 0
+    table = pq.read_table(out)
+    assert table.schema.field("tag_group").type == pa.string()
+    assert [(r["seed"], r["tag_group"], r["tag_who"]) for r in table.to_pylist()] == [
+        (1, "a", "me"), (2, "a", "me"), (3, "b", None)]  # fmt: skip
+    assert [r.tags for r in iter_rows(table.to_batches())][2] == {
+        "tag_group": "b", "tag_who": None}  # fmt: skip
+    capsys.readouterr()
+    for tags, message in ((["bad name=x"], "expected name=value"),
+                          (["a=1", "tag_a=2"], "tag_a given twice")):  # fmt: skip
+        assert main([*base, *(a for t in tags for a in ("--tag", t))]) == 2
+        assert capsys.readouterr().err.strip().startswith(f"error: --tag: {message}")
+
+
 def test_sweep_to_an_unwritable_place_is_one_line(examples, tmp_path, capsys) -> None:
     (tmp_path / "file").write_text("a file where a folder would go")
     out = tmp_path / "file" / "sub" / "m.parquet"

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from manifests.manifest import ManifestError, check_schema
 from manifests.schema import URI_COLUMNS
-from manifests.sweep import parse_grid, sweep_table
+from manifests.sweep import parse_grid, parse_tag, sweep_table
 from nst_ops.params import ParamError, StyleParams
 from nst_ops.vgg import MODELS
 from workflows.batch.manifest import Manifest
@@ -77,6 +77,7 @@ def _uri(fs: Any, spec: str, path: str) -> str:
 def sweep_main(args: argparse.Namespace) -> int:
     options = parse_storage_options(args.storage_options)
     grids = [parse_grid(g) for g in args.grid]
+    tags = [parse_tag(t) for t in args.tag]
     try:
         contents = expand_images(args.content, options, "--content")
         styles = expand_images(args.style, options, "--style")
@@ -89,7 +90,7 @@ def sweep_main(args: argparse.Namespace) -> int:
             print("error: --content-mask and --style-mask go together", file=sys.stderr)
             return 2
         masks = (args.content_mask, args.style_mask)
-    table = sweep_table(contents, styles, grids, masks)
+    table = sweep_table(contents, styles, grids, masks, tags)
     new_rows = table.num_rows
     if args.append:
         table = _append_to(args.output, table, options)
@@ -193,6 +194,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         metavar="NAME=V1,V2",
         help="sweep a StyleParams field; list items joined by + (repeatable)",
     )
+    sweep.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE",
+                       help="a tag_NAME column with VALUE in every row (repeatable)")  # fmt: skip
     sweep.add_argument("--content-mask", default=None, help="mask URI (one content only)")
     sweep.add_argument("--style-mask", default=None, help="mask URI (one style only)")
     sweep.add_argument("-o", "--output", required=True, help="manifest to write (path or URI)")

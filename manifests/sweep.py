@@ -28,7 +28,8 @@ def parse_grid(spec: str) -> tuple[str, list[Any]]:
         raise ParamError("--grid", f"expected name=v1,v2,... got {spec!r}")
     if name not in field_specs():
         valid = ", ".join(field_specs())
-        raise ParamError("--grid", f"unknown field {name!r}; valid: {valid}")
+        hint = " (a tag takes --tag NAME=VALUE)" if name.startswith(TAG_PREFIX) else ""
+        raise ParamError("--grid", f"unknown field {name!r}{hint}; valid: {valid}")
     try:
         parsed = [parse_value(name, v, LIST_SEP) for v in values.split(",")]
     except ParamError as e:  # named as the flag it came from

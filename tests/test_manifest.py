@@ -168,6 +168,8 @@ def test_sweep_tags_label_every_row(examples, tmp_path, capsys) -> None:
     assert [r.tags for r in iter_rows(table.to_batches())][2] == {
         "tag_group": "b", "tag_who": None}  # fmt: skip
     capsys.readouterr()
+    assert main([*base, "--grid", "tag_group=a,b"]) == 2
+    assert "unknown field 'tag_group' (a tag takes --tag NAME=VALUE)" in capsys.readouterr().err
     for tags, message in ((["bad name=x"], "expected name=value"),
                           (["a=1", "tag_a=2"], "tag_a given twice")):  # fmt: skip
         assert main([*base, *(a for t in tags for a in ("--tag", t))]) == 2

@@ -208,19 +208,20 @@ def test_resume_with_other_result_settings_is_refused(ray_s3, tmp_path, examples
     assert "skipped 1 pairs already ok" in capsys.readouterr().err
 
 
-def test_edited_row_under_its_own_pair_id_runs_again(ray_s3, tmp_path, examples, weights_path,
+def test_edited_row_under_its_own_pair_id_runs_again(ray_s3, store, examples, weights_path,
                                                      capsys) -> None:  # fmt: skip
     """A done pair whose manifest row changed under the same given pair_id is not skipped: its
     marker records the inputs it was made from."""
-    manifest, out = str(tmp_path / "m.parquet"), str(tmp_path / "out")
+    manifest, out = f"{store}/m.parquet", f"{store}/out"
     images = {"content_uri": [str(examples / "content/tubingen.jpg")] * 2,
               "style_uri": [str(examples / "style/wave.jpg")] * 2}  # fmt: skip
 
     def run_with(style_weight: float) -> tuple[float, str, dict[str, int]]:
         """(the result's style_weight of row "mine", stderr, run.json counts)."""
-        pq.write_table(pa.table(images | {"pair_id": ["mine", "other"], "image_size": [32, 32],
-                                          "iterations": [ITERATIONS] * 2,
-                                          "style_weight": [style_weight, 1000.0]}), manifest)  # fmt: skip
+        rows = pa.table(images | {"pair_id": ["mine", "other"], "image_size": [32, 32],
+                                  "iterations": [ITERATIONS] * 2,
+                                  "style_weight": [style_weight, 1000.0]})  # fmt: skip
+        write_bytes(manifest, parquet_bytes(rows))
         capsys.readouterr()
         assert nst_run(manifest, out, str(weights_path), "--yardstick-size", "0") == 0
         (mine, _) = table(f"{out}/results.parquet")
@@ -234,7 +235,7 @@ def test_edited_row_under_its_own_pair_id_runs_again(ray_s3, tmp_path, examples,
     weight, err, counts = run_with(10.0)
     assert weight == 10.0 and (counts["skipped"], counts["redone"]) == (2, 0)
     assert "again" not in err
-    (tmp_path / "out/done/mine").write_bytes(b"")  # an older version's empty marker is trusted
+    write_bytes(f"{out}/done/mine", b"")  # an older version's empty marker is trusted
     weight, _, counts = run_with(1.0)
     assert weight == 10.0 and counts["skipped"] == 2
 

@@ -169,8 +169,8 @@ def test_load_run_for_notebooks(report: Path) -> None:
 
 
 def test_a_remote_run_leaves_no_local_copy(report: Path, s3_endpoint: str, tmp_path: Path) -> None:
-    """A run on S3 is copied locally to be read, and the copy is removed afterwards (by
-    load_run, nst report, and a failed open alike)."""
+    """A run on S3 is copied locally to be read (an unfinished one: its results so far), and
+    the copy is removed afterwards (by load_run, nst report, and a failed open alike)."""
     import s3util
 
     s3util.reset(s3_endpoint)
@@ -189,6 +189,13 @@ def test_a_remote_run_leaves_no_local_copy(report: Path, s3_endpoint: str, tmp_p
     assert not run.folder.exists()
     with pytest.raises(InputError, match=r"half: not a run's --output \(no results.parquet and"):
         open_run("s3://bucket/half")
+    for path in sorted((report / "run/pairs").rglob("*.parquet"))[:14]:  # 7 pairs' two files
+        write_bytes(f"s3://bucket/going/{path.relative_to(report / 'run')}", path.read_bytes())
+    meta = json.loads((report / "run/run.json").read_text()) | {"status": "running"}
+    write_bytes("s3://bucket/going/run.json", json.dumps(meta).encode())
+    with open_run("s3://bucket/going") as going:  # unfinished: its results so far
+        assert going.note == "run not finished (run.json says running): 7 of 12 rows so far"
+        assert len(going.df("select * from results")) == 7
     assert set(Path(tempfile.gettempdir()).glob("nst-run-*")) == before
 
 

@@ -91,3 +91,19 @@ def ray_s3(s3_endpoint: str) -> Iterator[None]:
     """Local Ray started after moto: its workers inherit the (fake) AWS environment, as a real
     cluster's nodes have their own."""
     yield from _local_ray()
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a test's inputs and outputs live: a local folder, then an S3 bucket (moto)."""
+    if request.param == "local":
+        yield str(tmp_path / "store")
+        return
+    import s3util
+
+    from workflows.storage import filesystem
+
+    s3util.reset(request.getfixturevalue("s3_endpoint"))
+    fs, _ = filesystem("s3://bucket")
+    fs.mkdir("bucket")
+    yield "s3://bucket"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,74 +12,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import ray
-import s3util
+from runutil import ITERATIONS, make_manifest, nst_run, table
 
 from manifests.manifest import parse_row
 from manifests.schema import RUN_LOSS_SCHEMA, results_schema
 from workflows.cli import main
-from workflows.storage import filesystem, read_bytes, write_bytes
-from workflows.tables import parquet_bytes
-
-ITERATIONS = 2
+from workflows.storage import read_bytes, write_bytes
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "local":
-        yield str(tmp_path / "store")
-        return
-    endpoint = request.getfixturevalue("s3_endpoint")
-    s3util.reset(endpoint)
-    fs, _ = filesystem("s3://bucket")
-    fs.mkdir("bucket")
-    yield "s3://bucket"
-
-
-def put(local: Path, uri: str) -> str:
-    write_bytes(uri, local.read_bytes())
-    return uri
-
-
-def table(uri: str) -> list[dict[str, Any]]:
-    import io
-
-    return pq.read_table(io.BytesIO(read_bytes(uri))).to_pylist()
-
-
-def make_manifest(store: str, examples: Path, weights: Path) -> tuple[str, str]:
-    content = put(examples / "content/tubingen.jpg", f"{store}/in/tubingen.jpg")
-    wave = put(examples / "style/wave.jpg", f"{store}/in/wave.jpg")
-    starry = put(examples / "style/starry_night.jpg", f"{store}/in/starry.jpg")
-    put(Path(__file__), f"{store}/in/notes.jpg")  # a text file named .jpg
-    photo = {
-        "content_uri": put(examples / "photo/content.jpg", f"{store}/in/photo.jpg"),
-        "style_uri": put(examples / "photo/style.jpg", f"{store}/in/photo_style.jpg"),
-        "content_mask_uri": put(examples / "photo/content_seg.png", f"{store}/in/c_seg.png"),
-        "style_mask_uri": put(examples / "photo/style_seg.png", f"{store}/in/s_seg.png"),
-        "photo_weight": 1e4,
-        "tag_group": "photo",
-    }
-    common = {"image_size": 32, "iterations": ITERATIONS}
-    rows = [
-        {"content_uri": content, "style_uri": wave, "tag_group": "a"} | common,
-        {"content_uri": content, "style_uri": starry, "tag_group": "a", "style_weight": 10.0}
-        | common,
-        {"content_uri": content, "style_uri": wave, "tag_group": "b", "optimizer": "adam"} | common,
-        {"content_uri": content, "style_uri": f"{store}/in/missing.jpg", "tag_group": "b"} | common,
-        {"content_uri": f"{store}/in/notes.jpg", "style_uri": wave, "tag_group": "c"} | common,
-        {"content_uri": content, "style_uri": wave, "tag_group": "c", "iterations": 0},
-        photo | common,
-    ]
-    manifest = f"{store}/manifest.parquet"
-    columns = {k: [r.get(k) for r in rows] for r in rows for k in r}
-    write_bytes(manifest, parquet_bytes(pa.table(columns)))
-    weights_uri = put(weights, f"{store}/weights/vgg16.pth")
-    return manifest, weights_uri
-
-
-def nst_run(manifest: str, output: str, weights: str, *extra: str) -> int:
-    return main(["run", "--manifest", manifest, "--output", output, "--model", "vgg16",
-                 "--weights", weights, "--quiet", *extra])  # fmt: skip
+def check_ok_row(r: dict[str, Any], out: str) -> None:
+    """An ok result row: one fake GPU, every iteration of every stage, its PNG written."""
+    stages = 2 if r["tag_group"] == "photo" else 1
+    assert len(r["gpu_ids"]) == 1 and r["gpu_ids"][0] in (0, 1)
+    assert r["iterations_run"] == stages * ITERATIONS and r["attempt"] == 1
+    assert (r["final_photo_loss"] > 0) == (stages == 2)
+    assert r["warnings"] == []
+    assert r["output_uri"] == f"{out}/images/{r['pair_id']}.png"
+    assert read_bytes(r["output_uri"])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert r["final_total_loss"] > 0
 
 
 def test_run_end_to_end_and_resume(ray_s3, store, examples, weights_path, capsys) -> None:
@@ -102,14 +51,7 @@ def test_run_end_to_end_and_resume(ray_s3, store, examples, weights_path, capsys
     assert len(errors) == 3
     for r in results:
         if r["status"] == "ok":
-            stages = 2 if r["tag_group"] == "photo" else 1
-            assert len(r["gpu_ids"]) == 1 and r["gpu_ids"][0] in (0, 1)
-            assert r["iterations_run"] == stages * ITERATIONS and r["attempt"] == 1
-            assert (r["final_photo_loss"] > 0) == (stages == 2)
-            assert r["warnings"] == []
-            assert r["output_uri"] == f"{out}/images/{r['pair_id']}.png"
-            assert read_bytes(r["output_uri"])[:8] == b"\x89PNG\r\n\x1a\n"
-            assert r["final_total_loss"] > 0
+            check_ok_row(r, out)
     losses = table(f"{out}/losses.parquet")
     assert len(losses) == 3 * (ITERATIONS + 1) + (2 * ITERATIONS + 1)
     assert {r["stage"] for r in losses} == {1, 2}
@@ -181,63 +123,6 @@ def test_weights_of_the_other_model_fail_the_run_in_run_json(
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "failed" and meta["error"] == message.removeprefix("error: ")
     assert sorted(p.name for p in out.iterdir()) == ["run.json"]  # no pair ran
-
-
-def test_resume_with_other_result_settings_is_refused(ray_s3, tmp_path, examples, weights_path,
-                                                      capsys) -> None:  # fmt: skip
-    """Finished pairs made with other weights, precision or yardstick size are not mixed into
-    one results table: the rerun stops before any work, naming what changed."""
-    manifest, weights = make_manifest(str(tmp_path), examples, weights_path)
-    out = str(tmp_path / "out")
-    assert nst_run(manifest, out, weights, "--limit", "1") == 0
-    before = (tmp_path / "out/run.json").read_bytes()
-    changes = [
-        ("random", (), "--weights sha256:be3200d26788 (this run: random)"),
-        (weights, ("--precision", "bf16"), "--precision fp32 (this run: bf16)"),
-        (weights, ("--yardstick-size", "64"), "--yardstick-size 256 (this run: 64)"),
-    ]
-    for given, extra, changed in changes:
-        capsys.readouterr()
-        assert nst_run(manifest, out, given, "--limit", "1", *extra) == 2
-        assert capsys.readouterr().err.strip().splitlines()[-1] == (
-            f"error: {out} holds 1 finished pairs made with {changed}; resuming would mix both "
-            "in one results table: use another --output, or that run's settings"
-        )
-        assert (tmp_path / "out/run.json").read_bytes() == before
-    assert nst_run(manifest, out, weights, "--limit", "1", "--compile", "off") == 0
-    assert "skipped 1 pairs already ok" in capsys.readouterr().err
-
-
-def test_edited_row_under_its_own_pair_id_runs_again(ray_s3, store, examples, weights_path,
-                                                     capsys) -> None:  # fmt: skip
-    """A done pair whose manifest row changed under the same given pair_id is not skipped: its
-    marker records the inputs it was made from."""
-    manifest, out = f"{store}/m.parquet", f"{store}/out"
-    images = {"content_uri": [str(examples / "content/tubingen.jpg")] * 2,
-              "style_uri": [str(examples / "style/wave.jpg")] * 2}  # fmt: skip
-
-    def run_with(style_weight: float) -> tuple[float, str, dict[str, int]]:
-        """(the result's style_weight of row "mine", stderr, run.json counts)."""
-        rows = pa.table(images | {"pair_id": ["mine", "other"], "image_size": [32, 32],
-                                  "iterations": [ITERATIONS] * 2,
-                                  "style_weight": [style_weight, 1000.0]})  # fmt: skip
-        write_bytes(manifest, parquet_bytes(rows))
-        capsys.readouterr()
-        assert nst_run(manifest, out, str(weights_path), "--yardstick-size", "0") == 0
-        (mine, _) = table(f"{out}/results.parquet")
-        counts = json.loads(read_bytes(f"{out}/run.json"))["counts"]
-        return mine["style_weight"], capsys.readouterr().err, counts
-
-    run_with(1000.0)
-    weight, err, counts = run_with(10.0)
-    assert weight == 10.0 and (counts["skipped"], counts["redone"], counts["ok"]) == (1, 1, 1)
-    assert "ran 1 pairs again: done under the same pair_id with other URIs or parameters" in err
-    weight, err, counts = run_with(10.0)
-    assert weight == 10.0 and (counts["skipped"], counts["redone"]) == (2, 0)
-    assert "again" not in err
-    write_bytes(f"{out}/done/mine", b"")  # an older version's empty marker is trusted
-    weight, _, counts = run_with(1.0)
-    assert weight == 10.0 and counts["skipped"] == 2
 
 
 def test_a_remote_manifest_leaves_no_local_copy(ray_s3, store, examples, weights_path,

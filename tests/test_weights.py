@@ -7,6 +7,7 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -31,24 +32,55 @@ def test_whole_vgg_and_trunk_state_dicts_and_fp16() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch, on purpose
-def test_pickle_with_code_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_pickle_with_code_is_refused(tmp_path: Path, protocol: int) -> None:
     marker = tmp_path / "pwned"
 
     class Evil:
         def __reduce__(self) -> tuple[object, tuple[str]]:
             return (os.system, (f"touch {marker}",))
 
-    data = pickle.dumps({"0.weight": Evil()})
-    with pytest.raises(InputError, match="evil.pth: not a loadable weights-only state dict"):
+    data = pickle.dumps({"0.weight": Evil()}, protocol=protocol)
+    reason = {  # torch.save's protocol: the refused global is named
+        2: f"it holds {os.system.__module__}.system, which a weights-only load refuses (it could "
+        "run code): save a dict of tensors alone",
+        pickle.HIGHEST_PROTOCOL: "Unsupported operand 149 (not written by torch.save?)",
+    }[protocol]
+    with pytest.raises(InputError) as refused:
         trunk_state_dict(data, "evil.pth")
+    assert str(refused.value) == f"evil.pth: not a loadable weights-only state dict: {reason}"
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("name", ["wave.jpg", "notes.txt"])
-def test_file_that_is_no_pickle_is_refused(name: str, examples: Path) -> None:
-    data = (examples / "style/wave.jpg").read_bytes() if name == "wave.jpg" else b"hello\n"
-    with pytest.raises(InputError, match=rf"^{name}: not a loadable weights-only state dict \("):
-        trunk_state_dict(data, name)  # the text fails in pickle with a KeyError
+NOT_TORCH = "not a PyTorch file (neither torch.save's zip archive nor a pickle)"
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("wave.jpg", NOT_TORCH),
+        ("notes.txt", NOT_TORCH),
+        ("empty.pth", "the file is empty"),
+        ("numpy.pth", "it holds numpy"),
+        ("cut.pth", "truncated or damaged (PytorchStreamReader failed reading zip archive"),
+    ],
+)
+def test_file_that_is_no_state_dict_says_why_in_one_line(
+    name: str, reason: str, examples: Path
+) -> None:
+    """torch's own message is paragraphs long and suggests weights_only=False: not shown."""
+    data = {
+        "wave.jpg": (examples / "style/wave.jpg").read_bytes(),
+        "notes.txt": b"hello\n",
+        "empty.pth": b"",
+        "numpy.pth": _save({"0.weight": np.zeros(3)}),
+        "cut.pth": _save({"0.weight": torch.zeros(64)})[:300],
+    }[name]
+    with pytest.raises(InputError) as refused:
+        trunk_state_dict(data, name)
+    message = str(refused.value)
+    assert message.startswith(f"{name}: not a loadable weights-only state dict: {reason}")
+    assert "\n" not in message and "weights_only` set to `False`" not in message
 
 
 def test_state_dict_of_the_other_model_is_refused_up_front(
@@ -111,3 +143,13 @@ def test_imagenet_download_failure_suggests_uri(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(VGG19_Weights, "get_state_dict", offline)
     with pytest.raises(InputError, match="offline, pass --weights URI"):
         resolve_weights("vgg19", "imagenet")
+
+
+def test_a_file_that_is_no_state_dict_is_named_as_the_flag(examples: Path) -> None:
+    image = examples / "style/wave.jpg"
+    with pytest.raises(InputError) as refused:
+        resolve_weights("vgg16", str(image))
+    assert (
+        str(refused.value)
+        == f"--weights {image}: not a loadable weights-only state dict: {NOT_TORCH}"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import sys
 from dataclasses import dataclass
 
@@ -52,7 +53,7 @@ def resolve_weights(
     except InputError as e:
         raise InputError(str(e).replace(spec, shown)) from None
     digest = hashlib.sha256(data).hexdigest()
-    trunk = trunk_state_dict(data, shown)
+    trunk = trunk_state_dict(data, f"--weights {shown}")
     try:
         check_state_dict(model, trunk)
     except ValueError as e:
@@ -65,8 +66,8 @@ def trunk_state_dict(data: bytes, name: str) -> dict[str, Tensor]:
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # anything not a weights-only pickle (e.g. KeyError of an image)
-        first = f"{type(e).__name__}: {str(e).strip()}".splitlines()[0]
-        raise InputError(f"{name}: not a loadable weights-only state dict ({first})") from None
+        reason = _load_failure(e, data)
+        raise InputError(f"{name}: not a loadable weights-only state dict: {reason}") from None
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise InputError(f"{name}: expected a state dict of tensors")
     if any(k.startswith("features.") for k in obj):
@@ -77,6 +78,30 @@ def trunk_state_dict(data: bytes, name: str) -> dict[str, Tensor]:
             f"{name}: no VGG features keys (expected 'N.weight' or 'features.N.weight')"
         )
     return trunk
+
+
+def _load_failure(error: Exception, data: bytes) -> str:
+    """Why torch.load(weights_only=True) refused `data`, in words: torch's own message is
+    paragraphs long and suggests weights_only=False, which this tool never does."""
+    if not data:
+        return "the file is empty"
+    if not data.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip; a legacy pickle
+        return "not a PyTorch file (neither torch.save's zip archive nor a pickle)"
+    text = str(error)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if refused:
+        return (
+            f"it holds {refused.group(1)}, which a weights-only load refuses (it could run "
+            "code): save a dict of tensors alone"
+        )
+    unpickler = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    if unpickler:
+        return f"{unpickler.group(1).strip()} (not written by torch.save?)"
+    if "zip archive" in text or isinstance(error, EOFError):
+        first = text.strip().split(". ")[0] or type(error).__name__
+        return f"truncated or damaged ({first})"
+    first = f"{type(error).__name__}: {text.strip()}".splitlines()[0]
+    return first if len(first) <= 200 else first[:200] + "…"
 
 
 def _imagenet(model: str) -> ResolvedWeights:

@@ -136,6 +136,11 @@ def test_report_to_an_unwritable_place_is_one_line(report: Path, tmp_path: Path,
     command = ["report", "--run", str(report / "run"), "-o", str(tmp_path / "file" / "r")]
     assert main(command) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path}/file/r: Not a directory"
+    command[-1] = str(tmp_path / "file")
+    assert main(command) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: -o {tmp_path}/file: is a file; the report needs a folder"
+    )
 
 
 def test_report_prints_the_summary_then_the_sweeps(report: Path, tmp_path: Path) -> None:

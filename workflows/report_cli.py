@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from workflows.errors import InputError
 from workflows.params_cli import at_least
 from workflows.report.build import build_report
 from workflows.storage import parse_storage_options
@@ -13,7 +14,10 @@ from workflows.storage import parse_storage_options
 
 def main(args: argparse.Namespace) -> int:
     options = parse_storage_options(args.storage_options)
-    lines = build_report(args.run, Path(args.output), options, args.max_pairs)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():  # checked before the run's tables are fetched
+        raise InputError(f"-o {out}: is a file; the report needs a folder")
+    lines = build_report(args.run, out, options, args.max_pairs)
     print("\n".join(lines))
     print(f"report: {Path(args.output) / 'index.html'}", file=sys.stderr)
     return 0

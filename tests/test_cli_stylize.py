@@ -132,7 +132,7 @@ def test_layer_the_model_lacks_exits_2_before_loading_weights(
     ("output", "losses", "message"),
     [
         ("taken/o.png", None, "taken/o.png: output not writable ({tmp}/taken is a file)"),
-        ("taken/sub/o.png", None, "taken/sub/o.png: output not writable (Not a directory)"),
+        ("taken/sub/o.png", None, "taken/sub/o.png: output not writable ({tmp}/taken is a file)"),
         ("o.png", "folder", "folder: output not writable (Is a directory)"),
     ],
 )  # fmt: skip

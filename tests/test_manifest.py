@@ -182,7 +182,9 @@ def test_sweep_to_an_unwritable_place_is_one_line(examples, tmp_path, capsys) ->
     command = ["manifest", "sweep", "--content", str(examples / "content"), "--style",
                str(examples / "style/wave.jpg"), "-o", str(out)]  # fmt: skip
     assert main(command) == 2
-    assert capsys.readouterr().err.strip() == f"error: {tmp_path}/file/sub: Not a directory"
+    assert capsys.readouterr().err.strip() == (
+        f"error: {out}: output not writable ({tmp_path}/file is a file)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -135,11 +135,13 @@ def test_report_to_an_unwritable_place_is_one_line(report: Path, tmp_path: Path,
     (tmp_path / "file").write_text("a file where a folder would go")
     command = ["report", "--run", str(report / "run"), "-o", str(tmp_path / "file" / "r")]
     assert main(command) == 2
-    assert capsys.readouterr().err.strip() == f"error: {tmp_path}/file/r: Not a directory"
+    assert capsys.readouterr().err.strip() == (
+        f"error: -o {tmp_path}/file/r: {tmp_path}/file is a file; a folder is needed there"
+    )
     command[-1] = str(tmp_path / "file")
     assert main(command) == 2
     assert capsys.readouterr().err.strip() == (
-        f"error: -o {tmp_path}/file: is a file; the report needs a folder"
+        f"error: -o {tmp_path}/file: is a file; a folder is needed there"
     )
 
 

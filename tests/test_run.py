@@ -176,6 +176,19 @@ def test_run_flags_out_of_range_exit_2_naming_the_flag(
     assert not (tmp_path / "o").exists()
 
 
+def test_output_where_a_file_is_is_refused_before_ray_starts(tmp_path, examples, capsys) -> None:
+    manifest = str(tmp_path / "m.parquet")
+    pq.write_table(pa.table({"content_uri": [str(examples / "content/tubingen.jpg")],
+                             "style_uri": [str(examples / "style/wave.jpg")]}), manifest)  # fmt: skip
+    (tmp_path / "file").write_text("a file where the run's folder would go")
+    for output, where in [("file", "is a file"), ("file/run", f"{tmp_path}/file is a file")]:
+        assert nst_run(manifest, str(tmp_path / output), "random") == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last == f"error: --output {tmp_path}/{output}: {where}; a folder is needed there"
+    assert not ray.is_initialized()
+    assert (tmp_path / "file").read_text() == "a file where the run's folder would go"
+
+
 def test_report_of_what_is_not_a_finished_run_is_one_line(store, tmp_path, capsys) -> None:
     report = ["report", "--run", f"{store}/run", "-o", str(tmp_path / "report")]
     assert main(report) == 2

@@ -20,6 +20,7 @@ from workflows.images import decode_image
 from workflows.params_cli import add_max_pixels_flag
 from workflows.storage import (
     StorageOptions,
+    check_writable,
     filesystem,
     parse_storage_options,
     read_bytes,
@@ -78,6 +79,7 @@ def sweep_main(args: argparse.Namespace) -> int:
     options = parse_storage_options(args.storage_options)
     grids = [parse_grid(g) for g in args.grid]
     tags = [parse_tag(t) for t in args.tag]
+    check_writable(args.output, options)
     try:
         contents = expand_images(args.content, options, "--content")
         styles = expand_images(args.style, options, "--style")

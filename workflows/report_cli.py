@@ -6,17 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from workflows.errors import InputError
 from workflows.params_cli import at_least
 from workflows.report.build import build_report
-from workflows.storage import parse_storage_options
+from workflows.storage import check_folder, parse_storage_options
 
 
 def main(args: argparse.Namespace) -> int:
     options = parse_storage_options(args.storage_options)
     out = Path(args.output)
-    if out.exists() and not out.is_dir():  # checked before the run's tables are fetched
-        raise InputError(f"-o {out}: is a file; the report needs a folder")
+    check_folder(str(out), "-o")  # before the run's tables are fetched
     lines = build_report(args.run, out, options, args.max_pairs)
     print("\n".join(lines))
     print(f"report: {Path(args.output) / 'index.html'}", file=sys.stderr)

@@ -122,6 +122,27 @@ def write_bytes(uri: str, data: bytes, options: StorageOptions | None = None) ->
     with_retries(uri, write)
 
 
+def check_folder(uri: str, flag: str, options: StorageOptions | None = None) -> None:
+    """InputError naming `flag` when the local folder `uri` cannot be one: it, or a folder
+    above it, is a file (checked before any work; nothing is created). Remote stores have no
+    folders to check."""
+    fs, path = filesystem(uri, options)
+    if not isinstance(fs, LocalFileSystem):
+        return
+    at = _existing(path)
+    if not os.path.isdir(at):
+        where = "is a file" if at == os.path.abspath(path) else f"{at} is a file"
+        raise InputError(f"{flag} {uri}: {where}; a folder is needed there")
+
+
+def _existing(path: str) -> str:
+    """`path`, or the nearest folder above it that exists, as an absolute path."""
+    at = os.path.abspath(path)
+    while not os.path.lexists(at) and os.path.dirname(at) != at:
+        at = os.path.dirname(at)
+    return at
+
+
 def check_writable(uri: str, options: StorageOptions | None = None) -> None:
     """InputError naming `uri` when a local file cannot be written there (checked before work
     whose result would be lost): its folder is made, the file opened for appending and, if it
@@ -130,6 +151,9 @@ def check_writable(uri: str, options: StorageOptions | None = None) -> None:
     if not isinstance(fs, LocalFileSystem):
         return
     existed, parent = os.path.lexists(path), fs._parent(path)
+    above = _existing(parent)
+    if not os.path.isdir(above):
+        raise InputError(f"{uri}: output not writable ({above} is a file)")
     try:
         fs.makedirs(parent, exist_ok=True)
         with open(path, "ab"):

@@ -23,7 +23,14 @@ from workflows.batch.manifest import Manifest
 from workflows.batch.outputs import consolidate, done_ids, done_inputs, now
 from workflows.batch.scheduler import RunCounts, schedule
 from workflows.errors import InputError
-from workflows.storage import StorageOptions, configure, join, read_bytes, write_bytes
+from workflows.storage import (
+    StorageOptions,
+    check_folder,
+    configure,
+    join,
+    read_bytes,
+    write_bytes,
+)
 from workflows.weights import resolve_weights
 
 
@@ -39,6 +46,7 @@ def run_job(cfg: RunConfig) -> RunCounts:
 
 
 def _run(cfg: RunConfig, manifest: Manifest, options: StorageOptions) -> RunCounts:
+    check_folder(cfg.output, "--output", options)
     connect(cfg.address, cfg.connect_timeout_s)  # before anything is written to --output
     meta = _metadata(cfg, now(), manifest.num_rows)
     previous = _read_run_json(cfg.output, options)

@@ -116,14 +116,7 @@ def lbfgs(
     or the stop image."""
     shape, live = x.shape[1:], _Live(recs, objective)
     x = x.detach().reshape(x.shape[0], -1).clamp(0, 1)
-    history = LBFGSHistory(x.shape[0], x.shape[1], MEMORY, x)
-    rows = DeferredRows(x.view(-1, *shape), recs, rows_per_flush(x.device), evaluate.track_rows)
-    loss_rows, g = evaluate(x.view(-1, *shape), objective)
-    rows.push(loss_rows, x.view(-1, *shape))
-    f = loss_rows[:, 0].double()
-    everyone = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    with ieee_products():
-        d, step = history.direction(g, everyone)
+    history, rows, g, f, d, step = _lbfgs_start(x, shape, objective, recs, evaluate)
     evaluated, x_new = x, trial(x, d, step)
     for _ in range(1, params[0].iterations):  # p.iterations evaluations in this stage
         if rows.due():
@@ -145,6 +138,26 @@ def lbfgs(
             d, step, x_new = evaluate.next_trial(history, x, g, d, step, accept, products)
     x, *_ = _flush_lbfgs(rows, live, history, evaluated, x, g, f, d, step)
     return [t.view(1, *shape) for t in live.results(x)]
+
+
+def _lbfgs_start(
+    x: Tensor,
+    shape: torch.Size,
+    objective: StyleObjective,
+    recs: Sequence[Recorder],
+    evaluate: Evaluator,
+) -> tuple[LBFGSHistory, DeferredRows, Tensor, Tensor, Tensor, Tensor]:
+    """The first evaluation, at the start images x (B, n) in [0,1]: the empty history, the row
+    tracker holding its rows, and the gradient g, loss f (float64) and first direction d with
+    its step."""
+    history = LBFGSHistory(x.shape[0], x.shape[1], MEMORY, x)
+    rows = DeferredRows(x.view(-1, *shape), recs, rows_per_flush(x.device), evaluate.track_rows)
+    loss_rows, g = evaluate(x.view(-1, *shape), objective)
+    rows.push(loss_rows, x.view(-1, *shape))
+    everyone = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    with ieee_products():
+        d, step = history.direction(g, everyone)
+    return history, rows, g, loss_rows[:, 0].double(), d, step
 
 
 def _flush_lbfgs(

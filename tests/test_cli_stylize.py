@@ -292,3 +292,22 @@ def test_mask_that_is_not_an_image_exits_2(tmp_path: Path, examples, nst) -> Non
     )  # fmt: skip
     assert result.returncode == 2
     assert "mask.png: not an image file" in result.stderr.strip().splitlines()[-1]
+
+
+def test_summary_says_what_compiling_cost(tmp_path: Path, examples, nst, monkeypatch) -> None:
+    """One pair cannot amortise a compile: the closing line says its time (eager: nothing)."""
+    import dataclasses
+
+    import workflows.stylize as stylize_cli
+
+    real = stylize_cli.stylize_loaded
+    args = ("stylize", str(examples / "content/tubingen.jpg"), str(examples / "style/wave.jpg"),
+            "-o", str(tmp_path / "o.png"), "--weights", "random", "--image-size", "32",
+            "--iterations", "2")  # fmt: skip
+    eager = nst(*args).stderr.strip().splitlines()[-1]
+    assert eager.startswith(f"wrote {tmp_path}/o.png and ") and "compiling took" not in eager
+    monkeypatch.setattr(stylize_cli, "stylize_loaded",
+                        lambda *a: [dataclasses.replace(r, compile_s=12.34) for r in real(*a)])  # fmt: skip
+    line = nst(*args).stderr.strip().splitlines()[-1]
+    assert line.endswith("; compiling took 12.3 s of it (once per image shape and process; "
+                         "--compile off skips it)")  # fmt: skip

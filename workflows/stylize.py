@@ -7,6 +7,7 @@ import sys
 
 from tqdm import tqdm
 
+from nst_ops.optimize import StyleResult
 from nst_ops.recorder import Progress
 from nst_ops.segments import plan
 from workflows.errors import InputError
@@ -89,10 +90,21 @@ def main(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not args.quiet:
-        final = result.losses.total_loss[-1]
-        print(
-            f"wrote {args.output} and {losses_uri}: {result.iterations_run} iterations, "
-            f"total loss {result.losses.total_loss[0]:.4g} -> {final:.4g}",
-            file=sys.stderr,
-        )
+        print(_summary(args.output, losses_uri, result), file=sys.stderr)
     return 0
+
+
+def _summary(output: str, losses_uri: str, result: StyleResult) -> str:
+    """The closing line: what was written, the loss, and any one-off compile time (a single
+    pair cannot amortise it: --compile off skips it)."""
+    losses = result.losses.total_loss
+    line = (
+        f"wrote {output} and {losses_uri}: {result.iterations_run} iterations, "
+        f"total loss {losses[0]:.4g} -> {losses[-1]:.4g}"
+    )
+    if result.compile_s > 0:
+        line += (
+            f"; compiling took {result.compile_s:.1f} s of it (once per image shape and "
+            "process; --compile off skips it)"
+        )
+    return line

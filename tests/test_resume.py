@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from runutil import ITERATIONS, make_manifest, nst_run, table
 
+from manifests.manifest import parse_row
+from manifests.schema import results_schema
+from workflows.batch.outputs import consolidate
 from workflows.storage import read_bytes, write_bytes
 from workflows.tables import parquet_bytes
 
@@ -67,3 +71,37 @@ def test_edited_row_under_its_own_pair_id_runs_again(ray_s3, store, examples, we
     write_bytes(f"{out}/done/mine", b"")  # an older version's empty marker is trusted
     weight, _, counts = run_with(1.0)
     assert weight == 10.0 and counts["skipped"] == 2
+
+
+def test_tags_changed_for_a_rerun_label_the_skipped_pairs(ray_s3, tmp_path, examples,
+                                                          weights_path, capsys) -> None:  # fmt: skip
+    """Tags label rows, they are no inputs: a rerun after adding, changing or dropping tag
+    columns skips the done pairs, and the results show the manifest's tags as they are now."""
+    manifest, out = tmp_path / "m.parquet", str(tmp_path / "out")
+    images = {"content_uri": [str(examples / "content/tubingen.jpg")] * 2,
+              "style_uri": [str(examples / "style/wave.jpg"), str(examples / "style/starry_night.jpg")],
+              "image_size": [32, 32], "iterations": [ITERATIONS] * 2}  # fmt: skip
+    for tags in [{}, {"tag_group": ["x", "y"], "tag_n": [1, 2]}, {"tag_group": ["z", "z"]}]:
+        pq.write_table(pa.table(images | tags), manifest)
+        capsys.readouterr()
+        assert nst_run(str(manifest), out, str(weights_path), "--yardstick-size", "0") == 0
+        results = pq.read_table(f"{out}/results.parquet")
+        assert {c: results[c].to_pylist() for c in results.column_names if c[:4] == "tag_"} == tags
+    assert "skipped 2 pairs already ok" in capsys.readouterr().err
+
+
+def test_result_files_of_an_older_version_are_consolidated(tmp_path) -> None:
+    """A pair's result file without a column that a later version added (here compile_s and
+    batch_size) gives nulls there; its tag comes from the manifest."""
+    row = parse_row(1, {"content_uri": "a.jpg", "style_uri": "b.jpg", "tag_group": "new"})
+    tag = pa.field("tag_group", pa.string())
+    record = {"pair_id": row.pair_id, "status": "ok", "tag_group": "old", "wall_s": 1.5,
+              "compile_s": 2.0, "batch_size": 1}  # fmt: skip
+    old = pa.Table.from_pylist([record], schema=results_schema([tag]))
+    old = old.drop_columns(["compile_s", "batch_size"])
+    (tmp_path / "pairs" / row.pair_id).mkdir(parents=True)
+    pq.write_table(old, tmp_path / "pairs" / row.pair_id / "result.parquet")
+    assert consolidate(str(tmp_path), [row], [tag]) == (1, 0)
+    (result,) = pq.read_table(tmp_path / "results.parquet").to_pylist()
+    assert (result["tag_group"], result["wall_s"]) == ("new", 1.5)
+    assert result["compile_s"] is None and result["batch_size"] is None

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from manifests.fields import field_specs
 from manifests.manifest import ManifestError, ManifestRow
 from manifests.results import PairResult, Status
-from manifests.schema import RUN_LOSS_SCHEMA, URI_COLUMNS, results_schema
+from manifests.schema import RUN_LOSS_SCHEMA, TAG_PREFIX, URI_COLUMNS, results_schema
 from workflows.batch.config import WorkerConfig
 from workflows.batch.manifest import Manifest
 from workflows.errors import InputError
@@ -148,9 +148,10 @@ def consolidate(
         for batch in _chunks(rows, chunk):
             uris = [result_uri(output, r) for r in batch]
             blobs = _read_many(uris, options)
-            tables = [pq.read_table(io.BytesIO(blobs[u])) for u in uris if u in blobs]
-            if tables:
-                table = pa.concat_tables([t.cast(schema) for t in tables])
+            found = [(u, r) for u, r in zip(uris, batch, strict=True) if u in blobs]
+            if found:
+                tables = [pq.read_table(io.BytesIO(blobs[u])) for u, _ in found]
+                table = _as_results(tables, [r for _, r in found], schema)
                 results.write_table(table)
                 n_results += table.num_rows
                 chunk_losses = _losses_of(output, table, options)
@@ -158,6 +159,24 @@ def consolidate(
                     losses.write_table(chunk_losses)
                     n_losses += chunk_losses.num_rows
     return n_results, n_losses
+
+
+def _as_results(tables: list[pa.Table], rows: list[ManifestRow], schema: pa.Schema) -> pa.Table:
+    """The pairs' result files as rows of this run's results `schema`: their tag columns from
+    the manifest as it is now (tags label rows, they are no inputs: a pair whose tags changed
+    is not run again, and its result shows the new ones), and a column that the version which
+    wrote a file did not have as nulls."""
+    bare = [t.drop_columns([c for c in t.column_names if c.startswith(TAG_PREFIX)]) for t in tables]
+    table = pa.concat_tables(bare, promote_options="permissive")
+    columns = []
+    for field in schema:
+        if field.name.startswith(TAG_PREFIX):
+            columns.append(pa.array([r.tags.get(field.name) for r in rows], field.type))
+        elif field.name in table.column_names:
+            columns.append(table[field.name].cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _losses_of(output: str, results: pa.Table, options: StorageOptions | None) -> pa.Table | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -119,6 +120,24 @@ def test_worker_killed_mid_pair_is_retried_exactly_once(
     assert max(r["attempt"] for r in results) >= 2
     meta = json.loads(read_bytes(f"{output}/run.json"))
     assert meta["counts"]["retried"] >= 1 and meta["counts"]["ok"] == 4
+
+
+@pytest.mark.timeout(180, method="thread")  # the bug it guards against hung in ray.wait
+def test_more_workers_than_the_cluster_holds_strand_no_pair(
+    ray_s3, tmp_path, examples, weights_path, monkeypatch, capsys
+) -> None:
+    """--num-workers 3 on 2 (fake) GPUs: the third worker never starts; it gets no pair (the
+    run used to wait forever on the pairs queued on it), and a warning says why."""
+    from workflows.batch import scheduler
+
+    monkeypatch.setattr(scheduler, "PENDING_WARN_S", 1.0)
+    uri = manifest(str(tmp_path / "m.parquet"), examples, rows=6, iterations=30, size=32)
+    assert main(run_args(uri, str(tmp_path / "out"), weights_path, "--num-workers", "3")) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"WARNING: [123] of 3 workers \(1 GPU, 1 CPU each\) have not started after "
+                     r"1 s: the cluster has no room for them \(free now: \d+ GPU", err), err  # fmt: skip
+    results = check_exactly_once(str(tmp_path / "out"), rows=6, iterations=30)
+    assert {g for r in results for g in r["gpu_ids"]} <= {0, 1}
 
 
 @pytest.mark.parametrize("where", ["file/sub/x.png", "file/x.png", "folder"])

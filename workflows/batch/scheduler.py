@@ -4,6 +4,7 @@ of pairs in flight, retry pairs whose worker died, count outcomes."""
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,6 +23,9 @@ from workflows.batch.outputs import now, write_result
 from workflows.batch.worker import PairWorker
 from workflows.errors import StorageError
 from workflows.weights import ResolvedWeights
+
+# Seconds a worker may take to start before a warning says the cluster has no room for it.
+PENDING_WARN_S = 60.0
 
 
 @dataclass
@@ -97,7 +101,9 @@ class _Batcher:
 
 class _Pool:
     """Worker actors, one per slot; a dead actor is replaced by a new one (the driver does this
-    rather than Ray's restarts, so that every failed call is a real attempt)."""
+    rather than Ray's restarts, so that every failed call is a real attempt). Work goes only to
+    workers that have started: one the cluster has no room for (more `--num-workers` than it
+    holds now) gets none until it starts, so no pair waits on it; a warning says so."""
 
     def __init__(self, cfg: RunConfig, weights: ResolvedWeights, wcfg: WorkerConfig) -> None:
         gpus, n = plan_workers(cfg)
@@ -105,30 +111,48 @@ class _Pool:
         self.actor_class: Any = ray.remote(PairWorker).options(
             num_gpus=gpus, num_cpus=cfg.cpus_per_task, max_restarts=0
         )
-        self.wcfg = wcfg
+        self.wcfg, self.shape = wcfg, (gpus, cfg.cpus_per_task)
         # Resolved once on the driver, shared through the object store; every call carries the
         # (tiny) reference and a worker fetches the weights once.
         self.weights_ref = ray.put(weights)
         self.actors: list[Any] = [self.actor_class.remote(wcfg) for _ in range(n)]
         self.generation = [0] * n
+        self.started, self.since = [False] * n, time.monotonic()
+        self.pings: dict[Any, tuple[int, int]] = {}  # info call → (slot, generation)
+        for i in range(n):
+            self.pings[self.actors[i].info.remote()] = (i, 0)
         per_call = cfg.pairs_per_gpu  # a call carries up to pairs-per-gpu rows
         self.depth = max(1, (cfg.max_in_flight or 2 * n * per_call) // (n * per_call))
         self.load = [0] * n
         self.in_flight: dict[Any, tuple[list[ManifestRow], int, int, int]] = {}
+        self.warned = False
 
     def full(self) -> bool:
-        return min(self.load) >= self.depth
+        loads = [load for load, up in zip(self.load, self.started, strict=True) if up]
+        return not loads or min(loads) >= self.depth
 
     def submit(self, rows: list[ManifestRow], attempt: int) -> None:
-        """One call of rows (a batch of up to pairs-per-gpu) to the least loaded worker."""
-        i = self.load.index(min(self.load))
+        """One call of rows (a batch of up to pairs-per-gpu) to the least loaded worker that
+        has started (a retry, when none has: to any, its replacement starting)."""
+        slots = [i for i, up in enumerate(self.started) if up] or list(range(len(self.actors)))
+        i = min(slots, key=lambda j: self.load[j])
         self.load[i] += 1
         call = self.actors[i].run.remote(rows, attempt, [self.weights_ref])
         self.in_flight[call] = (rows, attempt, i, self.generation[i])
 
-    def next_done(self) -> tuple[list[ManifestRow], int, Any]:
-        """Wait for one call; (rows, attempt, PairResults | exception). Replaces dead actors."""
-        (ref,), _ = ray.wait(list(self.in_flight), num_returns=1)
+    def next_done(self) -> tuple[list[ManifestRow], int, Any] | None:
+        """Wait for one call: (rows, attempt, PairResults | exception); None when instead a
+        worker started or the wait timed out. Replaces dead actors."""
+        refs = list(self.in_flight) + list(self.pings)
+        ready, _ = ray.wait(refs, num_returns=1, timeout=PENDING_WARN_S)
+        if not ready:
+            self._warn_pending()
+            return None
+        ref = ready[0]
+        if ref in self.pings:  # a worker is up (or died starting: its calls will say so)
+            i, generation = self.pings.pop(ref)
+            self.started[i] |= generation == self.generation[i]
+            return None
         rows, attempt, i, generation = self.in_flight.pop(ref)
         self.load[i] -= 1
         try:
@@ -136,10 +160,25 @@ class _Pool:
         except (RayActorError, WorkerCrashedError) as e:
             if generation == self.generation[i]:  # first news of this death: a new worker
                 self.generation[i] += 1
-                self.actors[i] = self.actor_class.remote(self.wcfg)
+                self.actors[i], self.started[i] = self.actor_class.remote(self.wcfg), False
+                self.pings[self.actors[i].info.remote()] = (i, self.generation[i])
             return rows, attempt, e
         except RayTaskError as e:
             return rows, attempt, e
+
+    def _warn_pending(self) -> None:
+        waiting = self.started.count(False)
+        if self.warned or not waiting or time.monotonic() - self.since < PENDING_WARN_S:
+            return
+        self.warned = True
+        gpus, cpus = self.shape
+        free = ray.available_resources()  # type: ignore[no-untyped-call]
+        room = ", ".join(f"{free.get(k, 0):g} {k}" for k in ("GPU", "CPU"))
+        print(f"WARNING: {waiting} of {len(self.actors)} workers ({gpus:g} GPU, {cpus:g} CPU "
+              f"each) have not started after {PENDING_WARN_S:g} s: the cluster has no room for "
+              f"them (free now: {room}); pairs go to the workers that started. An autoscaling "
+              "cluster adds nodes; on a fixed one, lower --num-workers",
+              file=sys.stderr)  # fmt: skip
 
     def close(self) -> None:
         for a in self.actors:
@@ -203,7 +242,10 @@ def _submit(
 
 def _collect(pool: _Pool, cfg: RunConfig, wcfg: WorkerConfig, counts: RunCounts, bar: Any) -> None:
     """Handle one finished call: count its rows, retry them if the worker died."""
-    rows, attempt, outcome = pool.next_done()
+    done = pool.next_done()
+    if done is None:  # a worker started, or nothing finished for a while
+        return
+    rows, attempt, outcome = done
     if isinstance(outcome, (RayActorError, WorkerCrashedError)):
         if attempt <= cfg.max_retries:
             counts.retried += len(rows)

@@ -117,7 +117,7 @@ class _Pool:
         self.weights_ref = ray.put(weights)
         self.actors: list[Any] = [self.actor_class.remote(wcfg) for _ in range(n)]
         self.generation = [0] * n
-        self.started, self.since = [False] * n, time.monotonic()
+        self.started, self.created = [False] * n, [time.monotonic()] * n
         self.pings: dict[Any, tuple[int, int]] = {}  # info call → (slot, generation)
         for i in range(n):
             self.pings[self.actors[i].info.remote()] = (i, 0)
@@ -145,8 +145,8 @@ class _Pool:
         worker started or the wait timed out. Replaces dead actors."""
         refs = list(self.in_flight) + list(self.pings)
         ready, _ = ray.wait(refs, num_returns=1, timeout=PENDING_WARN_S)
+        self._warn_pending()
         if not ready:
-            self._warn_pending()
             return None
         ref = ready[0]
         if ref in self.pings:  # a worker is up (or died starting: its calls will say so)
@@ -161,14 +161,17 @@ class _Pool:
             if generation == self.generation[i]:  # first news of this death: a new worker
                 self.generation[i] += 1
                 self.actors[i], self.started[i] = self.actor_class.remote(self.wcfg), False
+                self.created[i] = time.monotonic()
                 self.pings[self.actors[i].info.remote()] = (i, self.generation[i])
             return rows, attempt, e
         except RayTaskError as e:
             return rows, attempt, e
 
     def _warn_pending(self) -> None:
-        waiting = self.started.count(False)
-        if self.warned or not waiting or time.monotonic() - self.since < PENDING_WARN_S:
+        late = time.monotonic() - PENDING_WARN_S  # created before this and still not started
+        slots = zip(self.started, self.created, strict=True)
+        waiting = sum(not up and created <= late for up, created in slots)
+        if self.warned or not waiting:
             return
         self.warned = True
         gpus, cpus = self.shape

@@ -107,3 +107,21 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     fs, _ = filesystem("s3://bucket")
     fs.mkdir("bucket")
     yield "s3://bucket"
+
+
+@pytest.fixture
+def nst(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run the `nst` CLI in-process: a CompletedProcess of (exit status, stdout, stderr)."""
+    import subprocess
+
+    from workflows.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        try:
+            code = main(list(args))
+        except SystemExit as e:
+            code = int(e.code or 0)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+    return run

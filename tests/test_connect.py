@@ -68,3 +68,14 @@ def test_a_cluster_that_does_not_answer_ends_in_exit_1(tmp_path, examples, stale
     assert last.startswith(f"error: Ray cluster {address if address == 'auto' else given}")
     assert given in last and "no answer within 5 s" in last and "ray status" in last
     assert not (tmp_path / "out").exists()  # nothing written to --output
+
+
+def test_a_worker_the_local_ray_cannot_hold_ends_in_exit_2(tmp_path, examples, stale_tmp) -> None:
+    code, err, _ = nst_run(tmp_path, examples, stale_tmp, "--gpus-per-task", "0",
+                           "--cpus-per-task", "1000")  # fmt: skip
+    assert code == 2, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: no node of the Ray cluster has room for one worker (0 GPU and "
+                           "1000 CPU: --gpus-per-task, --cpus-per-task); the largest has 0 GPU")  # fmt: skip
+    assert last.endswith("(the local Ray that nst run started: lower them)")
+    assert not (tmp_path / "out").exists()  # nothing written to --output

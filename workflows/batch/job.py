@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from workflows.batch.cluster import connect
+from workflows.batch.cluster import connect, plan_workers
 from workflows.batch.config import RunConfig
 from workflows.batch.manifest import Manifest
 from workflows.batch.outputs import consolidate, done_ids, done_inputs, now
@@ -47,7 +47,8 @@ def run_job(cfg: RunConfig) -> RunCounts:
 
 def _run(cfg: RunConfig, manifest: Manifest, options: StorageOptions) -> RunCounts:
     check_folder(cfg.output, "--output", options)
-    connect(cfg.address, cfg.connect_timeout_s)  # before anything is written to --output
+    fixed = connect(cfg.address, cfg.connect_timeout_s)  # before anything is written to --output
+    plan = plan_workers(cfg, fixed)  # a worker that cannot fit a local Ray: before work too
     meta = _metadata(cfg, now(), manifest.num_rows)
     previous = _read_run_json(cfg.output, options)
     if previous is not None and previous.get("status") == "running":
@@ -66,7 +67,7 @@ def _run(cfg: RunConfig, manifest: Manifest, options: StorageOptions) -> RunCoun
     try:
         with _sigterm_interrupts() as received:
             counts = schedule(cfg, manifest.rows(), finished, weights, manifest.tag_fields,
-                              manifest.num_rows)  # fmt: skip
+                              manifest.num_rows, plan)  # fmt: skip
             consolidate(cfg.output, manifest.rows(), manifest.tag_fields, options)
     except KeyboardInterrupt:  # finished pairs keep their files: the same command resumes
         stopped = {"status": "interrupted", "finished_at": now().isoformat()}

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from manifests.manifest import ManifestRow
 from manifests.results import PairResult, Status
 from nst_ops.params import batch_key
-from workflows.batch.cluster import connect
+from workflows.batch.cluster import connect, plan_workers
 from workflows.batch.config import RunConfig, WorkerConfig
 from workflows.batch.outputs import now, write_result
 from workflows.batch.worker import PairWorker
@@ -44,28 +44,6 @@ class RunCounts:
             f"{self.ok} ok, {self.failed} failed, {self.skipped} skipped (already ok), "
             f"{self.retried} retried; results in {output}/results.parquet"
         )
-
-
-def plan_workers(cfg: RunConfig) -> tuple[float, int]:
-    """(GPUs per worker, number of workers) for the cluster as it is now."""
-    resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
-    gpus = cfg.gpus_per_task
-    if gpus > 0 and resources.get("GPU", 0) == 0 and cfg.num_workers is None:
-        print(
-            "WARNING: the Ray cluster has no GPU resource; running on CPU (--gpus-per-task 0)",
-            file=sys.stderr,
-        )
-        gpus = 0
-    if cfg.num_workers:
-        workers = cfg.num_workers
-    elif gpus > 0:
-        workers = int(resources["GPU"] // gpus)
-    else:
-        workers = int(resources.get("CPU", 1) // max(1, cfg.cpus_per_task))
-    workers = max(1, workers)
-    if cfg.max_in_flight:
-        workers = min(workers, cfg.max_in_flight)
-    return gpus, workers
 
 
 class _Batcher:
@@ -105,8 +83,10 @@ class _Pool:
     workers that have started: one the cluster has no room for (more `--num-workers` than it
     holds now) gets none until it starts, so no pair waits on it; a warning says so."""
 
-    def __init__(self, cfg: RunConfig, weights: ResolvedWeights, wcfg: WorkerConfig) -> None:
-        gpus, n = plan_workers(cfg)
+    def __init__(
+        self, cfg: RunConfig, weights: ResolvedWeights, wcfg: WorkerConfig, plan: tuple[float, int]
+    ) -> None:
+        gpus, n = plan
         # Ray's stubs type actor classes loosely: handles are Any here
         self.actor_class: Any = ray.remote(PairWorker).options(
             num_gpus=gpus, num_cpus=cfg.cpus_per_task, max_restarts=0
@@ -195,10 +175,14 @@ def schedule(
     weights: ResolvedWeights,
     tag_fields: list[pa.Field],
     total: int | None = None,
+    plan: tuple[float, int] | None = None,
 ) -> RunCounts:
-    connect(cfg.address, cfg.connect_timeout_s)
+    """Run every row not in `skip` (done pair id → its inputs fingerprint) on the workers of
+    `plan` (plan_workers' (GPUs per worker, workers); planned here when not given)."""
+    fixed = connect(cfg.address, cfg.connect_timeout_s)
     wcfg = cfg.worker(tag_fields)
-    pool, counts = _Pool(cfg, weights, wcfg), RunCounts()
+    pool = _Pool(cfg, weights, wcfg, plan or plan_workers(cfg, fixed))
+    counts = RunCounts()
     batcher = _Batcher(cfg.pairs_per_gpu, 4 * cfg.pairs_per_gpu * len(pool.actors))
     bar = tqdm(total=total, disable=cfg.quiet, unit="pair", file=sys.stderr)
     try:

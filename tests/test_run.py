@@ -108,6 +108,26 @@ def test_model_loaded_once_per_worker(ray_s3, examples, weights_path) -> None:
     ray.kill(actor)
 
 
+def test_an_unexpected_error_is_recorded_in_run_json(ray_s3, tmp_path, examples, weights_path,
+                                                     monkeypatch) -> None:  # fmt: skip
+    """A bug (here a failing consolidation) still ends the run with a traceback, and run.json
+    says failed with the error instead of running forever."""
+    import workflows.batch.job as job
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(job, "consolidate", broken)
+    manifest = str(tmp_path / "m.parquet")
+    pq.write_table(pa.table({"content_uri": [str(examples / "content/tubingen.jpg")],
+                             "style_uri": [str(examples / "style/wave.jpg")],
+                             "image_size": [32], "iterations": [1]}), manifest)  # fmt: skip
+    with pytest.raises(RuntimeError, match="boom"):
+        nst_run(manifest, str(tmp_path / "out"), str(weights_path), "--yardstick-size", "0")
+    meta = json.loads((tmp_path / "out/run.json").read_text())
+    assert (meta["status"], meta["error"]) == ("failed", "RuntimeError: boom")
+
+
 def test_weights_of_the_other_model_fail_the_run_in_run_json(
     ray_s3, tmp_path, examples, weights_path, capsys
 ) -> None:

@@ -22,7 +22,7 @@ from workflows.batch.config import RunConfig
 from workflows.batch.manifest import Manifest
 from workflows.batch.outputs import consolidate, done_ids, done_inputs, now
 from workflows.batch.scheduler import RunCounts, schedule
-from workflows.errors import InputError
+from workflows.errors import InputError, StorageError
 from workflows.storage import (
     StorageOptions,
     check_folder,
@@ -74,6 +74,9 @@ def _run(cfg: RunConfig, manifest: Manifest, options: StorageOptions) -> RunCoun
         _write_run_json(cfg.output, meta | stopped, options)
         if received:  # Ray's wait turns the handler's exception into a bare KeyboardInterrupt
             raise Interrupted(received[0]) from None
+        raise
+    except Exception as e:  # e.g. a bug: run.json must not go on saying running
+        _record_failure(cfg.output, meta, e, options)
         raise
     meta |= {"status": "finished", "finished_at": now().isoformat(), "counts": counts.as_dict()}
     _write_run_json(cfg.output, meta, options)
@@ -200,6 +203,22 @@ def source_revision() -> dict[str, Any]:
     if commit is None:
         return {"git_commit": os.environ.get("NST_GIT_COMMIT") or None, "git_dirty": None}
     return {"git_commit": commit, "git_dirty": bool(git("status", "--porcelain", "-uno"))}
+
+
+def _record_failure(
+    output: str, meta: dict[str, Any], error: Exception, options: StorageOptions
+) -> None:
+    """run.json says `failed` with the error's first line (not when the store is what failed:
+    writing would only retry it again)."""
+    if isinstance(error, StorageError):
+        return
+    first = (str(error).strip().splitlines() or [""])[0]
+    message = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    failed = {"status": "failed", "error": message, "finished_at": now().isoformat()}
+    try:
+        _write_run_json(output, meta | failed, options)
+    except Exception:  # the original error is what the user must see
+        pass
 
 
 def _write_run_json(output: str, meta: dict[str, Any], options: StorageOptions) -> None:

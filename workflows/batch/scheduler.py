@@ -206,12 +206,17 @@ def schedule(
     finally:
         bar.close()
         pool.close()
+    _say_skipped(counts, cfg.output)
+    return counts
+
+
+def _say_skipped(counts: RunCounts, output: str) -> None:
+    """What a resumed run skipped, and what it ran again."""
     if counts.skipped:
-        print(f"skipped {counts.skipped} pairs already ok in {cfg.output}", file=sys.stderr)
+        print(f"skipped {counts.skipped} pairs already ok in {output}", file=sys.stderr)
     if counts.redone:
         print(f"ran {counts.redone} pairs again: done under the same pair_id with other URIs or "
               "parameters (their manifest rows changed)", file=sys.stderr)  # fmt: skip
-    return counts
 
 
 def _submit(

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from manifests.schema import RUN_LOSS_SCHEMA, results_schema
-from workflows.analysis import frontier, paired_effects, pairs_of
+from workflows.analysis import frontier, open_run, paired_effects, pairs_of
 from workflows.report.build import build_report
 from workflows.report.findings import param_findings, percent
 
@@ -141,3 +141,17 @@ def test_report_shows_the_frontier_beside_its_strip(tmp_path: Path) -> None:
     assert side is not None and side.group(1) == "strip_0_0"
     assert any("no single best value" in line for line in lines)
     assert "reduced" not in page and "lowest mean" not in page
+
+
+def test_what_differs_only_between_image_pairs_is_not_swept(tmp_path: Path) -> None:
+    """A photo pair beside a style_weight sweep: its photo_weight and image_size differ from the
+    others' but never within one image pair, so there is nothing to compare; they are named
+    once (they used to get sections of 'unpaired' rows)."""
+    photo = row("p.jpg", "q.jpg", 2.0) | {"photo_weight": 1e4, "image_size": 64}
+    write_run(tmp_path / "run", pd.concat([weight_sweep(), pd.DataFrame([photo])]))
+    with open_run(str(tmp_path / "run")) as run:
+        assert (run.swept, run.between) == (["style_weight"], ["image_size", "photo_weight"])
+    lines = build_report(str(tmp_path / "run"), tmp_path / "report")
+    line = "Differ only between image pairs, so not compared: image_size, photo_weight."
+    assert line in lines and line in (tmp_path / "report" / "index.html").read_text()
+    assert not [x for x in lines if x.startswith(("== photo_weight", "photo_weight:"))]

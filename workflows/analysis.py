@@ -3,7 +3,9 @@ paired comparisons (`paired_effects`, `frontier`); `nst report`'s own queries ov
 run are in workflows.report.queries.
 
 Swept parameters are the StyleParams fields and tag_ columns that take more than one value
-among a run's ok results. List-valued parameters are shown as `a+b+c` strings.
+among the ok results of one image pair (same content, style and masks); one that differs only
+between image pairs (e.g. photo_weight between a photo pair and artistic ones) is listed in
+`between`, not compared. List-valued parameters are shown as `a+b+c` strings.
 
 Comparisons are paired: a value of a swept parameter is compared with the baseline value (the
 default, else the first value) only within a *pair* — rows with the same content, style, masks
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,8 @@ class Run:
     swept: list[str]
     temporary: bool = False  # `folder` is a temporary copy (remote or so far): close() removes it
     note: str | None = None  # e.g. that the run has not finished: the tables are what is so far
+    # parameters that differ between image pairs only (never within one): nothing to compare
+    between: list[str] = field(default_factory=list)
 
     def df(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         return self.con.execute(sql, params or []).df()
@@ -142,15 +146,22 @@ def _open(uri: str, folder: Path, temporary: bool, note: str | None) -> Run:
         f"create view losses as select * from read_parquet({_quote(folder / 'losses.parquet')})"  # noqa: S608
     )
     candidates = [c for c in columns if c in field_specs() or c.startswith(TAG_PREFIX)]
-    swept = [
-        c
-        for c in candidates
-        if con.execute(
-            f"select count(distinct \"{c}\") from results where status = 'ok'"  # noqa: S608
-        ).fetchone()[0]  # type: ignore[index]
-        > 1
-    ]
-    return Run(uri, folder, con, swept, temporary, note)
+    varied = {c: _most_values(con, c) for c in candidates}
+    swept = [c for c, (within, _) in varied.items() if within > 1]
+    between = [c for c, (within, overall) in varied.items() if within <= 1 < overall]
+    return Run(uri, folder, con, swept, temporary, note, between)
+
+
+def _most_values(con: duckdb.DuckDBPyConnection, column: str) -> tuple[int, int]:
+    """(the most distinct values `column` takes among the ok rows of one image pair — same
+    content, style and masks —, the distinct values among all ok rows)."""
+    images = ", ".join(URI_COLUMNS)
+    within, overall = con.execute(
+        f"select max(n), (select count(distinct \"{column}\") from results where status = 'ok') "  # noqa: S608
+        f"from (select count(distinct \"{column}\") n from results where status = 'ok' "
+        f"group by {images})"
+    ).fetchone()  # type: ignore[misc]
+    return int(within or 0), int(overall or 0)
 
 
 def load_run(uri: str, options: StorageOptions | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:

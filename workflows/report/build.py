@@ -165,7 +165,11 @@ def _build(run: Run, uri: str, out: Path, options: Any, max_pairs: int) -> list[
                  "content, style, masks and other settings; loss curves are each pair's curve "
                  "divided by its baseline's final value, then averaged.</p>")  # fmt: skip
     if not run.swept:
-        parts.append("<p>No parameter varies in this run.</p>")
+        parts.append("<p>No parameter varies within an image pair in this run.</p>")
+    if run.between:
+        line = f"Differ only between image pairs, so not compared: {', '.join(run.between)}."
+        parts.append(f"<p>{html.escape(line)}</p>")
+        text.append(line)
     findings: list[str] = []
     for i, param in enumerate(run.swept):
         section, lines = _section(run, results, i, param, out, max_pairs, options)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure  # the object API: no pyplot, no GUI backend to choose
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 from PIL import Image, ImageDraw
 
 from workflows.storage import StorageOptions, read_bytes
@@ -40,8 +40,14 @@ def loss_curves(data: pd.DataFrame, param: str, path: Path) -> None:
 
 
 def frontier_plot(points: pd.DataFrame, param: str, title: str, path: Path) -> None:
-    """One pair's values as points (yardstick content loss, yardstick style loss), log-log,
-    labelled by value; the Pareto frontier (points["on_frontier"]) joined by a line."""
+    """frontier_figure written as a PNG."""
+    frontier_figure(points, param, title).savefig(path, dpi=80)
+
+
+def frontier_figure(points: pd.DataFrame, param: str, title: str) -> Figure:
+    """One pair's values as points (yardstick content loss, yardstick style loss), on log axes
+    (linear where the values span less than a decade), labelled by value; the Pareto frontier
+    (points["on_frontier"]) joined by a line."""
     fig = Figure(figsize=(4.2, 3.6))
     ax = fig.subplots()
     content, style = points["yardstick_content_loss"], points["yardstick_style_loss"]
@@ -51,20 +57,24 @@ def frontier_plot(points: pd.DataFrame, param: str, title: str, path: Path) -> N
     for row in points.itertuples():
         ax.annotate(str(row.value), (row.yardstick_content_loss, row.yardstick_style_loss),
                     fontsize=7, xytext=(3, 3), textcoords="offset points")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_yscale("log")
     short_number = FuncFormatter(lambda v, _: f"{v:.3g}")
-    for axis, values in ((ax.xaxis, content), (ax.yaxis, style)):
-        axis.set_major_formatter(short_number)
-        narrow = values.max() < 10 * values.min()  # within a decade: label the minor ticks
-        axis.set_minor_formatter(short_number if narrow else NullFormatter())
+    axes = ((ax.xaxis, content, ax.set_xscale), (ax.yaxis, style, ax.set_yscale))
+    for axis, values, scale in axes:
+        if values.max() < 10 * values.min():  # within a decade: linear, ticks told apart
+            scale("linear")
+            axis.set_major_locator(MaxNLocator(4))
+            axis.get_major_formatter().set_powerlimits((-3, 4))  # type: ignore[attr-defined]
+        else:
+            scale("log")
+            axis.set_major_formatter(short_number)
+            axis.set_minor_formatter(NullFormatter())
     ax.tick_params(labelsize=7)
     ax.tick_params(axis="x", which="both", labelrotation=30)
     ax.set_xlabel("yardstick content loss")
     ax.set_ylabel("yardstick style loss")
     ax.set_title("\n".join(textwrap.wrap(f"{title}: {param} frontier", 48)), fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    return fig
 
 
 def _thumb(uri: str | None, options: StorageOptions | None) -> Image.Image:

@@ -155,3 +155,33 @@ def test_what_differs_only_between_image_pairs_is_not_swept(tmp_path: Path) -> N
     line = "Differ only between image pairs, so not compared: image_size, photo_weight."
     assert line in lines and line in (tmp_path / "report" / "index.html").read_text()
     assert not [x for x in lines if x.startswith(("== photo_weight", "photo_weight:"))]
+
+
+@pytest.mark.parametrize(("spread", "scale"), [(1.01, "linear"), (100.0, "log")])
+def test_frontier_axes_label_every_tick_apart(spread: float, scale: str) -> None:
+    """Values within a decade get a linear axis (log ticks labelled to 3 digits repeated
+    '1.86e+05'); values over decades a log one. Either way no two tick labels are equal."""
+    from workflows.report.figures import frontier_figure
+
+    points = pd.DataFrame({"value": [100, 1000, 10000], "on_frontier": [True, True, True],
+                           "yardstick_content_loss": [1.05e7, 1.05e7 * spread, 1.06e7 * spread],
+                           "yardstick_style_loss": [1.87e5, 1.86e5, 1.87e5 / spread]})  # fmt: skip
+    fig = frontier_figure(points, "style_weight", "a x s")
+    ax = fig.axes[0]
+    fig.canvas.draw()  # type: ignore[no-untyped-call]
+    assert (ax.get_xscale(), ax.get_yscale()) == (scale, scale)
+    for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+        shown = [t.get_text() for t in labels if t.get_text()]
+        assert len(shown) >= 2 and len(set(shown)) == len(shown), shown
+
+
+def test_a_report_into_an_earlier_reports_folder_leaves_no_stale_figure(tmp_path: Path) -> None:
+    write_run(tmp_path / "run", weight_sweep())
+    out = tmp_path / "report"
+    out.mkdir()
+    for name in ("frontier_9_9.png", "sheet_7_1.png", "notes.txt", "my_1.png"):
+        (out / name).write_bytes(b"earlier")
+    build_report(str(tmp_path / "run"), out)
+    names = {p.name for p in out.iterdir()}
+    assert {"notes.txt", "my_1.png", "frontier_0_0.png"} <= names  # the user's files are kept
+    assert not {"frontier_9_9.png", "sheet_7_1.png"} & names

@@ -9,6 +9,7 @@ paired effects on the yardstick —, the L25/L50 table over paired rows; finding
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -148,9 +149,21 @@ def build_report(uri: str, out: Path, options: Any = None, max_pairs: int = 12) 
         return _build(run, uri, out, options, max_pairs)
 
 
+# The figures a report writes: an earlier report's into the same folder are removed first, so
+# that no figure of another run or sweep is left beside index.html. Other files are kept.
+_FIGURE = re.compile(r"(curves|frontier|strip|sheet|grid)(_\d+){1,2}\.png")
+
+
+def _fresh_folder(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for path in out.iterdir():
+        if _FIGURE.fullmatch(path.name) and path.is_file():
+            path.unlink()
+
+
 def _build(run: Run, uri: str, out: Path, options: Any, max_pairs: int) -> list[str]:
     results = run.df("select * from results")
-    out.mkdir(parents=True, exist_ok=True)
+    _fresh_folder(out)
     parts = [f"<h1>nst-batch report</h1><p>run: <code>{html.escape(uri)}</code></p>"]
     text: list[str] = []
     if run.note:  # an unfinished run: what has a result so far

@@ -29,6 +29,15 @@ def test_console_entry_point_help_lists_every_param_with_default() -> None:
     assert "(default: 1000)" in out and "(default: relu4_2)" in out
 
 
+def test_version_is_the_installed_packages(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"nst-batch {version('nst-batch')}\n"
+
+
 def test_stylize_writes_image_and_loss_table(tmp_path: Path, weights_path: Path, examples) -> None:
     out = tmp_path / "sub" / "out.png"
     code = main([

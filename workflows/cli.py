@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from workflows.errors import guarded
+from workflows.version import package_version
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="nst", description="Neural style transfer in batch.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"nst-batch {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     stylize.add_parser(sub)
     run.add_parser(sub)

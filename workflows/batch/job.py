@@ -31,6 +31,7 @@ from workflows.storage import (
     read_bytes,
     write_bytes,
 )
+from workflows.version import package_version
 from workflows.weights import resolve_weights
 
 
@@ -163,12 +164,6 @@ def _read_run_json(output: str, options: StorageOptions) -> dict[str, Any] | Non
 
 
 def _metadata(cfg: RunConfig, started: Any, num_rows: int) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        package_version = version("nst-batch")
-    except PackageNotFoundError:
-        package_version = "unknown"
     return {
         "manifest": cfg.manifest,
         "output": cfg.output,
@@ -178,7 +173,7 @@ def _metadata(cfg: RunConfig, started: Any, num_rows: int) -> dict[str, Any]:
         "compile": cfg.compile,
         "yardstick_size": cfg.yardstick_size,
         "weights": cfg.weights if "://" not in cfg.weights else cfg.weights.split("?")[0],
-        "package_version": package_version,
+        "package_version": package_version(),
         **source_revision(),
         "started_at": started.isoformat(),
     }

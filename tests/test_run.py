@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ def test_run_end_to_end_and_resume(ray_s3, store, examples, weights_path, capsys
     assert {r["stage"] for r in losses} == {1, 2}
     meta = json.loads(read_bytes(f"{out}/run.json"))
     assert meta["weights_identity"] == "sha256:be3200d26788"
+    assert meta["package_version"] == version("nst-batch")
     assert meta["counts"] == {"ok": 4, "failed": 3, "skipped": 0, "retried": 0, "redone": 0}
 
     # Re-run: the ok pairs are skipped, the failed ones run again; no duplicates anywhere.

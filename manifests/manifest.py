@@ -84,8 +84,8 @@ def _castable(have: pa.DataType, want: pa.DataType) -> bool:
         )
     if t.is_floating(want):
         return bool(t.is_integer(have) or t.is_floating(have))
-    if t.is_integer(want):
-        return bool(t.is_integer(have))
+    if t.is_integer(want):  # floats too: a pandas int column with gaps is float64
+        return bool(t.is_integer(have) or t.is_floating(have))
     return bool(t.is_string(want) and t.is_large_string(have))
 
 
@@ -109,10 +109,26 @@ def params_from_values(values: dict[str, Any]) -> StyleParams:
             continue
         if spec.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if spec.kind in ("int", "int_list"):  # pandas writes an int column with gaps as float
+            value = (
+                [_whole(name, v) for v in value] if isinstance(value, list) else _whole(name, value)
+            )
         if isinstance(value, list):
             value = tuple(float(v) if spec.kind == "float_list" else v for v in value)
         given[name] = value
     return StyleParams(**given)
+
+
+def _whole(name: str, value: Any) -> Any:
+    """An integral float as the int it is (500.0 → 500; in a list, each); ParamError for 2.5,
+    nan or inf."""
+    if isinstance(value, list):
+        return [_whole(name, v) for v in value]
+    if not isinstance(value, float):
+        return value
+    if not value.is_integer():
+        raise ParamError(name, f"must be a whole number, got {value:g}")
+    return int(value)
 
 
 def parse_row(row: int, values: dict[str, Any]) -> ManifestRow:

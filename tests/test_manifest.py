@@ -45,6 +45,20 @@ def test_schema_rejects_unknown_and_wrong_types_keeps_tags() -> None:
     assert "column 'iterations' has type string, expected int64" in message
 
 
+def test_int_columns_written_as_float_by_pandas_are_whole_numbers() -> None:
+    """pandas turns an int column with gaps into float64 (NaN → null in Parquet): 500.0 is
+    500 and null the default; 2.5 is a row error naming the column, not a refused manifest."""
+    table = pa.table({"content_uri": ["c.jpg"] * 3, "style_uri": ["s.jpg"] * 3,
+                      "iterations": [5.0, None, 2.5], "scales": [[32.0, 512.0], None, None]})  # fmt: skip
+    assert check_schema(table.schema) == []
+    first, second, third = iter_rows(table.to_batches())
+    assert first.params is not None and second.params is not None
+    assert (first.params.iterations, first.params.scales) == (5, (32, 512))
+    assert isinstance(first.params.iterations, int) and second.params.iterations == 500
+    assert first.inputs == parse_row(1, BASE | {"iterations": 5, "scales": [32, 512]}).inputs
+    assert third.error == "iterations: must be a whole number, got 2.5"
+
+
 def test_row_errors_name_the_field() -> None:
     assert parse_row(1, BASE | {"iterations": 0}).error.startswith("iterations: ")
     assert parse_row(1, BASE | {"style_layers": ["relu9_1"]}).error.startswith("style_layers: ")

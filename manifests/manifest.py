@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from manifests.fields import field_specs
+from manifests.fields import field_specs, parse_value
 from manifests.schema import (
     PAIR_ID_PATTERN,
     REQUIRED_COLUMNS,
@@ -78,7 +78,9 @@ def _castable(have: pa.DataType, want: pa.DataType) -> bool:
     if have == want or pa.types.is_null(have):
         return True
     t = pa.types
-    if t.is_list(want):
+    if t.is_list(want):  # or text, as the report writes lists: relu1_1+relu2_1 (or a,b)
+        if t.is_string(have) or t.is_large_string(have):
+            return True
         return bool(t.is_list(have) or t.is_large_list(have)) and _castable(
             have.value_type, want.value_type
         )
@@ -109,10 +111,13 @@ def params_from_values(values: dict[str, Any]) -> StyleParams:
             continue
         if spec.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if spec.kind.endswith("_list") and isinstance(value, str):  # a text cell: a+b or a,b
+            value = parse_value(name, value.replace(",", "+"), "+")
+            if value is None:
+                continue
+            value = list(value)
         if spec.kind in ("int", "int_list"):  # pandas writes an int column with gaps as float
-            value = (
-                [_whole(name, v) for v in value] if isinstance(value, list) else _whole(name, value)
-            )
+            value = _whole(name, value)
         if isinstance(value, list):
             value = tuple(float(v) if spec.kind == "float_list" else v for v in value)
         given[name] = value

@@ -59,6 +59,22 @@ def test_int_columns_written_as_float_by_pandas_are_whole_numbers() -> None:
     assert third.error == "iterations: must be a whole number, got 2.5"
 
 
+def test_list_fields_may_be_text_cells() -> None:
+    """A list parameter written as text (by hand, from a CSV, or copied from the report's
+    a+b+c labels): '+' or ',' between the items."""
+    table = pa.table({"content_uri": ["c.jpg"] * 4, "style_uri": ["s.jpg"] * 4,
+                      "style_layers": ["relu1_1+relu2_1", "relu1_1, relu2_1", "relu9_1", None],
+                      "style_layer_weights": ["0.5+0.5", "none", None, "x+1"]})  # fmt: skip
+    assert check_schema(table.schema) == []
+    plus, comma, unknown, bad = iter_rows(table.to_batches())
+    layers = ("relu1_1", "relu2_1")
+    assert plus.params is not None and comma.params is not None
+    assert (plus.params.style_layers, plus.params.style_layer_weights) == (layers, (0.5, 0.5))
+    assert (comma.params.style_layers, comma.params.style_layer_weights) == (layers, None)
+    assert unknown.error is not None and unknown.error.startswith("style_layers: ")
+    assert bad.error == "style_layer_weights: cannot parse 'x+1' as numbers separated by '+'"
+
+
 def test_row_errors_name_the_field() -> None:
     assert parse_row(1, BASE | {"iterations": 0}).error.startswith("iterations: ")
     assert parse_row(1, BASE | {"style_layers": ["relu9_1"]}).error.startswith("style_layers: ")

@@ -158,8 +158,6 @@ def check_writable(uri: str, options: StorageOptions | None = None) -> None:
         fs.makedirs(parent, exist_ok=True)
         with open(path, "ab"):
             pass
-    except FileExistsError:  # makedirs: the folder's name is taken by a file
-        raise InputError(f"{uri}: output not writable ({parent} is a file)") from None
     except OSError as e:
         raise InputError(f"{uri}: output not writable ({e.strerror or e})") from None
     if not existed:

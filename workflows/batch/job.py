@@ -59,8 +59,7 @@ def _run(cfg: RunConfig, manifest: Manifest, options: StorageOptions) -> RunCoun
     try:
         weights = resolve_weights(cfg.model, cfg.weights, options)
     except InputError as e:  # no pair ran: say so in run.json
-        failed = {"status": "failed", "error": str(e), "finished_at": now().isoformat()}
-        _write_run_json(cfg.output, meta | failed, options)
+        _mark_failed(cfg.output, meta, str(e), options)
         raise
     meta["weights_identity"] = weights.identity
     finished = _finished_pairs(cfg.output, manifest, previous, meta, options)
@@ -77,7 +76,7 @@ def _run(cfg: RunConfig, manifest: Manifest, options: StorageOptions) -> RunCoun
             raise Interrupted(received[0]) from None
         raise
     except Exception as e:  # e.g. a bug: run.json must not go on saying running
-        _record_failure(cfg.output, meta, e, options)
+        _mark_crashed(cfg.output, meta, e, options)
         raise
     meta |= {"status": "finished", "finished_at": now().isoformat(), "counts": counts.as_dict()}
     _write_run_json(cfg.output, meta, options)
@@ -200,18 +199,23 @@ def source_revision() -> dict[str, Any]:
     return {"git_commit": commit, "git_dirty": bool(git("status", "--porcelain", "-uno"))}
 
 
-def _record_failure(
+def _mark_failed(output: str, meta: dict[str, Any], error: str, options: StorageOptions) -> None:
+    """run.json says `failed`, with `error`."""
+    failed = {"status": "failed", "error": error, "finished_at": now().isoformat()}
+    _write_run_json(output, meta | failed, options)
+
+
+def _mark_crashed(
     output: str, meta: dict[str, Any], error: Exception, options: StorageOptions
 ) -> None:
-    """run.json says `failed` with the error's first line (not when the store is what failed:
-    writing would only retry it again)."""
+    """_mark_failed with an unexpected error's type and first line (not when the store is what
+    failed: writing would only retry it again), never masking that error."""
     if isinstance(error, StorageError):
         return
     first = (str(error).strip().splitlines() or [""])[0]
     message = f"{type(error).__name__}: {first}" if first else type(error).__name__
-    failed = {"status": "failed", "error": message, "finished_at": now().isoformat()}
     try:
-        _write_run_json(output, meta | failed, options)
+        _mark_failed(output, meta, message, options)
     except Exception:  # the original error is what the user must see
         pass
 

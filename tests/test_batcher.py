@@ -1,9 +1,16 @@
-"""The driver's grouping of streamed rows into batches for --pairs-per-gpu (no Ray needed)."""
+"""The driver's bookkeeping, no Ray needed: grouping streamed rows into batches for
+--pairs-per-gpu, and recording rows that never ran."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from manifests.manifest import parse_row
-from workflows.batch.scheduler import _Batcher
+from workflows.batch import scheduler
+from workflows.batch.scheduler import RunCounts, _Batcher
+from workflows.errors import StorageError
 
 
 def rows(*iterations: int) -> list:
@@ -34,3 +41,30 @@ def test_per_image_fields_do_not_split_a_group() -> None:
     batcher = _Batcher(size=4, limit=16)
     out = [b for i, v in enumerate(varied) for b in batcher.add(parse_row(i + 1, base | v))]
     assert [len(b) for b in out] == [4]
+
+
+def test_a_row_error_that_cannot_be_recorded_stops_the_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The driver records a bad row's error itself; when the store is unreachable for the
+    retry budget, the run stops rather than wait it out again for every later row. A local
+    error (no retry mends it) is reported and the run goes on."""
+    failures: list[Exception] = [
+        StorageError("s3://b/out/pairs/x/result.parquet: storage unreachable for 3s (ConnectionError)"),
+        PermissionError(13, "Permission denied"),
+    ]  # fmt: skip
+
+    def write_result(*args: Any) -> None:
+        raise failures.pop(0)
+
+    monkeypatch.setattr(scheduler, "write_result", write_result)
+    row = parse_row(7, {"content_uri": "c.jpg", "style_uri": "s.jpg", "iterations": 0})
+    assert row.error is not None
+    counts = RunCounts()
+    with pytest.raises(
+        StorageError, match=r"unreachable for 3s \(ConnectionError\); stopped the run"
+    ):
+        scheduler._record_failure(None, row, row.error, 0, counts)  # type: ignore[arg-type]
+    scheduler._record_failure(None, row, row.error, 0, counts)  # type: ignore[arg-type]
+    assert "could not write the error result of row 7: " in capsys.readouterr().err
+    assert counts.failed == 2

@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -170,24 +170,50 @@ def test_s3_outage_is_retried(ray_s3, s3_endpoint, examples, weights_path) -> No
     check_exactly_once("s3://outage/out", rows=4, iterations=30)
 
 
-def test_s3_down_for_good_fails_clearly_then_rerun_completes(
-    ray_s3, s3_endpoint, examples, weights_path, capsys
+def test_s3_down_for_good_stops_the_run_then_rerun_completes(
+    ray_s3, s3_endpoint, examples, weights_path, capsys, monkeypatch
 ) -> None:
+    """The store goes down as the first pairs are handed out and stays down: the first result
+    that cannot be written stops the run (exit 1) — no later row is handed out to wait out the
+    retry budget and fail unrecorded — and the same command completes it once the store is
+    back."""
+    from workflows.batch import scheduler
+
     fresh_bucket(s3_endpoint, "down")
-    uri = manifest("s3://down/m.parquet", examples, rows=2, iterations=12, size=48)
+    rows = 8
+    uri = manifest("s3://down/m.parquet", examples, rows=rows, iterations=12, size=48)
     args = run_args(uri, "s3://down/out", weights_path, "--storage-retry-seconds", "3")
-    codes: list[int] = []
-    with background(args, codes) as job:
-        time.sleep(2.0)
-        started = time.monotonic()
-        with s3util.outage(s3_endpoint, seconds=None) as restart:
-            job.join(timeout=240)
-            assert time.monotonic() - started < 200, "did not give up within the retry budget"
-            restart()
-    assert codes == [1]
-    assert "storage error:" in capsys.readouterr().err
+    events: list[str] = []
+    restart: list[Any] = []  # the store comes back when the test calls it
+    real_submit, real_next = scheduler._Pool.submit, scheduler._Pool.next_done
+    with ExitStack() as down:
+
+        def submit(pool: Any, batch: list[Any], attempt: int) -> None:
+            if not events:
+                restart.append(down.enter_context(s3util.outage(s3_endpoint, seconds=None)))
+            events.append("submit")
+            real_submit(pool, batch, attempt)
+
+        def next_done(pool: Any) -> Any:
+            done = real_next(pool)
+            events.extend([] if done is None else ["done"])
+            return done
+
+        monkeypatch.setattr(scheduler._Pool, "submit", submit)
+        monkeypatch.setattr(scheduler._Pool, "next_done", next_done)
+        try:
+            assert main(args) == 1
+        finally:
+            restart[0]()  # also when the test fails: the later tests share the server
+    err = capsys.readouterr().err.strip().splitlines()
+    assert re.fullmatch(r"storage error: s3://down/out/\S+: storage unreachable for 3s \(\w+\); "
+                        r"stopped the run: results can no longer be written \(.*\)", err[-1]), err  # fmt: skip
+    assert events[0] == "submit" and "done" in events
+    assert "submit" not in events[events.index("done") :], events
+    assert events.count("submit") < rows
+    monkeypatch.undo()
     assert main(args[:-2] + ["--storage-retry-seconds", "30"]) == 0
-    check_exactly_once("s3://down/out", rows=2, iterations=12)
+    check_exactly_once("s3://down/out", rows=rows, iterations=12)
 
 
 def test_out_of_gpu_memory_fails_the_row_and_the_worker_goes_on(

@@ -248,6 +248,8 @@ def _collect(pool: _Pool, cfg: RunConfig, wcfg: WorkerConfig, counts: RunCounts,
             _record_failure(wcfg, row, message, attempt, counts)
     elif isinstance(outcome, RayTaskError):
         cause = outcome.cause if outcome.cause is not None else outcome
+        if isinstance(cause, StorageError):  # the worker could not write the pair's result
+            raise _stopped(cause)
         message = f"{type(cause).__name__}: {cause}".splitlines()[0]
         for row in rows:
             _record_failure(wcfg, row, message, attempt, counts)
@@ -268,5 +270,16 @@ def _record_failure(
     result = PairResult(Status.ERROR, message, attempt=attempt, finished_at=now())
     try:
         write_result(wcfg, row, result)
-    except (OSError, StorageError) as e:
+    except StorageError as e:
+        raise _stopped(e) from None
+    except OSError as e:
         print(f"could not write the error result of row {row.row}: {e}", file=sys.stderr)
+
+
+def _stopped(e: StorageError) -> StorageError:
+    """The output store stayed unreachable for the retry budget: every later row would wait
+    out the budget and fail unrecorded too, so the run stops (exit 1); done pairs are kept."""
+    return StorageError(
+        f"{e}; stopped the run: results can no longer be written (pairs finished so far are "
+        "kept; run the same command again to resume)"
+    )

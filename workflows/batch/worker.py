@@ -202,11 +202,10 @@ class PairWorker:
         )
 
     def _commit(self, row: ManifestRow, result: PairResult) -> PairResult:
-        """Write the results row (and, when ok, the done marker)."""
-        try:
-            write_result(self.cfg, row, result)
-        except StorageError as e:
-            return PairResult(Status.ERROR, f"storage error: {e}", attempt=result.attempt)
+        """Write the results row (and, when ok, the done marker). A StorageError here (the
+        output store unreachable for the whole retry budget) propagates: no outcome can be
+        recorded any more, and the driver stops the run rather than fail every later row."""
+        write_result(self.cfg, row, result)
         return result
 
 

@@ -62,7 +62,8 @@ def test_a_row_error_that_cannot_be_recorded_stops_the_run(
     assert row.error is not None
     counts = RunCounts()
     with pytest.raises(
-        StorageError, match=r"unreachable for 3s \(ConnectionError\); stopped the run"
+        StorageError,
+        match=r"unreachable for 3s \(ConnectionError\); stopped the run: .* \(the 0 pairs finished ok",
     ):
         scheduler._record_failure(None, row, row.error, 0, counts)  # type: ignore[arg-type]
     scheduler._record_failure(None, row, row.error, 0, counts)  # type: ignore[arg-type]

@@ -249,7 +249,7 @@ def _collect(pool: _Pool, cfg: RunConfig, wcfg: WorkerConfig, counts: RunCounts,
     elif isinstance(outcome, RayTaskError):
         cause = outcome.cause if outcome.cause is not None else outcome
         if isinstance(cause, StorageError):  # the worker could not write the pair's result
-            raise _stopped(cause)
+            raise _stopped(cause, counts)
         message = f"{type(cause).__name__}: {cause}".splitlines()[0]
         for row in rows:
             _record_failure(wcfg, row, message, attempt, counts)
@@ -271,15 +271,16 @@ def _record_failure(
     try:
         write_result(wcfg, row, result)
     except StorageError as e:
-        raise _stopped(e) from None
+        raise _stopped(e, counts) from None
     except OSError as e:
         print(f"could not write the error result of row {row.row}: {e}", file=sys.stderr)
 
 
-def _stopped(e: StorageError) -> StorageError:
+def _stopped(e: StorageError, counts: RunCounts) -> StorageError:
     """The output store stayed unreachable for the retry budget: every later row would wait
     out the budget and fail unrecorded too, so the run stops (exit 1); done pairs are kept."""
     return StorageError(
-        f"{e}; stopped the run: results can no longer be written (pairs finished so far are "
-        "kept; run the same command again to resume)"
+        f"{e}; stopped the run: results can no longer be written (the {counts.ok} pairs "
+        "finished ok in this run are kept, as are earlier runs'; run the same command again "
+        "to resume)"
     )

@@ -126,7 +126,7 @@ def submit_command(head: Head, runtime_env: Path, manifest_uri: str, output: str
             "--runtime-env", str(runtime_env), "--submission-id", submission_id,
             *([] if wait else ["--no-wait"]), "--",
             "python", "-m", "workflows.run", "--manifest", manifest_uri, "--output", output,
-            "--model", "vgg16", "--weights", weights, "--quiet"]  # fmt: skip
+            "--model", "vgg16", "--weights", weights, "--num-workers", "2", "--quiet"]  # fmt: skip
 
 
 def results(output: str) -> list[dict[str, Any]]:

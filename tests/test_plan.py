@@ -42,3 +42,23 @@ def test_a_worker_no_node_can_hold(ray_cluster, capsys) -> None:
     assert capsys.readouterr().err.strip() == (
         f"WARNING: {what}; waiting for the cluster's autoscaler to add one"
     )
+
+
+def test_no_gpu_runs_on_cpu_locally_and_is_refused_on_a_cluster(
+    ray_cluster, monkeypatch, capsys
+) -> None:
+    """Ray sees no GPU and --num-workers is not given: the local Ray nst run started (a laptop)
+    runs on CPU; a cluster it connected to may be an autoscaling one with no GPU node up yet,
+    where one CPU worker would run the whole sweep: refused, naming both ways on."""
+    import ray
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    assert plan_workers(config(), fixed=True) == (0, 2)
+    assert capsys.readouterr().err.strip() == (
+        "WARNING: Ray sees no GPU on this machine; running on CPU (--gpus-per-task 0)"
+    )
+    with pytest.raises(InputError, match=r"^the Ray cluster has no GPU now: --num-workers N "):
+        plan_workers(config())
+    assert plan_workers(config(gpus_per_task=0)) == (0, 2)
+    assert plan_workers(config(num_workers=4)) == (1.0, 4)
+    assert capsys.readouterr().err == ""

@@ -33,12 +33,20 @@ def connect(address: str | None, timeout_s: float = 30.0) -> bool:
 def plan_workers(cfg: RunConfig, fixed: bool = False) -> tuple[float, int]:
     """(GPUs per worker, number of workers) for the cluster as it is now. When no node can hold
     one worker: InputError for a `fixed` cluster (the local Ray nst run started), else a
-    warning (an autoscaler may add such a node)."""
+    warning (an autoscaler may add such a node). With no GPU and no --num-workers, the local
+    Ray runs on CPU; any other cluster is an InputError, as it may be an autoscaling one with
+    no GPU node up yet, where falling back to one CPU worker would run the sweep there."""
     resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
     gpus = cfg.gpus_per_task
     if gpus > 0 and resources.get("GPU", 0) == 0 and cfg.num_workers is None:
+        if not fixed:
+            raise InputError(
+                "the Ray cluster has no GPU now: --num-workers N starts N workers of "
+                "--gpus-per-task GPUs (an autoscaler adds their nodes); --gpus-per-task 0 runs "
+                "on CPU"
+            )
         print(
-            "WARNING: the Ray cluster has no GPU resource; running on CPU (--gpus-per-task 0)",
+            "WARNING: Ray sees no GPU on this machine; running on CPU (--gpus-per-task 0)",
             file=sys.stderr,
         )
         gpus = 0

@@ -73,7 +73,27 @@ def _local_copy(uri: str, options: StorageOptions | None) -> tuple[str, bool]:
         data = read_bytes(uri, options)
     except InputError as e:
         raise ManifestError(str(e)) from None
-    handle, local = tempfile.mkstemp(prefix="nst-manifest-", suffix=".parquet")
+    _remove_orphans(Path(tempfile.gettempdir()))
+    handle, local = tempfile.mkstemp(prefix=f"nst-manifest-{os.getpid()}-", suffix=".parquet")
     with os.fdopen(handle, "wb") as f:
         f.write(data)
     return local, True
+
+
+def _remove_orphans(folder: Path) -> None:
+    """Remove the copies that killed drivers left (SIGKILL, a preempted node: no `close`);
+    a copy's name holds its driver's process id, and a live process's copy stays."""
+    for path in folder.glob("nst-manifest-*-*.parquet"):
+        pid = path.name.split("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -101,25 +101,27 @@ def pair_workers() -> list[psutil.Process]:
     return found
 
 
-def test_worker_killed_mid_pair_is_retried_exactly_once(
+def test_worker_killed_mid_batch_is_retried_pair_by_pair_exactly_once(
     ray_s3, tmp_path, examples, weights_path
 ) -> None:
+    """One worker, two batches of two pairs (--pairs-per-gpu 2), both queued on it; it is
+    killed once the first is done: the second's pairs run again one by one (a batch that
+    killed its worker, e.g. out of host memory, would again); one result per pair."""
     uri = manifest(str(tmp_path / "m.parquet"), examples, rows=4, iterations=80)
-    output = str(tmp_path / "out")
+    output = tmp_path / "out"
     codes: list[int] = []
-    with background(run_args(uri, output, weights_path), codes):
-        deadline = time.monotonic() + 180  # workers import torch: slow on a loaded machine
-        while not pair_workers() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(3.0)  # the workers are busy with their first pairs now
-        victims = pair_workers()
-        assert victims, "no worker process found"
-        os.kill(victims[0].pid, signal.SIGKILL)
+    args = run_args(uri, str(output), weights_path, "--pairs-per-gpu", "2", "--num-workers", "1")
+    with background(args, codes):
+        deadline = time.monotonic() + 240  # the worker imports torch: slow on a loaded machine
+        while len(list(output.glob("done/*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (victim,) = pair_workers()  # done with its first batch; the second is queued on it
+        os.kill(victim.pid, signal.SIGKILL)
     assert codes == [0]
-    results = check_exactly_once(output, rows=4, iterations=80)
-    assert max(r["attempt"] for r in results) >= 2
+    results = check_exactly_once(str(output), rows=4, iterations=80)
+    assert sorted((r["attempt"], r["batch_size"]) for r in results) == [(1, 2)] * 2 + [(2, 1)] * 2
     meta = json.loads(read_bytes(f"{output}/run.json"))
-    assert meta["counts"]["retried"] >= 1 and meta["counts"]["ok"] == 4
+    assert meta["counts"]["retried"] == 2 and meta["counts"]["ok"] == 4
 
 
 @pytest.mark.timeout(180, method="thread")  # the bug it guards against hung in ray.wait

@@ -233,7 +233,9 @@ def _submit(
 
 
 def _collect(pool: _Pool, cfg: RunConfig, wcfg: WorkerConfig, counts: RunCounts, bar: Any) -> None:
-    """Handle one finished call: count its rows, retry them if the worker died."""
+    """Handle one finished call: count its rows, retry them if the worker died (a batch's
+    pairs one by one: the likeliest death of a batch is the host running out of memory, which
+    the same batch would again, as a batch out of GPU memory is split in the worker)."""
     done = pool.next_done()
     if done is None:  # a worker started, or nothing finished for a while
         return
@@ -241,7 +243,8 @@ def _collect(pool: _Pool, cfg: RunConfig, wcfg: WorkerConfig, counts: RunCounts,
     if isinstance(outcome, (RayActorError, WorkerCrashedError)):
         if attempt <= cfg.max_retries:
             counts.retried += len(rows)
-            pool.submit(rows, attempt + 1)
+            for row in rows:
+                pool.submit([row], attempt + 1)
             return
         message = f"worker died {attempt} times running this pair (last: {type(outcome).__name__})"
         for row in rows:

@@ -236,3 +236,36 @@ def test_credentials_never_appear_in_outputs_or_logs(
     texts += [p.read_text(errors="replace") for p in logs.rglob("*") if p.is_file()]
     for text in texts:
         assert SECRET not in text and SECRET_KEY not in text
+
+
+def test_a_call_ray_lost_is_retried_on_a_new_worker(
+    ray_s3, tmp_path, examples, weights_path, monkeypatch
+) -> None:
+    """Any other Ray failure of a call (here RaySystemError; e.g. a result lost with its node)
+    is a worker death too: the old worker is killed (alive, it would keep its GPU), a new one
+    started and the pair retried; the run does not crash."""
+    from workflows.batch import scheduler
+
+    real_get, real_kill = ray.get, ray.kill
+    gets, kills = [], []
+
+    def get(ref: Any, *args: Any, **kwargs: Any) -> Any:
+        gets.append(ref)
+        if len(gets) == 1:
+            raise ray.exceptions.RaySystemError("lost the call's result")
+        return real_get(ref, *args, **kwargs)
+
+    def kill(actor: Any, *args: Any, **kwargs: Any) -> None:
+        kills.append(actor)
+        real_kill(actor, *args, **kwargs)
+
+    monkeypatch.setattr(scheduler.ray, "get", get)
+    monkeypatch.setattr(scheduler.ray, "kill", kill)
+    uri = manifest(str(tmp_path / "m.parquet"), examples, rows=2, iterations=4, size=32)
+    assert main(run_args(uri, str(tmp_path / "out"), weights_path)) == 0
+    results = check_exactly_once(str(tmp_path / "out"), rows=2, iterations=4)
+    attempts = [r["attempt"] for r in results]  # the killed worker's other call dies with it
+    assert 2 in attempts and set(attempts) <= {1, 2}
+    assert len(kills) == 3  # the lost call's worker, then the two workers at the end
+    meta = json.loads(read_bytes(f"{tmp_path}/out/run.json"))
+    assert meta["counts"]["retried"] == attempts.count(2) and meta["counts"]["ok"] == 2

@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 import ray
-from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+from ray.exceptions import RayError, RayTaskError
 from tqdm import tqdm
 
 from manifests.manifest import ManifestRow
@@ -137,14 +137,15 @@ class _Pool:
         self.load[i] -= 1
         try:
             return rows, attempt, ray.get(ref)
-        except (RayActorError, WorkerCrashedError) as e:
-            if generation == self.generation[i]:  # first news of this death: a new worker
+        except RayTaskError as e:  # the call raised; its worker lives on
+            return rows, attempt, e
+        except RayError as e:  # the worker died (or Ray lost the call): a new one, retried
+            if generation == self.generation[i]:  # first news of this death
                 self.generation[i] += 1
+                ray.kill(self.actors[i])  # should it live on, it would keep its GPU
                 self.actors[i], self.started[i] = self.actor_class.remote(self.wcfg), False
                 self.created[i] = time.monotonic()
                 self.pings[self.actors[i].info.remote()] = (i, self.generation[i])
-            return rows, attempt, e
-        except RayTaskError as e:
             return rows, attempt, e
 
     def _warn_pending(self) -> None:
@@ -240,20 +241,20 @@ def _collect(pool: _Pool, cfg: RunConfig, wcfg: WorkerConfig, counts: RunCounts,
     if done is None:  # a worker started, or nothing finished for a while
         return
     rows, attempt, outcome = done
-    if isinstance(outcome, (RayActorError, WorkerCrashedError)):
+    if isinstance(outcome, RayTaskError):
+        cause = outcome.cause if outcome.cause is not None else outcome
+        if isinstance(cause, StorageError):  # the worker could not write the pair's result
+            raise _stopped(cause, counts)
+        message = f"{type(cause).__name__}: {cause}".splitlines()[0]
+        for row in rows:
+            _record_failure(wcfg, row, message, attempt, counts)
+    elif isinstance(outcome, RayError):  # the worker died (ActorDiedError, ...)
         if attempt <= cfg.max_retries:
             counts.retried += len(rows)
             for row in rows:
                 pool.submit([row], attempt + 1)
             return
         message = f"worker died {attempt} times running this pair (last: {type(outcome).__name__})"
-        for row in rows:
-            _record_failure(wcfg, row, message, attempt, counts)
-    elif isinstance(outcome, RayTaskError):
-        cause = outcome.cause if outcome.cause is not None else outcome
-        if isinstance(cause, StorageError):  # the worker could not write the pair's result
-            raise _stopped(cause, counts)
-        message = f"{type(cause).__name__}: {cause}".splitlines()[0]
         for row in rows:
             _record_failure(wcfg, row, message, attempt, counts)
     else:

@@ -166,27 +166,21 @@ def test_s3_outage_is_retried(ray_s3, s3_endpoint, examples, weights_path) -> No
     check_exactly_once("s3://outage/out", rows=4, iterations=30)
 
 
-def test_s3_down_for_good_stops_the_run_then_rerun_completes(
-    ray_s3, s3_endpoint, examples, weights_path, capsys, monkeypatch
-) -> None:
-    """The store goes down as the first pairs are handed out and stays down: the first result
-    that cannot be written stops the run (exit 1) — no later row is handed out to wait out the
-    retry budget and fail unrecorded — and the same command completes it once the store is
-    back."""
+@contextmanager
+def down_from_first_submit(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The S3 server stops as the driver hands out its first call, and comes back on the way
+    out; yields the driver's events in order: "submit" (a call handed out), "done" (one
+    finished)."""
     from workflows.batch import scheduler
 
-    fresh_bucket(s3_endpoint, "down")
-    rows = 8
-    uri = manifest("s3://down/m.parquet", examples, rows=rows, iterations=12, size=48)
-    args = run_args(uri, "s3://down/out", weights_path, "--storage-retry-seconds", "3")
     events: list[str] = []
-    restart: list[Any] = []  # the store comes back when the test calls it
     real_submit, real_next = scheduler._Pool.submit, scheduler._Pool.next_done
     with ExitStack() as down:
+        restart: list[Any] = []
 
         def submit(pool: Any, batch: list[Any], attempt: int) -> None:
             if not events:
-                restart.append(down.enter_context(s3util.outage(s3_endpoint, seconds=None)))
+                restart.append(down.enter_context(s3util.outage(endpoint, seconds=None)))
             events.append("submit")
             real_submit(pool, batch, attempt)
 
@@ -198,9 +192,26 @@ def test_s3_down_for_good_stops_the_run_then_rerun_completes(
         monkeypatch.setattr(scheduler._Pool, "submit", submit)
         monkeypatch.setattr(scheduler._Pool, "next_done", next_done)
         try:
-            assert main(args) == 1
+            yield events
         finally:
-            restart[0]()  # also when the test fails: the later tests share the server
+            monkeypatch.undo()
+            for again in restart:
+                again()  # also when the test fails: the later tests share the server
+
+
+def test_s3_down_for_good_stops_the_run_then_rerun_completes(
+    ray_s3, s3_endpoint, examples, weights_path, capsys, monkeypatch
+) -> None:
+    """The store goes down as the first pairs are handed out and stays down: the first result
+    that cannot be written stops the run (exit 1) — no later row is handed out to wait out the
+    retry budget and fail unrecorded — and the same command completes it once the store is
+    back."""
+    fresh_bucket(s3_endpoint, "down")
+    rows = 8
+    uri = manifest("s3://down/m.parquet", examples, rows=rows, iterations=12, size=48)
+    args = run_args(uri, "s3://down/out", weights_path, "--storage-retry-seconds", "3")
+    with down_from_first_submit(s3_endpoint, monkeypatch) as events:
+        assert main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert re.fullmatch(r"storage error: s3://down/out/\S+: storage unreachable for 3s \(\w+\); "
                         r"stopped the run: results can no longer be written \(the 0 pairs finished ok in this "
@@ -208,7 +219,6 @@ def test_s3_down_for_good_stops_the_run_then_rerun_completes(
     assert events[0] == "submit" and "done" in events
     assert "submit" not in events[events.index("done") :], events
     assert events.count("submit") < rows
-    monkeypatch.undo()
     assert main(args[:-2] + ["--storage-retry-seconds", "30"]) == 0
     check_exactly_once("s3://down/out", rows=rows, iterations=12)
 

@@ -86,7 +86,10 @@ def _remove_orphans(folder: Path) -> None:
     for path in folder.glob("nst-manifest-*-*.parquet"):
         pid = path.name.split("-")[2]
         if pid.isdigit() and not _alive(int(pid)):
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # another user's, in a shared temp folder: theirs to remove
+                pass
 
 
 def _alive(pid: int) -> bool:

@@ -1,16 +1,25 @@
 """The driver's bookkeeping, no Ray needed: grouping streamed rows into batches for
---pairs-per-gpu, and recording rows that never ran."""
+--pairs-per-gpu, recording rows that never ran, and the local copies of remote manifests."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from manifests.manifest import parse_row
 from workflows.batch import scheduler
+from workflows.batch.manifest import Manifest
 from workflows.batch.scheduler import RunCounts, _Batcher
 from workflows.errors import StorageError
+from workflows.storage import write_bytes
+from workflows.tables import parquet_bytes
 
 
 def rows(*iterations: int) -> list:
@@ -69,3 +78,32 @@ def test_a_row_error_that_cannot_be_recorded_stops_the_run(
     scheduler._record_failure(None, row, row.error, 0, counts)  # type: ignore[arg-type]
     assert "could not write the error result of row 7: " in capsys.readouterr().err
     assert counts.failed == 2
+
+
+def test_copies_left_by_killed_drivers_are_removed(tmp_path, monkeypatch) -> None:
+    """A driver killed outright (SIGKILL, a preempted node) cannot remove its manifest copy:
+    the next remote manifest read on the machine removes copies whose driver is gone, keeps
+    those of live drivers, and leaves one it may not remove (another user's)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    orphan, live, theirs = (tmp_path / f"nst-manifest-{pid}.parquet"
+                            for pid in (f"{gone}-x1", f"{os.getpid()}-x1", f"{gone}-x2"))  # fmt: skip
+    for path in (orphan, live, theirs):
+        path.write_bytes(b"a driver's copy")
+    unlink = Path.unlink
+
+    def refused(path: Path, missing_ok: bool = False) -> None:
+        if path == theirs:
+            raise PermissionError(13, "Permission denied", str(path))
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    write_bytes(
+        "memory://nst/m.parquet",
+        parquet_bytes(pa.table({"content_uri": ["c.jpg"], "style_uri": ["s.jpg"]})),
+    )
+    with Manifest("memory://nst/m.parquet", None, None) as manifest:
+        assert Path(manifest.local).parent == tmp_path and manifest.num_rows == 1
+    assert not orphan.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, theirs.name])

@@ -161,33 +161,6 @@ def test_a_remote_manifest_leaves_no_local_copy(ray_s3, store, examples, weights
     assert set(Path(tempfile.gettempdir()).glob("nst-manifest-*")) == before
 
 
-def test_copies_left_by_killed_drivers_are_removed(tmp_path, monkeypatch) -> None:
-    """A driver killed outright (SIGKILL, a preempted node) cannot remove its manifest copy:
-    the next remote manifest read on the machine removes copies whose driver is gone and
-    keeps those of live drivers."""
-    import os
-    import subprocess
-    import sys
-
-    from workflows.batch.manifest import Manifest
-    from workflows.tables import parquet_bytes
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    orphan, live = (tmp_path / f"nst-manifest-{pid}-x1.parquet" for pid in (gone, os.getpid()))
-    orphan.write_bytes(b"left by a killed driver")
-    live.write_bytes(b"a running driver's")
-    write_bytes(
-        "memory://nst/m.parquet",
-        parquet_bytes(pa.table({"content_uri": ["c.jpg"], "style_uri": ["s.jpg"]})),
-    )
-    with Manifest("memory://nst/m.parquet", None, None) as manifest:
-        assert Path(manifest.local).parent == tmp_path and manifest.num_rows == 1
-    assert not orphan.exists() and live.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]  # its own copy removed
-
-
 def test_bad_manifest_is_fatal_before_any_work(ray_s3, tmp_path, capsys) -> None:
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"content_uri": ["a"], "bogus": [1]}), bad)

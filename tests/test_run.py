@@ -65,6 +65,8 @@ def test_run_end_to_end_and_resume(ray_s3, store, examples, weights_path, capsys
     assert nst_run(manifest, out, weights) == 3
     err = capsys.readouterr().err
     assert "skipped 4 pairs already ok" in err and "still running" not in err
+    assert (f"7 manifest rows; 2 workers of 1 GPU and 1 CPU (--pairs-per-gpu 1); output {out} "
+            "(4 pairs already done in it)") in err  # fmt: skip
     again = table(f"{out}/results.parquet")
     assert sorted(r["pair_id"] for r in again) == sorted(r["pair_id"] for r in results)
     assert len(table(f"{out}/losses.parquet")) == len(losses)

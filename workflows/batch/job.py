@@ -64,6 +64,7 @@ def _run(cfg: RunConfig, manifest: Manifest, options: StorageOptions) -> RunCoun
     meta["weights_identity"] = weights.identity
     finished = _finished_pairs(cfg.output, manifest, previous, meta, options)
     _write_run_json(cfg.output, meta | {"status": "running"}, options)
+    _say_plan(cfg, plan, manifest.num_rows, len(finished))
     try:
         with _sigterm_interrupts() as received:
             counts = schedule(cfg, manifest.rows(), finished, weights, manifest.tag_fields,
@@ -81,6 +82,15 @@ def _run(cfg: RunConfig, manifest: Manifest, options: StorageOptions) -> RunCoun
     meta |= {"status": "finished", "finished_at": now().isoformat(), "counts": counts.as_dict()}
     _write_run_json(cfg.output, meta, options)
     return counts
+
+
+def _say_plan(cfg: RunConfig, plan: tuple[float, int], rows: int, finished: int) -> None:
+    """One line before the work (the head of a job's log): what runs where."""
+    gpus, workers = plan
+    done = f" ({finished} pairs already done in it)" if finished else ""
+    print(f"{rows} manifest rows; {workers} workers of {gpus:g} GPU and {cfg.cpus_per_task:g} "
+          f"CPU (--pairs-per-gpu {cfg.pairs_per_gpu}); output {cfg.output}{done}",
+          file=sys.stderr)  # fmt: skip
 
 
 def _finished_pairs(

@@ -80,7 +80,7 @@ def adam(
     moving average of its iterates (iterate averaging), started at x. Returns B images
     (1, C, H, W): the result, or where an image stopped, its stop image."""
     live = _Live(recs, objective)
-    x = x.detach().clone()
+    x = x.detach().clamp(0, 1)  # a new tensor: updated in place below
     m, v, ema = torch.zeros_like(x), torch.zeros_like(x), x.clone()
     lr = _column([p.learning_rate for p in params], x)
     decay = _column([p.ema_decay for p in params], x)

@@ -28,9 +28,13 @@ DEFAULT_COMPILE = "auto"
 
 
 def loss_rows(x: Tensor, objective: StyleObjective) -> Tensor:
-    """Loss rows (B, T + L) (LossTerms.stacked; the total in column 0) at clamp(x, 0, 1),
-    x (B, C, H, W) with C = 1 (luminance) or 3."""
-    return objective(x.clamp(0, 1).expand(-1, 3, -1, -1)).stacked()
+    """Loss rows (B, T + L) (LossTerms.stacked; the total in column 0) at x (B, C, H, W) in
+    [0,1], C = 1 (luminance) or 3. The drivers keep every evaluated image in [0,1], so there
+    is no clamp here, deliberately: torch's clamp passes no gradient at the bound itself, so a
+    pixel at exactly 0 or 1 (a trial step clamps there) would get a zero gradient and stay
+    frozen for the rest of the run — a dark sky at 0 stalled Luan's stage 2 with the matting
+    energy 10⁴× too high and left its pixels as speckle (benchmarks/RESULTS.md, issue 33)."""
+    return objective(x.expand(-1, 3, -1, -1)).stacked()
 
 
 class Evaluator:
@@ -50,9 +54,9 @@ class Evaluator:
         self._adam_step(*state, *adam.corrections(t))
 
     def __call__(self, x: Tensor, objective: StyleObjective) -> tuple[Tensor, Tensor]:
-        """(loss rows (B, T + L), gradient of each image's total (B, C·H·W)), both detached.
-        For x in [0,1] (as the drivers keep it) this is the full gradient of the objective
-        at x; image b's gradient depends on image b alone."""
+        """(loss rows (B, T + L), gradient of each image's total (B, C·H·W)), both detached,
+        at x in [0,1] (as the drivers keep it): the full gradient of the objective at x, also
+        at pixels on the bounds; image b's gradient depends on image b alone."""
         x = x.detach().requires_grad_(True)
         rows = loss_rows(x, objective)
         (g,) = torch.autograd.grad(rows[:, 0].sum(), x)

@@ -21,7 +21,7 @@ from nst_ops.drivers import adam, lbfgs
 from nst_ops.evaluation import Evaluator
 from nst_ops.objective import Masks, StyleObjective
 from nst_ops.params import StyleParams, batch_key
-from nst_ops.postprocess import mask_colors, refine
+from nst_ops.postprocess import color_targets, refine
 from nst_ops.recorder import LossLog, Progress, ProgressCallback, Recorder, record_all
 from nst_ops.segments import (
     Segment,
@@ -216,8 +216,9 @@ def _finish(x: Tensor, b: _Prepared) -> Tensor:
     """Recolour a luminance result; apply the optional post-processing (nst_ops.postprocess)."""
     content = b.content
     image = combine_luminance(x, content) if x.shape[1] == 1 else x
-    # preserve_color keeps the content's colours: no mask colours to match then
-    masks = b.masks if b.params.preserve_color == "none" else None
-    colors = mask_colors(masks, b.style_in, b.params.mask_color_match)
-    # smooth builds its own Laplacian (postprocess.SMOOTH_EPS), not the photo term's
-    return refine(b.params.photo_postprocess, content, image, None, colors)
+    # preserve_color keeps the content's colours: no style colours to match then
+    match = b.params.mask_color_match if b.params.preserve_color == "none" else 0.0
+    size = (image.shape[-2], image.shape[-1])
+    targets = color_targets(b.masks, b.style_in, size, match)
+    # smooth and match build their own Laplacian (postprocess.SMOOTH_EPS), not the photo term's
+    return refine(b.params.photo_postprocess, content, image, None, targets)

@@ -22,7 +22,7 @@ OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "random", "style")
 POOLINGS = ("max", "avg")
 PRESERVE_COLORS = ("none", "luminance")
-POSTPROCESSES = ("auto", "none", "guided", "affine", "smooth")
+POSTPROCESSES = ("auto", "none", "guided", "affine", "smooth", "match")
 # A photo pair's default α is (PHOTO_CONTENT_SIZE / image_size)²: 1 at 256 px, where the photo
 # defaults were measured (benchmarks/RESULTS.md). J_content is a sum over the positions of
 # relu4_2 and grows with the pixel count while J_style (Gram means) and Luan's λ·Φ keep their
@@ -97,20 +97,21 @@ class StyleParams:
     photo_two_stage: bool = field(
         default=True, metadata=_help("with photo_weight > 0: iterations without, then with it")
     )
-    photo_postprocess: Literal["auto", "none", "guided", "affine", "smooth"] = field(
+    photo_postprocess: Literal["auto", "none", "guided", "affine", "smooth", "match"] = field(
         default="auto",
         metadata=_help(
-            "auto (smooth with photo_weight > 0, else none) | none | guided (guided filter) | "
-            "affine (Luan's smooth local affine) | smooth (FastPhotoStyle's closed form), "
-            "each guided by the content image"
+            "auto (match with photo_weight > 0, else none) | none | guided (guided filter) | "
+            "affine (Luan's smooth local affine) | smooth (FastPhotoStyle's closed form) | "
+            "match (each mask region's colour distribution moved to its style region's, the "
+            "change smoothed along the content's edges), each guided by the content image"
         ),
     )
     mask_color_match: float = field(
         default=1.0,
         metadata=_help(
-            "with masks and the smooth post-process: how far (0-1) the smoothing moves each "
-            "mask region's mean colour (and its spread where narrower, and colours it lacks) "
-            "to the style region's; 0 = plain smoothing"
+            "with the match post-process: how far (0-1) each mask region's colour distribution "
+            "moves to its style region's (without masks: the image's to the style's); "
+            "0 = no change"
         ),
     )
     ema_decay: float = field(
@@ -132,7 +133,7 @@ class StyleParams:
         # Photo defaults (Luan et al. 2017), resolved here so that tables record what ran
         photo = self.photo_weight > 0
         if self.photo_postprocess == "auto":
-            object.__setattr__(self, "photo_postprocess", "smooth" if photo else "none")
+            object.__setattr__(self, "photo_postprocess", "match" if photo else "none")
         if self.content_weight is None:
             alpha = (PHOTO_CONTENT_SIZE / self.image_size) ** 2 if photo else 1.0
             object.__setattr__(self, "content_weight", alpha)

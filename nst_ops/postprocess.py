@@ -11,14 +11,10 @@
   is, away from the image border, R = (I + μ·L)⁻¹ Y with L our matting Laplacian and
   μ = β/(1−β)/9 (9 windows per pixel): β = 0.9999 gives μ ≈ 1111. Solved by conjugate gradients
   (Jacobi-preconditioned) on the images' device.
-- `mask_color_smooth`: the same smoothing when the pair has Luan's masks, after narrowing each
-  region's colour covariance to the style region's where that is narrower (the linear
-  Monge–Kantorovich colour map of Pitié & Kokaram, "The linear Monge-Kantorovitch linear
-  colour mapping for example-based colour transfer", CVMP 2007, capped), and constrained so that
-  each content mask region's mean colour moves to the style region's (our addition; Luan's masks
-  ask for it, and his stage 2 and the smoothing both pull colours back towards the content's),
-  then `keep_in_palette`: colours the style region lacks moved to within τ of the ones it
-  has (nst_ops.palette; our addition too).
+- `distribution_match`: each region's colours (Luan's masks; without masks the whole image)
+  given its style region's whole colour distribution (nst_ops.histogram), the change smoothed
+  along the content's edges with the same solver and added to the output, whose own detail is
+  kept (our addition; the default post-process of photorealistic pairs).
 
 `refine` applies one of them (or the guided filter of nst_ops.guided) by its
 `photo_postprocess` name. All images (1, 3, H, W) in [0,1] on one device.
@@ -33,8 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nst_ops.guided import guided_filter
+from nst_ops.histogram import region_transfer
 from nst_ops.objective import Masks
-from nst_ops.palette import nearest_colors, palette_moves
 from nst_ops.segments import content_laplacian
 
 AFFINE_EPS = 1e-3  # ridge on the linear part of each window's affine fit (Luan's cuda_utils)
@@ -44,7 +40,6 @@ SMOOTH_STRENGTH = 1111.0  # μ of FastPhotoStyle's β = 0.9999 (module docstring
 # grain in flat skies for edges, and the smoothing keeps 8×8 steps and speckle there at 512 px
 # (benchmarks/RESULTS.md, issue 14 session 6).
 SMOOTH_EPS = 1e-5
-PALETTE_STRENGTH = 10.0  # μ_p of keep_in_palette's light smoothing of its colour move
 
 
 def _window_sums(x: Tensor, radius: int = 1) -> Tensor:
@@ -110,132 +105,56 @@ def closed_form_smooth(
 
 
 @dataclass(frozen=True)
-class MaskColors:
-    """What `mask_color_smooth` matches: the content's masks (K, H, W) in [0,1] at the output's
-    size, the style region's mean RGB of each (K, 3) in [0,1] and its RGB covariance (K, 3, 3),
-    and `match` γ in [0,1]; `nearest` (K, bins, bins, bins, 3), each region's
-    palette.nearest_colors, for `keep_in_palette` (None: no palette step)."""
+class ColorTargets:
+    """What `distribution_match` matches: the content's regions (K, H, W) in [0,1] at the
+    output's size (their sum ≤ 1 per pixel), the style's pixels (M, 3) in [0,1] and its regions
+    (M, K), and `match` γ in [0,1]. Without masks one region: the whole image and the whole
+    style."""
 
     masks: Tensor
-    targets: Tensor
-    covariances: Tensor
+    style: Tensor
+    style_masks: Tensor
     match: float
-    nearest: Tensor | None = None
 
 
-def mask_colors(masks: Masks | None, style: Tensor, match: float) -> MaskColors | None:
-    """The colour targets of a pair's masks: the regions whose colour is in the style mask too,
-    each with the style's mean RGB and RGB covariance under its style mask; style
-    (1, 3, H_s, W_s) in [0,1]. None without masks or usable regions, or for match 0."""
-    if masks is None or match <= 0:
+def color_targets(
+    masks: Masks | None, style: Tensor, size: tuple[int, int], match: float
+) -> ColorTargets | None:
+    """The colour targets of a pair: the regions whose colour is in the style mask too (Luan's
+    masks), or the whole image and style without masks; style (1, 3, H_s, W_s) in [0,1], size
+    (H, W) the output's. None for match 0 or when no region is in both masks."""
+    if match <= 0:
         return None
+    pixels = style[0].flatten(1).T.to(torch.float32)  # (M, 3)
+    if masks is None:
+        whole = torch.ones((1, *size), dtype=torch.float32, device=style.device)
+        return ColorTargets(whole, pixels, torch.ones_like(pixels[:, :1]), match)
     keep = (masks.weights > 0) & (masks.content.flatten(1).sum(1) > 0)
     if not bool(keep.any()):
         return None
-    weights = masks.style[keep].flatten(1).T.to(torch.float32)  # (H_s·W_s, K)
-    pixels = style[0].flatten(1).T.to(torch.float32)  # (H_s·W_s, 3)
-    targets, covariances = _region_moments(pixels, weights)
-    nearest = torch.stack([nearest_colors(pixels, weights[:, k]) for k in range(weights.shape[1])])
-    return MaskColors(masks.content[keep], targets, covariances, match, nearest)
+    style_masks = masks.style[keep].flatten(1).T.to(torch.float32)  # (M, K)
+    return ColorTargets(masks.content[keep].to(torch.float32), pixels, style_masks, match)
 
 
-def _region_moments(pixels: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
-    """Mask-weighted mean (K, 3) and covariance (K, 3, 3) of pixels (N, 3) under masks (N, K)."""
-    mean = masks / masks.sum(0).clamp_min(1e-8)  # M̂: each column sums to 1
-    mu = mean.T @ pixels
-    second = torch.einsum("nk,ni,nj->kij", mean, pixels, pixels)
-    return mu, second - mu[:, :, None] * mu[:, None, :]
-
-
-def _symmetric_power(matrix: Tensor, power: float, most: float = float("inf")) -> Tensor:
-    """V·diag(min(max(λ, 0), most)^power)·Vᵀ of symmetric matrices V·diag(λ)·Vᵀ (..., 3, 3)."""
-    values, vectors = torch.linalg.eigh(matrix)
-    scaled = vectors * values.clamp(0, most).pow(power)[..., None, :]
-    power_of: Tensor = scaled @ vectors.transpose(-1, -2)
-    return power_of
-
-
-def narrowing_maps(output: Tensor, style: Tensor, match: float) -> Tensor:
-    """Per region, the colour map F (K, 3, 3) that narrows the output's covariance Σ_o (K, 3, 3)
-    towards the style's Σ_s and never widens it: T = Σ_o^-½ (Σ_o^½ Σ_s Σ_o^½)^½ Σ_o^-½ is the
-    linear Monge–Kantorovich map, the one that carries a Gaussian of Σ_o onto one of Σ_s
-    (Pitié & Kokaram 2007); F = V·diag(min(1, λ)^γ)·Vᵀ for T = V·diag(λ)·Vᵀ."""
-    eye = torch.eye(3, dtype=torch.float64, device=output.device)
-    sigma_o = output.double() + 1e-6 * eye  # a flat region: T large, then clamped to I
-    root = _symmetric_power(sigma_o, 0.5)
-    inverse = _symmetric_power(sigma_o, -0.5)
-    t = inverse @ _symmetric_power(root @ style.double() @ root, 0.5) @ inverse
-    return _symmetric_power((t + t.transpose(-1, -2)) / 2, match, most=1.0).to(output.dtype)
-
-
-def narrow_spread(y: Tensor, masks: Tensor, covariances: Tensor, match: float) -> Tensor:
-    """Each region's colours pulled towards its own mean where the style region's spread is
-    narrower: Ỹ = Y + Σ_k m_k ⊙ (Y − μ_k)(F_k − I), μ_k the region's mask-weighted mean of Y
-    and F_k its `narrowing_maps` from Y's covariance in the region to the style region's.
-    Deliberately never widened (F ≤ I): widening amplifies stage 2's brush texture
-    (benchmarks/RESULTS.md). The full covariance, not one factor per channel, so that a hue
-    the style region lacks (green on orange-lit buildings) is narrowed too.
-    y (N, 3), masks (N, K) in [0,1], covariances (K, 3, 3) → (N, 3)."""
-    mu, sigma = _region_moments(y, masks)
-    eye = torch.eye(3, dtype=y.dtype, device=y.device)
-    change = narrowing_maps(sigma, covariances.to(y), match) - eye  # F_k − I, symmetric
-    shifted = torch.einsum("ni,kij->nkj", y, change) - torch.einsum("ki,kij->kj", mu, change)
-    return y + (masks[:, :, None] * shifted).sum(1)
-
-
-def mask_color_smooth(
-    output: Tensor, laplacian: Tensor, colors: MaskColors, strength: float = SMOOTH_STRENGTH,
+def distribution_match(
+    output: Tensor, laplacian: Tensor, targets: ColorTargets, strength: float = SMOOTH_STRENGTH,
     tolerance: float = 1e-4,
 ) -> Tensor:  # fmt: skip
-    """Closed-form smoothing whose mask regions take the style regions' colours (our addition
-    to FastPhotoStyle's step, for Luan et al.'s masks). Y = `narrow_spread` of the output, then
-    minimise Σ_c ‖R_c − Y_c‖² + μ R_cᵀ L R_c subject to m̂_kᵀ R_c = m̂_kᵀ R⁰_c + γ (t_kc −
-    m̂_kᵀ R⁰_c) for each mask k, with R⁰ = A⁻¹Y the plain smoothing (A = I + μL), m̂_k = m_k /
-    Σ m_k (a mean over the region) and t_k the style region's mean RGB. The Lagrange conditions
-    give R = R⁰ + A⁻¹M Λ, M = [m_1 … m_K]: a smooth, edge-aware colour shift per region, with
-    Λ (K, 3) from the K × K system (M̂ᵀA⁻¹M) Λ = γ (T − M̂ᵀR⁰). One conjugate-gradient solve
-    for the 3 + K columns → (1, 3, H, W) in [0,1]."""
+    """Each region's colours moved to its style region's whole distribution (per-axis quantile
+    matching in the style region's principal colour axes, nst_ops.histogram), with the change
+    smoothed along the content's edges before it is added: R = Y + (I + μL)⁻¹ Δ, Δ = Σ_k m_k ⊙
+    γ (T_k(Y) − Y). Our addition, deliberately not a smoothing of Y itself: Y's own detail and
+    contrast are kept (FastPhotoStyle's (I + μL)⁻¹Y removes what is not locally affine in the
+    content, and with it the optimisation's detail), while smoothing Δ keeps a steep part of
+    T_k from amplifying grain in flat skies and makes the change follow the content's edges
+    where soft masks meet (benchmarks/RESULTS.md, issue 33). output (1, 3, H, W) in [0,1],
+    L the content's matting Laplacian → (1, 3, H, W) in [0,1]."""
     _, c, h, w = output.shape
-    y, m = _pixel_columns(output, colors.masks)
-    y = narrow_spread(y, m, colors.covariances, colors.match)
-    solved = _smooth_columns(torch.cat([y, m], 1), laplacian, strength, tolerance, 1000)
-    plain, spread = solved[:, :c], solved[:, c:]  # R⁰, A⁻¹M
-    mean = m / m.sum(0).clamp_min(1e-8)  # M̂
-    now = mean.T @ plain  # (K, 3): each region's mean colour after plain smoothing
-    shift = colors.match * (colors.targets.to(now) - now)
-    system = mean.T @ spread  # (K, K), symmetric positive definite for independent masks
-    multipliers: Tensor = torch.linalg.solve(system, shift)
-    x = plain + spread @ multipliers
-    return x.T.reshape(1, c, h, w).clamp(0, 1).to(output.dtype)
-
-
-def _pixel_columns(output: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
-    """An image (1, 3, H, W) and its masks (K, H, W) as float32 columns: (N, 3) and (N, K)."""
-    _, c, h, w = output.shape
-    m = masks.reshape(masks.shape[0], h * w).T.to(torch.float32)
-    return output[0].reshape(c, h * w).T.to(m), m
-
-
-def keep_in_palette(
-    output: Tensor, laplacian: Tensor, colors: MaskColors, strength: float = PALETTE_STRENGTH
-) -> Tensor:
-    """Each region's colours brought within palette.PALETTE_TOLERANCE of its style region's
-    colours: region k's move m_k ⊙ δ_k (palette.palette_moves) spread along the content's
-    edges by a light smoothing, (I + μ_p L)⁻¹, μ_p = `strength` ≪ SMOOTH_STRENGTH (a raw
-    per-pixel move leaves contours where it starts), and applied inside region k only:
-    R = Y + Σ_k m_k ⊙ (I + μ_p L)⁻¹(m_k ⊙ δ_k), so that where the content shows no edge
-    between two regions one region's move does not smear into the other. output (1, 3, H, W)
-    in [0,1] → the same; unchanged where every colour is already in its region's palette."""
-    if colors.nearest is None:
-        return output
-    _, c, h, w = output.shape
-    y, m = _pixel_columns(output, colors.masks)
-    moves = m[:, :, None] * palette_moves(y, colors.nearest, colors.match)  # (N, K, 3)
-    if not bool(moves.any()):
-        return output
-    spread = _smooth_columns(moves.reshape(h * w, -1), laplacian, strength, 1e-4, 1000)
-    x = y + (m[:, :, None] * spread.reshape(moves.shape)).sum(1)
-    return x.T.reshape(1, c, h, w).clamp(0, 1).to(output.dtype)
+    y = output[0].reshape(c, h * w).T.to(torch.float32)
+    m = targets.masks.reshape(targets.masks.shape[0], h * w).T.to(y)
+    change = region_transfer(y, m, targets.style.to(y), targets.style_masks.to(y), targets.match)
+    change = _smooth_columns(change, laplacian, strength, tolerance, 1000)
+    return (y + change).T.reshape(1, c, h, w).clamp(0, 1).to(output.dtype)
 
 
 def _smooth_columns(
@@ -281,20 +200,19 @@ def _diagonal(matrix: Tensor, n: int) -> Tensor:
 
 def refine(
     kind: str, content: Tensor, image: Tensor, laplacian: Tensor | None = None,
-    colors: MaskColors | None = None,
+    targets: ColorTargets | None = None,
 ) -> Tensor:  # fmt: skip
-    """The `photo_postprocess` named `kind` (none | guided | affine | smooth) of image by content,
-    both (1, 3, H, W) in [0,1]; `smooth` uses `laplacian` when given (the content's, built with
-    ε = SMOOTH_EPS) and matches the masks' colours (`mask_color_smooth`) when `colors` are
-    given."""
+    """The `photo_postprocess` named `kind` (none | guided | affine | smooth | match) of image
+    by content, both (1, 3, H, W) in [0,1]; `smooth` and `match` use `laplacian` when given
+    (the content's, built with ε = SMOOTH_EPS); `match` with no `targets` (γ = 0) is none."""
     if kind == "guided":
         return guided_filter(content, image)
     if kind == "affine":
         return smooth_local_affine(content, image)
-    if kind == "smooth":
-        laplacian = content_laplacian(content, SMOOTH_EPS) if laplacian is None else laplacian
-        if colors is not None:
-            smoothed = mask_color_smooth(image, laplacian, colors)
-            return keep_in_palette(smoothed, laplacian, colors)
-        return closed_form_smooth(image, laplacian)
-    return image
+    if kind not in ("smooth", "match") or (kind == "match" and targets is None):
+        return image
+    laplacian = content_laplacian(content, SMOOTH_EPS) if laplacian is None else laplacian
+    if kind == "match":
+        assert targets is not None
+        return distribution_match(image, laplacian, targets)
+    return closed_form_smooth(image, laplacian)

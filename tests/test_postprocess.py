@@ -68,7 +68,7 @@ def test_closed_form_smooth_solves_its_linear_system() -> None:
     assert float((smooth_flat - flat).abs().max()) < 1e-3, float((smooth_flat - flat).abs().max())
 
 
-@pytest.mark.parametrize("kind", ["affine", "smooth"])
+@pytest.mark.parametrize("kind", ["affine", "smooth", "match"])
 def test_stylize_applies_the_postprocess(vgg16_state: dict[str, torch.Tensor], kind: str) -> None:
     extractor = VGGFeatures("vgg16", ["relu5_1"], vgg16_state)
     generator = torch.Generator().manual_seed(0)
@@ -99,7 +99,7 @@ def test_an_artistic_pair_can_be_smoothed(vgg16_state: dict[str, torch.Tensor]) 
 def test_photo_defaults_apply_to_photorealistic_pairs_only() -> None:
     artistic, photo = StyleParams(), StyleParams(photo_weight=1e4)
     assert artistic.photo_postprocess == "none" and artistic.style_layer_weights is None
-    assert photo.photo_postprocess == "smooth"
+    assert photo.photo_postprocess == "match"
     assert StyleParams(photo_weight=1e4, photo_postprocess="affine").photo_postprocess == "affine"
     # Luan's relative layer weights ∝ 1/N_l² (64, 128, 256, 512, 512 channels), summing to 1
     expected = [1 / 64**2, 1 / 128**2, 1 / 256**2, 1 / 512**2, 1 / 512**2]

@@ -1,18 +1,20 @@
-"""Photorealistic transfer against Luan et al.'s published outputs (issue: photorealism).
+"""Photorealistic transfer against Luan et al.'s published outputs (issues 14 and 33).
 
-For each pair of ../shared/data/photo (content, style, masks, Luan's reference_output.png):
-stage 1 (`--iterations` L-BFGS without the photo term, from the content), then for each photo
-weight stage 2 (`--iterations` more with it, from stage 1's image) — exactly what `nst stylize
---photo-weight W` runs, with stage 1 shared between the weights — then each post-process. Every
-output is scored with ../shared/tools/photo_metrics.py (edge_corr ↑, seg_color ↓,
-affine_residual ↓; it needs scikit-image) beside Luan's output resized to the same size, and Φ
-(the matting energy, as nst_ops.matting) of our stage-2 image beside Luan's. `--stage1-too`
-also scores each post-process of the stage-1 image alone (no stage 2: FastPhotoStyle's recipe).
-`smooth` runs once per `--mask-color-match` γ (default 0 and 1: plain, and the product's
-default with masks), labelled `smooth` and `smooth-match{γ}`. Writes the images, a contact
-sheet (a row per pair: content, style, Luan, then each variant) and prints the table. The
-stage-1 and stage-2 images are kept in --out (stage1_*.pt, stage2_*.pt) and reused by a later
-run with the same settings, so new post-processes cost no optimisation.
+For each pair (benchmarks.photo_pairs: Luan's examples 1–8 with his reference_output.png, and
+the face pair, which has none): stage 1 (`--iterations` L-BFGS without the photo term, from the
+content), then for each photo weight stage 2 (`--iterations` more with it, from stage 1's
+image) — exactly what `nst stylize --photo-weight W` runs, with stage 1 shared between the
+weights — then each post-process. Every output is scored with ../shared/tools/photo_metrics.py
+(edge_corr ↑, seg_color ↓, seg_w1 ↓, affine_residual ↓; it needs scikit-image) beside Luan's
+output resized to the same size, and Φ (the matting energy, as nst_ops.matting) of our stage-2
+image beside Luan's; the tables give mean/median over the pairs with Luan's output, and the
+face pair apart. `--stage1-too` also scores each post-process of the stage-1 image alone (no
+stage 2: FastPhotoStyle's recipe; its `none` is stage 1's own output). `match` runs once per
+`--mask-color-match` γ (default 1, the product's default), labelled `match` or `match{γ}`.
+Prints the seconds of stage 2 and of every post-process. Writes the images, a contact sheet (a
+row per pair: content, style, Luan, then each variant) and prints the tables. The stage-1 and
+stage-2 images are kept in --out (stage1_*.pt, stage2_*.pt) and reused by a later run with the
+same settings, so new post-processes cost no optimisation.
 
 Configs: `photo` (what a plain `--photo-weight` run does: α = (256/size)², β = 1000, Luan's
 relative layer weights ∝ 1/N_l², which weigh the colour-carrying low layers most); `equal`
@@ -21,9 +23,9 @@ defaults with α = 1.25·PHOTO_SCALE/(H·W) and his TV term, tv_weight = 32.8·P
 `--content-factor c` gives `photo` α = c·1.25·PHOTO_SCALE/(H·W), c times Luan's content weight
 (the defaults are c ≈ 4.6 for a 3:2 photo at every size).
 
-    python -m benchmarks.photo_quality [--size 512] [--iterations 500] [--pairs 1 2 ... 8]
+    python -m benchmarks.photo_quality [--size 512] [--iterations 500] [--pairs 1 2 ... 8 face]
         [--configs photo equal luan] [--photo-weights 1e4] [--style-weight B] [--content-factor c]
-        [--postprocess none affine smooth guided] [--mask-color-match 0 1] [--stage1-too]
+        [--postprocess none affine smooth guided match] [--mask-color-match 1] [--stage1-too]
         [--out runs/photo_quality]
         [--device cuda]
 """
@@ -31,32 +33,27 @@ defaults with α = 1.25·PHOTO_SCALE/(H·W) and his TV term, tv_weight = 32.8·P
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from benchmarks.common import contact_sheet, machine, weights_spec
-from benchmarks.photo_scores import PHOTO, record, score_folder
+from benchmarks.photo_pairs import PAIRS, has_reference, load, pair_folder
+from benchmarks.photo_scores import record, score_folder, table
 from nst_ops.drivers import lbfgs
 from nst_ops.matting import PHOTO_SCALE, matting_energy
 from nst_ops.objective import Masks
 from nst_ops.optimize import stylize
 from nst_ops.params import StyleParams
-from nst_ops.postprocess import SMOOTH_EPS, mask_colors, refine
+from nst_ops.postprocess import SMOOTH_EPS, color_targets, refine
 from nst_ops.recorder import Recorder
 from nst_ops.segments import Segment, content_laplacian, prepare_masks, segment_objective
 from workflows.extractors import ExtractorCache
-from workflows.images import resize_long_side, to_png, to_tensor
+from workflows.images import to_png
 from workflows.weights import resolve_weights
 
 LUAN_LAMBDA = 1e4  # his photo weight λ
-
-
-def load(pair: Path, name: str, size: int) -> torch.Tensor:
-    return to_tensor(resize_long_side(Image.open(pair / name).convert("RGB"), size))
 
 
 def config_params(name: str, content: torch.Tensor, size: int, iterations: int,
@@ -88,16 +85,17 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--iterations", type=int, default=500, help="per stage")
-    parser.add_argument("--pairs", type=int, nargs="+", default=list(range(1, 9)))
+    parser.add_argument("--pairs", nargs="+", default=PAIRS, choices=PAIRS,
+                        help="Luan's examples 1-8 and the face pair (default: all)")  # fmt: skip
     parser.add_argument("--configs", nargs="+", default=["photo"],
                         choices=["photo", "equal", "luan"])  # fmt: skip
     parser.add_argument("--photo-weights", type=float, nargs="+", default=[1e4])
     parser.add_argument("--style-weight", type=float, help="β of photo/equal (default: ours)")
     parser.add_argument("--content-factor", type=float,
                         help="photo: α = this × Luan's (default: the photo defaults')")  # fmt: skip
-    parser.add_argument("--postprocess", nargs="+", default=["none", "affine", "smooth"])
-    parser.add_argument("--mask-color-match", type=float, nargs="+", default=[0.0, 1.0],
-                        help="smooth: each γ of mask_color_match (0: plain)")  # fmt: skip
+    parser.add_argument("--postprocess", nargs="+", default=["none", "smooth", "match"])
+    parser.add_argument("--mask-color-match", type=float, nargs="+", default=[1.0],
+                        help="match: each γ of mask_color_match")  # fmt: skip
     parser.add_argument("--out", default="runs/photo_quality")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--stage1-too", action="store_true",
@@ -113,7 +111,7 @@ def main() -> None:
     device, out = torch.device(args.device), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.score_only:
-        score_folder(out, args.pairs)
+        score_folder(out, [pair_folder(name, out) for name in args.pairs])
         return
     cache = ExtractorCache(resolve_weights("vgg16", weights_spec("vgg16")), device, "fp32")
     variants = [(c, w, p) for c in args.configs
@@ -123,16 +121,15 @@ def main() -> None:
         f"machine: {machine(device)}; vgg16 (shared trunk) at {args.size} px; "
         f"{args.iterations} + {args.iterations} L-BFGS iterations; pairs {args.pairs}"
     )
-    rows: dict[str, list[tuple[float, ...]]] = {}
+    groups: dict[str, dict[str, list[tuple[float, ...]]]] = {}
     sheet: list[list[torch.Tensor]] = []
-    for number in args.pairs:
-        sheet.append(run_pair(PHOTO / str(number), number, args, cache, variants, rows, out))
-    print(
-        f"\n{'variant':32} {'edge_corr':>9} {'seg_color':>9} {'affine_res':>10} {'Φ':>9}  (means)"
-    )
-    for name, values in rows.items():
-        means = [statistics.fmean(v[i] for v in values) for i in range(4)]
-        print(f"{name:32} {means[0]:9.3f} {means[1]:9.2f} {means[2]:10.3f} {means[3]:9.4g}")
+    for name in args.pairs:
+        pair = pair_folder(name, out)
+        group = "pairs with Luan's output" if has_reference(pair) else f"pair {name}"
+        sheet.append(run_pair(pair, name, args, cache, variants, groups.setdefault(group, {}),
+                              out))  # fmt: skip
+    for group, rows in groups.items():
+        print(f"\n{group}:\n" + table(rows))
     contact_sheet(sheet, out / "sheet.png")
     print(f"images and sheet.png in {out}")
 
@@ -169,7 +166,9 @@ class Stages:
             image, phi = torch.load(saved)
             self.second[key] = image, float(phi)
         if key not in self.second:
+            start = time.perf_counter()
             self.second[key] = self.optimise2(params, self.first[config])
+            print(f"{saved.name}: stage 2 in {time.perf_counter() - start:.0f} s", flush=True)
             torch.save((self.second[key][0], torch.tensor(self.second[key][1])), saved)
         return self.second[key]
 
@@ -189,24 +188,33 @@ class Stages:
         return out[0].clamp(0, 1).cpu(), phi
 
 
-def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: ExtractorCache,
+def reference(pair: Path, number: str, content: torch.Tensor, laplacian: torch.Tensor,
+              rows: dict[str, list[tuple[float, ...]]], args: argparse.Namespace,
+              out: Path) -> torch.Tensor:  # fmt: skip
+    """Luan's published output resized to the content's size (3, H, W), scored, with its Φ."""
+    luan = load(pair, "reference_output.png", args.size)
+    luan = torch.nn.functional.interpolate(luan[None], size=content.shape[-2:], mode="bilinear")[0]
+    luan_path = out / f"{number}_luan.png"
+    luan_path.write_bytes(to_png(luan))
+    luan_phi = float(matting_energy(luan[None].to(laplacian.device), laplacian)[0])
+    record(rows, "Luan (reference_output, resized)", pair, luan_path, luan_phi, args)
+    return luan
+
+
+def run_pair(pair: Path, number: str, args: argparse.Namespace, cache: ExtractorCache,
              variants: list[tuple[str, object, str]], rows: dict[str, list[tuple[float, ...]]],
              out: Path) -> list[torch.Tensor]:  # fmt: skip
     """All variants of one pair; adds their scores to `rows`; returns its sheet row."""
     names = ("content.png", "style.png", "content_seg.png", "style_seg.png")
     content, style, cmask, smask = (load(pair, n, args.size) for n in names)
     inputs = {"content": content, "style": style, "content_mask": cmask, "style_mask": smask}
-    luan = load(pair, "reference_output.png", args.size)
-    luan = torch.nn.functional.interpolate(luan[None], size=content.shape[-2:], mode="bilinear")[0]
-    luan_path = out / f"{number}_luan.png"
-    luan_path.write_bytes(to_png(luan))
     laplacian = content_laplacian(content[None].to(cache.device))  # Φ's, as the photo term's
     smoothing = content_laplacian(content[None].to(cache.device), SMOOTH_EPS)  # the post's
     on_device = (content[None].to(cache.device), style[None].to(cache.device))
     masks, _ = prepare_masks(cmask, smask, *on_device)
-    luan_phi = float(matting_energy(luan[None].to(cache.device), laplacian)[0])
-    record(rows, "Luan (reference_output, resized)", pair, luan_path, luan_phi, args)
-    images, stages = [content, style, luan], Stages(cache, inputs)
+    images, stages = [content, style], Stages(cache, inputs)
+    if has_reference(pair):
+        images.append(reference(pair, number, content, laplacian, rows, args, out))
     for config, weight, kind in variants:
         params = config_params(config, content, args.size, args.iterations, args.style_weight,
                                args.content_factor)  # fmt: skip
@@ -217,7 +225,9 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
         photo = float(weight)  # type: ignore[arg-type]
         second = saved.with_name(saved.name.replace("stage1_", f"stage2_{photo:g}_"))
         image, phi = stages.stage2(config, params.replace(photo_weight=photo), second)
+        start = time.perf_counter()
         image = post(kind, content, style, masks, image, smoothing)
+        print(f"  {number} {kind}: {time.perf_counter() - start:.2f} s", flush=True)
         path = out / f"{number}_{config}_{photo:.3g}_{kind}.png"
         path.write_bytes(to_png(image))
         record(rows, f"{config} λ={photo:.3g} {kind}", pair, path, phi, args)
@@ -229,11 +239,11 @@ def run_pair(pair: Path, number: int, args: argparse.Namespace, cache: Extractor
 
 
 def postprocesses(args: argparse.Namespace) -> list[str]:
-    """The post-process variants: each --postprocess, and `smooth` once per --mask-color-match
-    γ, labelled smooth (γ = 0, plain) or smooth-match{γ}."""
-    kinds = [k for k in args.postprocess if k != "smooth"]
-    if "smooth" in args.postprocess:
-        kinds += ["smooth" if g == 0 else f"smooth-match{g:g}" for g in args.mask_color_match]
+    """The post-process variants: each --postprocess, and `match` once per --mask-color-match
+    γ, labelled match (γ = 1, the default) or match{γ}."""
+    kinds = [k for k in args.postprocess if k != "match"]
+    if "match" in args.postprocess:
+        kinds += ["match" if g == 1 else f"match{g:g}" for g in args.mask_color_match]
     return kinds
 
 
@@ -242,16 +252,16 @@ def post(label: str, content: torch.Tensor, style: torch.Tensor, masks: Masks | 
     """The post-process variant `label` (`postprocesses`) of image (3, H, W), as stylize's
     _finish does it, `laplacian` the content's smoothing Laplacian (SMOOTH_EPS): (3, H, W)
     on the CPU."""
-    kind, match = label, 0.0
-    if label.startswith("smooth-match"):
-        kind, match = "smooth", float(label.removeprefix("smooth-match"))
+    kind, match = label, 1.0
+    if label.startswith("match") and label != "match":
+        kind, match = "match", float(label.removeprefix("match"))
     device = laplacian.device
-    colors = mask_colors(masks, style[None].to(device), match)
-    refined = refine(kind, content[None].to(device), image[None].to(device), laplacian, colors)
+    targets = color_targets(masks, style[None].to(device), tuple(image.shape[-2:]), match)
+    refined = refine(kind, content[None].to(device), image[None].to(device), laplacian, targets)
     return refined[0].cpu()
 
 
-def stage1_variants(pair: Path, number: int, args: argparse.Namespace,
+def stage1_variants(pair: Path, number: str, args: argparse.Namespace,
                     inputs: tuple[torch.Tensor, torch.Tensor, Masks | None],
                     stage1: dict[str, torch.Tensor], laplacians: tuple[torch.Tensor, torch.Tensor],
                     rows: dict[str, list[tuple[float, ...]]],

@@ -1,5 +1,6 @@
 """Scoring photorealistic outputs for benchmarks.photo_quality: ../shared/tools/photo_metrics.py
-(edge_corr ↑, seg_color ↓, affine_residual ↓) per image, and the table of a folder of them."""
+(edge_corr ↑, seg_color ↓, seg_w1 ↓, affine_residual ↓) per image, and the table of a folder of
+them."""
 
 from __future__ import annotations
 
@@ -10,38 +11,55 @@ from pathlib import Path
 
 from benchmarks.common import SHARED
 
-PHOTO = SHARED / "data" / "photo"
+METRICS = ("edge_corr", "seg_color", "seg_w1", "affine_res")  # the order of `scores`
 
 
-def scores(pair: Path, path: Path) -> tuple[float, float, float]:
-    """(edge_corr, seg_color, affine_residual) from ../shared/tools/photo_metrics.py."""
+def scores(pair: Path, path: Path) -> tuple[float, float, float, float]:
+    """(edge_corr, seg_color, seg_w1, affine_residual) from ../shared/tools/photo_metrics.py;
+    `pair` a folder with content.png, style.png and the two masks."""
     sys.path.insert(0, str(SHARED / "tools"))
     import photo_metrics
 
     edge, seg, _ = photo_metrics.metrics(str(pair), str(path))
-    return edge, seg, photo_metrics.residual(str(pair), str(path))
+    w1 = photo_metrics.seg_w1(str(pair), str(path))
+    return edge, seg, w1, photo_metrics.residual(str(pair), str(path))
 
 
 def record(rows: dict[str, list[tuple[float, ...]]], name: str, pair: Path, path: Path,
            phi: float, args: argparse.Namespace) -> None:  # fmt: skip
-    edge, seg, residual = (float("nan"),) * 3 if args.no_metrics else scores(pair, path)
-    rows.setdefault(name, []).append((edge, seg, residual, phi))
+    values = (float("nan"),) * 4 if args.no_metrics else scores(pair, path)
+    rows.setdefault(name, []).append((*values, phi))
+    edge, seg, w1, residual = values
     print(
-        f"  {pair.name} {name:32} edge {edge:.3f} seg {seg:.2f} residual {residual:.3f} "
-        f"Φ {phi:.4g}",
+        f"  {pair.name} {name:32} edge {edge:.3f} seg {seg:.2f} w1 {w1:.2f} "
+        f"residual {residual:.3f} Φ {phi:.4g}",
         flush=True,
     )
 
 
-def score_folder(out: Path, pairs: list[int]) -> None:
-    """The metrics table of images written by an earlier run (names {pair}_{variant}.png)."""
-    rows: dict[str, list[tuple[float, ...]]] = {}
-    for number in pairs:
-        for path in sorted(out.glob(f"{number}_*.png")):
-            variant = path.stem.split("_", 1)[1].replace("_", " ")
-            edge, seg, residual = scores(PHOTO / str(number), path)
-            rows.setdefault(variant, []).append((edge, seg, residual))
-    print(f"{'variant':32} {'pairs':>5} {'edge_corr':>9} {'seg_color':>9} {'affine_res':>10}")
+def table(rows: dict[str, list[tuple[float, ...]]], phi: bool = True) -> str:
+    """Mean / median of each variant's scores (and Φ), one line per variant."""
+    heads = [*METRICS, "Φ"] if phi else list(METRICS)
+    cells = " ".join(f"{h:>13}" for h in heads)
+    lines = [f"{'variant':34} {'pairs':>5} {cells}  (mean/median)"]
     for name, values in rows.items():
-        means = [statistics.fmean(v[i] for v in values) for i in range(3)]
-        print(f"{name:32} {len(values):5d} {means[0]:9.3f} {means[1]:9.2f} {means[2]:10.3f}")
+        cells = []
+        for i in range(len(heads)):
+            column = [v[i] for v in values]
+            mean, median = statistics.fmean(column), statistics.median(column)
+            cells.append(f"{mean:6.3g}/{median:<6.3g}")
+        lines.append(f"{name:34} {len(values):5d} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def score_folder(out: Path, pairs: list[Path]) -> None:
+    """The metrics table of images written by an earlier run (names {pair}_{variant}.png) for
+    the pair folders `pairs` (benchmarks.photo_pairs: the face pair's is pair_face, whose
+    images are face_*.png)."""
+    rows: dict[str, list[tuple[float, ...]]] = {}
+    for pair in pairs:
+        name = pair.name.removeprefix("pair_")
+        for path in sorted(out.glob(f"{name}_*.png")):
+            variant = path.stem.split("_", 1)[1].replace("_", " ")
+            rows.setdefault(variant, []).append(scores(pair, path))
+    print(table(rows, phi=False))

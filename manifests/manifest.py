@@ -2,7 +2,8 @@
 
 A manifest is a Parquet table with `content_uri`, `style_uri` (required), optional `pair_id`,
 `content_mask_uri`, `style_mask_uri`, any StyleParams field (a missing column or a null cell means
-the default) and `tag_*` columns carried through untouched. Anything else is rejected.
+the default) and `tag_*` columns carried through untouched. A pandas index written as columns
+is ignored; anything else is rejected.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from manifests.schema import (
 from nst_ops.params import ParamError, StyleParams
 
 _PAIR_ID = re.compile(PAIR_ID_PATTERN)
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
 
 
 class ManifestError(ValueError):
@@ -56,12 +58,30 @@ class ManifestRow:
         return {k: v for k, v in self.values.items() if k.startswith(TAG_PREFIX)}
 
 
+def index_columns(schema: pa.Schema) -> list[str]:
+    """The columns a pandas DataFrame's index became (`__index_level_0__`, or a named index
+    listed in the pandas metadata) that are no manifest column: ignored, not refused."""
+    names = [n for n in schema.names if _PANDAS_INDEX.fullmatch(n)]
+    try:
+        meta = json.loads((schema.metadata or {}).get(b"pandas", b"{}"))
+    except ValueError:
+        meta = {}
+    listed = meta.get("index_columns", []) if isinstance(meta, dict) else []
+    known = manifest_schema().names
+    names += [n for n in listed if isinstance(n, str) and n in schema.names and n not in known]
+    return sorted(set(names), key=schema.names.index)
+
+
 def check_schema(schema: pa.Schema) -> list[pa.Field]:
-    """Raise ManifestError listing every problem; return the tag_ fields."""
+    """Raise ManifestError listing every problem; return the tag_ fields. A pandas index's
+    columns (`index_columns`) are skipped."""
     expected = manifest_schema()
     problems = [f"missing required column {c!r}" for c in REQUIRED_COLUMNS if c not in schema.names]
     tags = []
+    ignored = index_columns(schema)
     for f in schema:
+        if f.name in ignored:
+            continue
         if f.name.startswith(TAG_PREFIX):
             tags.append(f)
         elif f.name not in expected.names:

@@ -236,3 +236,41 @@ def test_mask_that_is_not_an_image_exits_2(tmp_path: Path, examples, nst) -> Non
     )  # fmt: skip
     assert result.returncode == 2
     assert "mask.png: not an image file" in result.stderr.strip().splitlines()[-1]
+
+
+def test_every_command_help_shows_each_flag_default(capsys) -> None:
+    """`--help` of every subcommand ends each option that has a default with it."""
+    import argparse
+
+    from workflows.cli import build_parser
+
+    def commands(
+        parser: argparse.ArgumentParser, path: list[str]
+    ) -> list[tuple[list[str], argparse.ArgumentParser]]:
+        found = [(path, parser)]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found += commands(sub, [*path, name])
+        return found
+
+    checked = 0
+    for path, parser in commands(build_parser(), []):
+        text = " ".join(parser.format_help().split())  # unwrapped
+        for action in parser._actions:
+            if (
+                action.option_strings
+                and action.default not in (None, False, argparse.SUPPRESS)
+                and not action.required
+            ):
+                assert "default" in " ".join((action.help or "").split()) or (
+                    f"(default: {action.default})" in text
+                ), (path, action.option_strings)
+                checked += 1
+    assert checked > 15
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for shown in ("--yardstick-size YARDSTICK_SIZE long side of the fixed yardstick evaluation, px (0: off; else at least 16) (default: 256)",
+                  "--max-retries MAX_RETRIES retries of a pair whose worker died (default: 2)"):  # fmt: skip
+        assert shown in out

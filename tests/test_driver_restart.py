@@ -98,5 +98,9 @@ def test_stopped_driver_says_interrupted_and_leaves_nothing_running(
     assert "SIGTERM received" not in stderr  # Ray's own handler dumps a stack and aborts
     run = json.loads((output / "run.json").read_text())
     assert run["status"] == "interrupted" and run["finished_at"] >= run["started_at"]
+    done = len(list((output / "done").glob("*")))  # ≥ 1: _start_mid_run waited for one
+    assert set(run["counts"]) == {"ok", "failed", "skipped", "retried", "redone"}  # so far
+    assert run["counts"]["failed"] == 0 and run["counts"]["ok"] <= done
+    assert run["cumulative_counts"]["ok"] == run["counts"]["ok"] and run["invocations"] == 1
     _, alive = psutil.wait_procs(family, timeout=30)
     assert not alive, [p.name() for p in alive]

@@ -268,3 +268,62 @@ def test_parse_errors_say_what_was_expected(name: str, text: str, message: str) 
     with pytest.raises(ParamError) as error:
         parse_value(name, text)
     assert str(error.value) == f"{name}: {message}"
+
+
+def test_a_pandas_index_is_ignored_with_a_note(examples, tmp_path, capsys) -> None:
+    """A manifest written from a filtered DataFrame (its index kept as `__index_level_0__`, or a
+    named index in the pandas metadata) validates and appends; nothing else is let through."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"content_uri": [str(examples / "content/tubingen.jpg")] * 4,
+                          "style_uri": [str(examples / "style/wave.jpg")] * 4,
+                          "iterations": [3, 4, 5, 6]})  # fmt: skip
+    filtered = tmp_path / "filtered.parquet"
+    frame[frame.iterations != 5].to_parquet(filtered)  # index 0, 1, 3: stored as a column
+    assert "__index_level_0__" in pq.read_schema(filtered).names
+    named = tmp_path / "named.parquet"
+    frame[frame.iterations != 5].rename_axis("run_no").to_parquet(named)
+    for path, column in ((filtered, "__index_level_0__"), (named, "run_no")):
+        assert check_schema(pq.read_schema(path)) == []
+        assert main(["manifest", "validate", str(path)]) == 0
+        err = capsys.readouterr().err
+        assert (
+            f"note: {path}: ignoring column '{column}' (a pandas index; write with index=False)"
+            in err
+        )
+    assert main(["manifest", "sweep", "--content", str(examples / "content/tubingen.jpg"),
+                 "--style", str(examples / "style/wave.jpg"), "-o", str(filtered),
+                 "--grid", "iterations=9", "--append"]) == 0  # fmt: skip
+    appended = pq.read_table(filtered)
+    assert "__index_level_0__" not in appended.column_names
+    assert appended.column("iterations").to_pylist() == [3, 4, 6, 9]
+    other = pa.table({**{k: [v] for k, v in BASE.items()}, "extra": [1]}).replace_schema_metadata({b"pandas": b"{}"})
+    with pytest.raises(ManifestError, match="unknown column 'extra'"):
+        check_schema(other.schema)
+
+
+def test_sweep_writes_absolute_mask_paths(examples, tmp_path, monkeypatch) -> None:
+    """Relative --content/--style/--*-mask paths become absolute: the manifest works from any
+    folder (validated here from another one)."""
+    monkeypatch.chdir(examples.parent)
+    out = tmp_path / "m.parquet"
+    assert main(["manifest", "sweep", "--content", "examples/photo/content.jpg", "--style",
+                 "examples/photo/style.jpg", "--content-mask", "examples/photo/content_seg.png",
+                 "--style-mask", "examples/photo/style_seg.png", "-o", str(out)]) == 0  # fmt: skip
+    (row,) = pq.read_table(out).to_pylist()
+    for column, name in (("content_uri", "content.jpg"), ("content_mask_uri", "content_seg.png"),
+                         ("style_mask_uri", "style_seg.png")):  # fmt: skip
+        assert row[column] == str(examples / "photo" / name)
+    monkeypatch.chdir(tmp_path)
+    assert main(["manifest", "validate", str(out), "--check-uris"]) == 0
+
+
+def test_sweep_mask_that_is_not_one_file_is_one_line(examples, tmp_path, capsys) -> None:
+    command = ["manifest", "sweep", "--content", str(examples / "photo/content.jpg"), "--style",
+               str(examples / "photo/style.jpg"), "-o", str(tmp_path / "m.parquet"),
+               "--content-mask", str(examples / "photo"), "--style-mask",
+               str(examples / "photo/style_seg.png")]  # fmt: skip
+    assert main(command) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == f"error: --content-mask {examples / 'photo'}: expected one image file, found 4"
+    assert not (tmp_path / "m.parquet").exists()

@@ -60,6 +60,8 @@ def test_run_end_to_end_and_resume(ray_s3, store, examples, weights_path, capsys
     assert meta["weights_identity"] == "sha256:be3200d26788"
     assert meta["package_version"] == version("nst-batch")
     assert meta["counts"] == {"ok": 4, "failed": 3, "skipped": 0, "retried": 0, "redone": 0}
+    assert meta["cumulative_counts"] == {"ok": 4, "failed": 3, "retried": 0, "redone": 0}
+    assert meta["first_started_at"] == meta["started_at"] and meta["invocations"] == 1
 
     # Re-run: the ok pairs are skipped, the failed ones run again; no duplicates anywhere.
     assert nst_run(manifest, out, weights) == 3
@@ -70,7 +72,12 @@ def test_run_end_to_end_and_resume(ray_s3, store, examples, weights_path, capsys
     again = table(f"{out}/results.parquet")
     assert sorted(r["pair_id"] for r in again) == sorted(r["pair_id"] for r in results)
     assert len(table(f"{out}/losses.parquet")) == len(losses)
-    assert json.loads(read_bytes(f"{out}/run.json"))["counts"]["skipped"] == 4
+    resumed = json.loads(read_bytes(f"{out}/run.json"))
+    assert resumed["counts"] == {"ok": 0, "failed": 3, "skipped": 4, "retried": 0, "redone": 0}
+    # the run as a whole: its first start and every invocation's pairs (the 3 bad rows twice)
+    assert resumed["cumulative_counts"] == {"ok": 4, "failed": 6, "retried": 0, "redone": 0}
+    assert resumed["first_started_at"] == meta["started_at"] < resumed["started_at"]
+    assert resumed["invocations"] == 2
 
 
 def test_tables_match_declared_schemas_and_duckdb_reads_them(ray_s3, tmp_path, examples,

@@ -16,6 +16,7 @@ from workflows.version import package_version
 
 def build_parser() -> argparse.ArgumentParser:
     from workflows import manifest_cli, report_cli, run, stylize
+    from workflows.params_cli import show_defaults
 
     parser = argparse.ArgumentParser(prog="nst", description="Neural style transfer in batch.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_parser(sub)
     manifest_cli.add_parser(sub)
     report_cli.add_parser(sub)
-    return parser
+    return show_defaults(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from manifests.manifest import ManifestError, check_schema
+from manifests.manifest import ManifestError, check_schema, index_columns
 from manifests.schema import URI_COLUMNS
 from manifests.sweep import parse_grid, parse_tag, sweep_table
 from nst_ops.params import ParamError, StyleParams
@@ -59,6 +59,14 @@ def expand_images(
     return list(dict.fromkeys(found))
 
 
+def _one_image(spec: str, options: StorageOptions | None, flag: str) -> str:
+    """The URI of the one image file `spec` names (a local path made absolute)."""
+    found = expand_images([spec], options, flag)
+    if len(found) != 1:
+        raise ManifestError(f"{flag} {spec}: expected one image file, found {len(found)}")
+    return found[0]
+
+
 def _fixed_part(pattern: str) -> str:
     """The folder of a glob before its first wildcard ("a/b/*/c*.jpg" → "a/b")."""
     head = pattern[: min(pattern.find(c) for c in "*?[" if c in pattern)]
@@ -80,18 +88,21 @@ def sweep_main(args: argparse.Namespace) -> int:
     grids = [parse_grid(g) for g in args.grid]
     tags = [parse_tag(t) for t in args.tag]
     check_writable(args.output, options)
+    if bool(args.content_mask) != bool(args.style_mask):
+        print("error: --content-mask and --style-mask go together", file=sys.stderr)
+        return 2
+    masks = None
     try:
         contents = expand_images(args.content, options, "--content")
         styles = expand_images(args.style, options, "--style")
+        if args.content_mask:  # absolute, as the images: the manifest works from any folder
+            masks = (
+                _one_image(args.content_mask, options, "--content-mask"),
+                _one_image(args.style_mask, options, "--style-mask"),
+            )
     except ManifestError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    masks = None
-    if args.content_mask or args.style_mask:
-        if not (args.content_mask and args.style_mask):
-            print("error: --content-mask and --style-mask go together", file=sys.stderr)
-            return 2
-        masks = (args.content_mask, args.style_mask)
     table = sweep_table(contents, styles, grids, masks, tags)
     new_rows = table.num_rows
     if args.append:
@@ -114,6 +125,7 @@ def _append_to(uri: str, table: pa.Table, options: StorageOptions) -> pa.Table:
     try:
         existing = read_parquet(uri, options)
         check_schema(existing.schema)
+        existing = existing.drop_columns(index_columns(existing.schema))  # a pandas index
         return pa.concat_tables([existing, table], promote_options="permissive")
     except pa.ArrowException as e:
         raise InputError(f"--append {uri}: {str(e).splitlines()[0]}") from None
@@ -129,6 +141,8 @@ def validate_main(args: argparse.Namespace) -> int:
         print(f"error: manifest: {e}", file=sys.stderr)
         return 1
     with manifest:
+        if manifest.note:
+            print(manifest.note, file=sys.stderr)
         rows, bad = _validate_rows(manifest, args, options)
     print(f"{rows} rows, {bad} with errors", file=sys.stderr)
     return 1 if bad else 0

@@ -95,3 +95,30 @@ def add_max_pixels_flag(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_PIXELS,
         help="decompression-bomb guard: refuse images with more pixels than this",
     )
+
+
+class DefaultsHelp(argparse.HelpFormatter):
+    """Help that ends every option's text with its default, unless the text already gives it
+    (or the option has none: None, False, a required flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or action.required
+            or default in (None, False, argparse.SUPPRESS)
+            or "default" in text
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give `parser` and all its subcommands' parsers `DefaultsHelp`; returns it."""
+    parser.formatter_class = DefaultsHelp
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                show_defaults(sub)
+    return parser

@@ -20,7 +20,7 @@ from nst_ops.vgg import min_side
 from workflows.batch.config import RunConfig, run_default
 from workflows.batch.job import run_job
 from workflows.errors import EXIT_FAILED_ROWS, EXIT_FATAL, EXIT_OK, ClusterError, guarded
-from workflows.params_cli import add_model_flags, at_least
+from workflows.params_cli import DefaultsHelp, add_model_flags, at_least
 from workflows.storage import parse_storage_options
 
 
@@ -122,7 +122,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 def module_main(argv: Sequence[str] | None = None) -> int:
     """`python -m workflows.run ...` (as `ray job submit` runs it): the same as `nst run`."""
-    parser = argparse.ArgumentParser(prog="python -m workflows.run", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m workflows.run", description=__doc__, formatter_class=DefaultsHelp
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     add_arguments(parser)
     args = parser.parse_args(argv)

@@ -43,6 +43,8 @@ def run_job(cfg: RunConfig) -> RunCounts:
     cfg = dataclasses.replace(cfg, storage_options=options)
     configure(cfg.storage_retry_s)
     with Manifest(cfg.manifest, options, cfg.limit) as manifest:
+        if manifest.note:
+            print(manifest.note, file=sys.stderr)
         return _run(cfg, manifest, options)
 
 
@@ -63,15 +65,18 @@ def _run(cfg: RunConfig, manifest: Manifest, options: StorageOptions) -> RunCoun
         raise
     meta["weights_identity"] = weights.identity
     finished = _finished_pairs(cfg.output, manifest, previous, meta, options)
+    meta = _history(meta, previous, bool(finished))
     _write_run_json(cfg.output, meta | {"status": "running"}, options)
     _say_plan(cfg, plan, manifest.num_rows, len(finished))
+    counts = RunCounts()  # filled as pairs finish: an interrupted run's count what they did
     try:
         with _sigterm_interrupts() as received:
-            counts = schedule(cfg, manifest.rows(), finished, weights, manifest.tag_fields,
-                              manifest.num_rows, plan)  # fmt: skip
+            schedule(cfg, manifest.rows(), finished, weights, manifest.tag_fields,
+                     manifest.num_rows, plan, counts)  # fmt: skip
             consolidate(cfg.output, manifest.rows(), manifest.tag_fields, options)
     except KeyboardInterrupt:  # finished pairs keep their files: the same command resumes
         stopped = {"status": "interrupted", "finished_at": now().isoformat()}
+        stopped |= _counted(meta, counts)
         _write_run_json(cfg.output, meta | stopped, options)
         if received:  # Ray's wait turns the handler's exception into a bare KeyboardInterrupt
             raise Interrupted(received[0]) from None
@@ -79,9 +84,35 @@ def _run(cfg: RunConfig, manifest: Manifest, options: StorageOptions) -> RunCoun
     except Exception as e:  # e.g. a bug: run.json must not go on saying running
         _mark_crashed(cfg.output, meta, e, options)
         raise
-    meta |= {"status": "finished", "finished_at": now().isoformat(), "counts": counts.as_dict()}
+    meta |= {"status": "finished", "finished_at": now().isoformat()} | _counted(meta, counts)
     _write_run_json(cfg.output, meta, options)
     return counts
+
+
+def _history(
+    meta: dict[str, Any], previous: dict[str, Any] | None, resumed: bool
+) -> dict[str, Any]:
+    """This invocation's run.json keys, plus, when it resumes a run (its output holds finished
+    pairs), that run's first start, invocation count and cumulative counts so far."""
+    first = {"first_started_at": meta["started_at"], "invocations": 1}
+    if not resumed or previous is None:
+        return meta | first | {"cumulative_counts": {}}
+    first["first_started_at"] = previous.get("first_started_at", previous.get("started_at"))
+    first["invocations"] = int(previous.get("invocations", 1)) + 1
+    before = previous.get("cumulative_counts", previous.get("counts")) or {}
+    return meta | first | {"cumulative_counts": before}
+
+
+def _counted(meta: dict[str, Any], counts: RunCounts) -> dict[str, Any]:
+    """run.json's `counts` (this invocation) and `cumulative_counts` (every invocation of the
+    run: pairs that ran ok or failed, retries; a pair skipped as already ok is not counted
+    again)."""
+    this = counts.as_dict()
+    total = dict(meta.get("cumulative_counts") or {})
+    for key, value in this.items():
+        if key != "skipped":
+            total[key] = int(total.get(key, 0)) + value
+    return {"counts": this, "cumulative_counts": total}
 
 
 def _say_plan(cfg: RunConfig, plan: tuple[float, int], rows: int, finished: int) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from manifests.manifest import ManifestError, ManifestRow, check_schema, iter_rows
+from manifests.manifest import ManifestError, ManifestRow, check_schema, index_columns, iter_rows
 from workflows.errors import InputError
 from workflows.storage import StorageOptions, filesystem, read_bytes
 
@@ -39,9 +39,19 @@ class Manifest:
         if limit is not None:
             self.num_rows = min(self.num_rows, limit)
         self.tag_fields = check_schema(schema)
+        self.ignored = index_columns(schema)
+        self.columns = [n for n in schema.names if n not in self.ignored]
         self.gives_ids = "pair_id" in schema.names  # else every id is derived from the inputs
         if self.num_rows == 0:
             raise ManifestError(f"{uri}: the manifest has no rows")
+
+    @property
+    def note(self) -> str | None:
+        """A line saying which columns are ignored (a pandas index), or None."""
+        if not self.ignored:
+            return None
+        names = ", ".join(repr(n) for n in self.ignored)
+        return f"note: {self.uri}: ignoring column {names} (a pandas index; write with index=False)"
 
     def close(self) -> None:
         """Remove the local copy of a remote manifest."""
@@ -55,7 +65,8 @@ class Manifest:
         self.close()
 
     def rows(self) -> Iterator[ManifestRow]:
-        for row in iter_rows(pq.ParquetFile(self.local).iter_batches(batch_size=1024)):
+        batches = pq.ParquetFile(self.local).iter_batches(batch_size=1024, columns=self.columns)
+        for row in iter_rows(batches):
             if self.limit is not None and row.row > self.limit:
                 return
             yield row

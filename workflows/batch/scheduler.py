@@ -177,13 +177,15 @@ def schedule(
     tag_fields: list[pa.Field],
     total: int | None = None,
     plan: tuple[float, int] | None = None,
+    counts: RunCounts | None = None,
 ) -> RunCounts:
     """Run every row not in `skip` (done pair id → its inputs fingerprint) on the workers of
-    `plan` (plan_workers' (GPUs per worker, workers); planned here when not given)."""
+    `plan` (plan_workers' (GPUs per worker, workers); planned here when not given), counting
+    into `counts` as pairs finish (a new RunCounts when not given)."""
     fixed = connect(cfg.address, cfg.connect_timeout_s)
     wcfg = cfg.worker(tag_fields)
     pool = _Pool(cfg, weights, wcfg, plan or plan_workers(cfg, fixed))
-    counts = RunCounts()
+    counts = RunCounts() if counts is None else counts
     batcher = _Batcher(cfg.pairs_per_gpu, 4 * cfg.pairs_per_gpu * len(pool.actors))
     bar = tqdm(total=total, disable=cfg.quiet, unit="pair", file=sys.stderr)
     try:

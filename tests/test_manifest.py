@@ -297,7 +297,9 @@ def test_a_pandas_index_is_ignored_with_a_note(examples, tmp_path, capsys) -> No
     appended = pq.read_table(filtered)
     assert "__index_level_0__" not in appended.column_names
     assert appended.column("iterations").to_pylist() == [3, 4, 6, 9]
-    other = pa.table({**{k: [v] for k, v in BASE.items()}, "extra": [1]}).replace_schema_metadata({b"pandas": b"{}"})
+    other = pa.table({**{k: [v] for k, v in BASE.items()}, "extra": [1]}).replace_schema_metadata(
+        {b"pandas": b"{}"}
+    )
     with pytest.raises(ManifestError, match="unknown column 'extra'"):
         check_schema(other.schema)
 

@@ -44,3 +44,26 @@ def test_photo_quality_writes_scored_images(
     again = subprocess.run([*command, "--score-only"], cwd=REPO, capture_output=True, text=True,
                            env=env, timeout=300)  # fmt: skip
     assert again.returncode == 0 and "photo 1e+04 match" in again.stdout
+
+
+def test_photo_post_time_prints_each_post_process_against_the_optimisation(
+    photo_dir: Path, weights_path: Path
+) -> None:
+    command = [sys.executable, "-m", "benchmarks.photo_post_time", "--size", "48", "--iterations",
+               "10", "--pairs", "1", "--short", "1", "--long", "2", "--repeat", "1",
+               "--device", "cpu"]  # fmt: skip
+    env = {"NST_SHARED": str(SHARED), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    head, _, row = done.stdout.strip().splitlines()[-3:]
+    assert head.split(" | ")[5:] == ["match s (% of opt.)", "smooth s (% of opt.)",
+                                     "affine s (% of opt.)", "guided s (% of opt.) |"]  # fmt: skip
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:2] == ["1", "30×48"]
+    per, fixed, total = (float(c) for c in cells[2:5])
+    assert total == pytest.approx(fixed + 20 * per, abs=1.0)  # 10 + 10 iterations
+    for cell in cells[5:]:  # "seconds (share %)", the share of the optimisation's seconds
+        seconds, share = cell.split(" (")
+        assert float(share.rstrip(" %)")) == pytest.approx(
+            100 * float(seconds) / total, rel=0.05, abs=0.1
+        )

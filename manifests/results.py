@@ -40,6 +40,7 @@ class PairResult:
     yardstick_content_loss: float | None = None
     yardstick_style_loss: float | None = None
     yardstick_total: float | None = None
+    yardstick_size: int | None = None  # the long side it was measured at (≤ --yardstick-size)
     iterations_to_target: int | None = None
     wall_s: float | None = None  # its group's own time: loading, optimisation and writing
     batch_size: int | None = None  # pairs optimised together (pairs-per-gpu)

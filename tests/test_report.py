@@ -60,6 +60,7 @@ def test_worker_records_yardstick_and_iterations_to_target(ray_cluster, tmp_path
             "optimizer": "adam"}  # fmt: skip
     (first,) = worker.run([parse_row(1, base)], 1, weights)
     assert first.yardstick_total is not None and first.iterations_to_target is None
+    assert first.yardstick_size == 32  # the output's own long side, under --yardstick-size 64
     assert first.yardstick_total == pytest.approx(
         first.yardstick_content_loss + 1000 * first.yardstick_style_loss
     )
@@ -67,6 +68,10 @@ def test_worker_records_yardstick_and_iterations_to_target(ray_cluster, tmp_path
     target = losses.column("total_loss").to_pylist()[5]
     (second,) = worker.run([parse_row(2, base | {"target_loss": target})], 1, weights)
     assert second.iterations_to_target is not None and second.iterations_to_target <= 5
+    # a 32 px output is measured at 32 px: --yardstick-size 32 gives the very same yardstick
+    at_32 = PairWorker(WorkerConfig(str(tmp_path / "at32"), {}, [], 10**8, 2, yardstick_size=32))
+    (same,) = at_32.run([parse_row(1, base)], 1, weights)
+    assert (same.yardstick_size, same.yardstick_total) == (32, first.yardstick_total)
 
 
 def test_yardstick_too_small_for_an_image_fails_its_row_before_optimising(

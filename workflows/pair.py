@@ -61,10 +61,9 @@ def load_pair(
     p = pair.params
     extractor = extractors.get(p)
     style_side = max(16, round(p.image_size * p.style_scale))
-    content_image = _decode(
-        pair.content_uri, options, max_pixels, max(p.image_size, yardstick_size)
-    )
-    style_image = _decode(pair.style_uri, options, max_pixels, max(style_side, yardstick_size))
+    side = min(yardstick_size, p.image_size)  # the worker's yardstick: the output is no larger
+    content_image = _decode(pair.content_uri, options, max_pixels, max(p.image_size, side))
+    style_image = _decode(pair.style_uri, options, max_pixels, max(style_side, side))
     content = to_tensor(resize_long_side(content_image, p.image_size))
     style = to_tensor(resize_long_side(style_image, style_side))
     factor = min(p.scale_sizes) / p.image_size
@@ -76,10 +75,13 @@ def load_pair(
             uri, small, extractor, where, "raise image_size, style_scale or the coarsest scale"
         )
     if yardstick_size > 0:  # refused before the optimisation, not after it
+        where = f"at --yardstick-size {side}" if side == yardstick_size else (
+            f"at the yardstick's {side} px (image_size, under --yardstick-size {yardstick_size})"
+        )  # fmt: skip
         deepest = extractors.get(YARDSTICK_PARAMS)
         for uri, decoded in ((pair.content_uri, content_image), (pair.style_uri, style_image)):
-            small = long_side_size(decoded.size, yardstick_size)
-            _check_size(uri, small, deepest, f"at --yardstick-size {yardstick_size}",
+            small = long_side_size(decoded.size, side)
+            _check_size(uri, small, deepest, where,
                         "raise --yardstick-size, or 0 for no yardstick")  # fmt: skip
     content_mask = _load_mask(pair.content_mask_uri, p.image_size, options, max_pixels)
     style_mask = _load_mask(pair.style_mask_uri, style_side, options, max_pixels)

@@ -163,6 +163,7 @@ class PairWorker:
             fields["yardstick_content_loss"] = yard.content_loss
             fields["yardstick_style_loss"] = yard.style_loss
             fields["yardstick_total"] = yard.total
+            fields["yardstick_size"] = self._yardstick_side(out)
         if out.diverged_at is not None:
             at = out.diverged_at
             fields["error"] = (
@@ -171,11 +172,16 @@ class PairWorker:
             return Status.DIVERGED, fields
         return Status.OK, fields
 
+    def _yardstick_side(self, out: StyleResult) -> int:
+        """The yardstick's long side for this output: --yardstick-size, or the output's own long
+        side when that is smaller (an upsampled image would be judged on detail it never had)."""
+        return min(self.cfg.yardstick_size, max(out.image.shape[-2:]))
+
     def _yardstick(self, loaded: LoadedPair, out: StyleResult) -> Yardstick | None:
-        """nst_ops.yardstick of the output, with the same weights, at the run's fixed size."""
-        size = self.cfg.yardstick_size
-        if size <= 0:
+        """nst_ops.yardstick of the output, with the same weights, at `_yardstick_side`."""
+        if self.cfg.yardstick_size <= 0:
             return None
+        size = self._yardstick_side(out)
         assert self.extractors is not None
         return yardstick(
             self.extractors.get(YARDSTICK_PARAMS),

@@ -18,10 +18,12 @@
 #   5. (NST_CHECK_OVERHEAD=1) the objective+gradient probe, eager vs captured, and the
 #      kernel and graph launches per iteration (benchmarks.launch_count);
 #   6. (NST_CHECK_PHOTO=1, ~4 min more: run it on its own, NST_CHECK_ONLY_PHOTO=1) the photo
-#      quality benchmark at 512 px, 500 + 500 iterations, pairs 1-8, images only (the machine
-#      has no scikit-image): untar $OUT/photo_1-4.tar and photo_5-8.tar into DIR and score on
-#      the CPU with `python -m benchmarks.photo_quality --score-only --out DIR`. Variants:
-#      stage 2 and stage 1 alone, each with none, affine, smooth (plain) and smooth-match1.
+#      quality benchmark at 512 px, 500 + 500 iterations, pairs 1-8 and the face pair, images
+#      only (the machine has no scikit-image): untar $OUT/photo_1-4.tar and photo_5-8.tar into
+#      DIR and score on the CPU with `python -m benchmarks.photo_quality --score-only --out DIR
+#      --pairs 1 2 3 4 5 6 7 8 face`. Variants: stage 2 and stage 1 alone, each with none, match
+#      (the default), smooth and affine; then benchmarks.photo_post_time (the post-processes'
+#      share of the optimisation's time on the GPU, pairs 1 and 2).
 #      It needs the photo pairs carried too:
 #      mkdir -p .weights/shared/data && cp -r ../shared/data/photo .weights/shared/data/
 # NST_CHECK_STEPS picks steps and their order (default "tests throughput loop ttq"; also
@@ -59,10 +61,15 @@ photo_check() {  # $1: timeout in s. Two tars of PNGs (16 MiB each at most come 
     log "photo quality: $SIZE px, $IT + $IT L-BFGS iterations, pairs $PAIRS (images only)"
     # shellcheck disable=SC2086
     timeout "$(cap "$1")" "$PY" -m benchmarks.photo_quality --device "$DEV" --size "$SIZE" \
-        --iterations "$IT" --pairs $PAIRS --configs photo --postprocess none affine smooth \
-        --mask-color-match 0 1 --stage1-too --no-metrics --out "$OUT/photo"
-    (cd "$OUT/photo" && tar -cf "$OUT/photo_1-4.tar" [1-4]_*.png && tar -cf "$OUT/photo_5-8.tar" [5-8]_*.png)
+        --iterations "$IT" --pairs $PAIRS face --configs photo --postprocess none match smooth \
+        affine --stage1-too --no-metrics --out "$OUT/photo"
+    (cd "$OUT/photo" && tar -cf "$OUT/photo_1-4.tar" [1-4]_*.png \
+        && tar -cf "$OUT/photo_5-8.tar" [5-8]_*.png face_*.png)
     rm -rf "$OUT/photo"
+    log "photo post-processes against the optimisation, $SIZE px (issue 33: <= 20 %)"
+    timeout "$(cap 120)" "$PY" -m benchmarks.photo_post_time --device "$DEV" --size "$SIZE" \
+        --iterations "$IT" --pairs 1 2 --out "$OUT/post"
+    rm -rf "$OUT/post"
 }
 tests() {
     log "gpu tests"

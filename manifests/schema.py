@@ -21,7 +21,8 @@ PAIR_ID_PATTERN = r"[A-Za-z0-9._-]{1,128}"
 
 # Per-iteration loss table (one row per evaluation; see nst_ops.recorder). `pair_id` is present
 # in a run's losses.parquet and per-pair loss files, absent from `nst stylize`'s table. One
-# `{name}_loss` column per term of nst_ops.objective.LOSS_TERMS, in order.
+# `{name}_loss` column per term of nst_ops.objective.LOSS_TERMS, in order. `elapsed_s` leaves
+# out the time spent compiling, which `compile_s` holds (so far in the pair's run).
 LOSS_FIELDS = [
     pa.field("iteration", pa.int64(), nullable=False),
     *(pa.field(f"{name}_loss", pa.float64()) for name in TERM_NAMES),
@@ -29,6 +30,7 @@ LOSS_FIELDS = [
     pa.field("scale", pa.int64()),
     pa.field("style_layer_losses", pa.map_(pa.string(), pa.float64())),
     pa.field("elapsed_s", pa.float64()),
+    pa.field("compile_s", pa.float64()),
 ]
 LOSS_SCHEMA = pa.schema(LOSS_FIELDS)
 RUN_LOSS_SCHEMA = pa.schema([pa.field("pair_id", pa.string(), nullable=False), *LOSS_FIELDS])

@@ -107,6 +107,8 @@ class DeferredRows:
         self.hit_image = x.detach().clone() if any(math.isfinite(t) for t in targets) else None
         self.pending: list[Tensor] = []
         self.marks: list[Any] = []
+        self.compiled = recs[0].compiled if recs else None  # one process clock for the batch
+        self.compiled_s: list[float | None] = []  # at each push: what a compile adds comes first
 
     def push(self, rows: Tensor, x: Tensor) -> None:
         """Add the loss rows (B, T + L) of the images x (no host sync)."""
@@ -116,6 +118,7 @@ class DeferredRows:
         self.alive, self.best_total, self.best_image, self.hit, self.hit_image = tracked
         self.pending.append(row)
         self.marks.append(self.clock.mark())
+        self.compiled_s.append(None if self.compiled is None else self.compiled())
 
     def due(self) -> bool:
         return len(self.pending) >= self.every
@@ -123,13 +126,13 @@ class DeferredRows:
     def flush(self, recs: Sequence[Recorder]) -> list[bool]:
         """Record the pending rows (one transfer); per image, whether it must stop."""
         rows = torch.stack(self.pending).cpu()  # (P, B, T + L)
-        seconds = self.clock.seconds(self.marks)
-        self.pending, self.marks = [], []
+        seconds, compiled = self.clock.seconds(self.marks), self.compiled_s
+        self.pending, self.marks, self.compiled_s = [], [], []
         stops = []
         for b, rec in enumerate(recs):
             stop = False
             for p, at in enumerate(seconds):
-                if rec.record(rows[p, b], None, at):
+                if rec.record(rows[p, b], None, at, compiled[p]):
                     stop = True
                     break
             stops.append(stop)

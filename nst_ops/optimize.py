@@ -113,7 +113,7 @@ def stylize_batch(
     evaluator = evaluator or Evaluator()
     compiled_before = evaluator.compile_s
     device = extractor.mean.device
-    batch = [_prepare(pair, device) for pair in pairs]
+    batch = [_prepare(pair, device, evaluator) for pair in pairs]
     live, count = list(range(len(batch))), len(batch[0].segments)
     for k in range(count):
         live = _run_segment(extractor, evaluator, batch, live, k, last=k == count - 1)
@@ -139,7 +139,7 @@ class _Prepared:
     laplacians: dict[tuple[int, int], Tensor] | None
 
 
-def _prepare(pair: Pair, device: torch.device) -> _Prepared:
+def _prepare(pair: Pair, device: torch.device, evaluator: Evaluator) -> _Prepared:
     params = pair.params
     content = pair.content.to(device, torch.float32).unsqueeze(0)
     style = pair.style.to(device, torch.float32).unsqueeze(0)
@@ -151,7 +151,8 @@ def _prepare(pair: Pair, device: torch.device) -> _Prepared:
         content_in, style_in = content, style
     masks, warnings = prepare_masks(pair.content_mask, pair.style_mask, content, style)
     segments = plan(params)
-    rec = Recorder(params, pair.callback, sum(seg.params.iterations for seg in segments))
+    iterations = sum(seg.params.iterations for seg in segments)
+    rec = Recorder(params, pair.callback, iterations, lambda: evaluator.compile_s)
     x = initial_image(params, content_in, style_in[:, : content_in.shape[1]])
     laplacians: dict[tuple[int, int], Tensor] | None = {} if params.photo_weight > 0 else None
     return _Prepared(

@@ -180,6 +180,17 @@ PER_IMAGE_FIELDS = frozenset({
     "mask_color_match",
 })  # fmt: skip
 
+# Fields that define a pair's objective: the function its final segment minimises, given its
+# content, style and masks (image_size and style_scale through the images' sizes). The other
+# fields change only how it is minimised (optimizer, start, stopping, coarse scales, Luan's
+# stage 1) or what is done with the result (post-process): rows that differ only in those
+# minimise the same function, so their totals compare (workflows.targets).
+OBJECTIVE_FIELDS = (
+    "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
+    "style_layer_weights", "image_size", "style_scale", "pooling", "preserve_color",
+    "photo_weight",
+)  # fmt: skip
+
 
 def batch_key(params: StyleParams) -> tuple[tuple[str, Any], ...]:
     """Pairs with equal keys (and equal content size) can be optimised as one batch."""

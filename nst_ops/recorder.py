@@ -18,7 +18,9 @@ from nst_ops.params import StyleParams
 @dataclass
 class LossLog:
     """Columns of the loss table, one entry per row: `terms[name]` for each name of LOSS_TERMS
-    (unweighted terms; "total" weighted), E_l per style layer, the row's stage, scale and time."""
+    (unweighted terms; "total" weighted), E_l per style layer, the row's stage, scale and time:
+    `elapsed_s` seconds since the pair's loop started without the time spent compiling, which
+    `compile_s` holds (compiling so far in this pair's run; their sum is the wall clock)."""
 
     iteration: list[int] = field(default_factory=list)
     terms: dict[str, list[float]] = field(default_factory=lambda: {n: [] for n in TERM_NAMES})
@@ -26,6 +28,7 @@ class LossLog:
     scale: list[int] = field(default_factory=list)
     style_layer_losses: list[dict[str, float]] = field(default_factory=list)
     elapsed_s: list[float] = field(default_factory=list)
+    compile_s: list[float] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.iteration)
@@ -38,7 +41,7 @@ class LossLog:
 @dataclass(frozen=True)
 class Progress:
     """Reported to the callback: iteration i of `iterations`, the loss of row i, seconds since
-    the loop started."""
+    the loop started (compiling excluded, as the loss table's elapsed_s)."""
 
     iteration: int
     iterations: int
@@ -49,11 +52,22 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+def _never_compiled() -> float:
+    return 0.0
+
+
 class Recorder:
-    """Collects one loss row per evaluation; tells the drivers when to stop."""
+    """Collects one loss row per evaluation; tells the drivers when to stop. `compiled`: the
+    seconds the process has spent compiling so far (nst_ops.evaluation's Evaluator.compile_s),
+    kept out of the rows' elapsed_s: a pair that compiles its graphs and one that reuses them
+    are timed alike."""
 
     def __init__(
-        self, params: StyleParams, callback: ProgressCallback | None, iterations: int
+        self,
+        params: StyleParams,
+        callback: ProgressCallback | None,
+        iterations: int,
+        compiled: Callable[[], float] = _never_compiled,
     ) -> None:
         self.params = params
         self.callback = callback
@@ -65,6 +79,9 @@ class Recorder:
         self.target_active = True  # target_loss applies to the final segment's objective only
         self.rows: list[Tensor] = []
         self.times: list[float] = []
+        self.compile_times: list[float] = []
+        self.compiled = compiled
+        self.compiled_at_start = compiled()
         self.start = time.perf_counter()
         self.reached = False
         self.diverged_at: int | None = None
@@ -77,15 +94,21 @@ class Recorder:
         self.stage, self.scale, self.target_active = stage, scale, target_active
         self.best = None
 
-    def record(self, row: Tensor, x: Tensor | None, at: float | None = None) -> bool:
+    def record(
+        self, row: Tensor, x: Tensor | None, at: float | None = None,
+        compiled_s: float | None = None,
+    ) -> bool:  # fmt: skip
         """Log `row` (T + L,) on the CPU (LossTerms.stacked of image `x`, evaluated at
-        perf_counter time `at`, default now); True when the caller must stop: target_loss
+        perf_counter time `at`, default now, when the process had compiled for `compiled_s`
+        seconds, default `compiled()` now); True when the caller must stop: target_loss
         reached, or a non-finite loss (divergence; `stop_image` then gives the best finite
         image). With x None the caller keeps the stop images (nst_ops.deferred)."""
         self.rows.append(row)
         self.stages.append(self.stage)
         self.scales.append(self.scale)
-        self.times.append((time.perf_counter() if at is None else at) - self.start)
+        compiling = (self.compiled() if compiled_s is None else compiled_s) - self.compiled_at_start
+        self.compile_times.append(compiling)
+        self.times.append((time.perf_counter() if at is None else at) - self.start - compiling)
         i, target, total = len(self.rows) - 1, self.params.target_loss, float(row[0])
         if self.callback is not None:
             self.callback(Progress(i, self.iterations, total, self.times[-1]))
@@ -123,6 +146,7 @@ class Recorder:
                 log.terms[name].append(value)
             log.style_layer_losses.append(dict(zip(style_layers, row[t:], strict=True)))
         log.stage, log.scale, log.elapsed_s = list(self.stages), list(self.scales), list(self.times)
+        log.compile_s = list(self.compile_times)
         return log
 
 

@@ -148,3 +148,40 @@ def test_blocks_timed_by_events_give_the_same_table(setup, monkeypatch) -> None:
     times = block.losses.elapsed_s
     assert times[0] > 0 and times == sorted(times)
     assert times[-1] == pytest.approx(each.losses.elapsed_s[-1], rel=1.0)
+
+
+class Compiling(Evaluator):
+    """Eager evaluation that "compiles" for PAUSE seconds at its calls 1 and 6: it moves the
+    clock (time.perf_counter, patched) forward and counts them in compile_s, as
+    CapturedEvaluator counts a call that compiled a graph."""
+
+    PAUSE = 1000.0
+
+    def __init__(self, clock: list[float]) -> None:
+        self.calls, self.compile_s, self.clock = 0, 0.0, clock
+
+    def __call__(self, x, objective):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls in (1, 6):
+            self.clock[0] += self.PAUSE
+            self.compile_s += self.PAUSE
+        return super().__call__(x, objective)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_elapsed_leaves_out_compiling(setup, monkeypatch, optimizer) -> None:
+    """The loss table's elapsed_s leaves out the seconds spent compiling and compile_s holds
+    them (so far in the pair's run), also with rows recorded in blocks: rows up to 4 have
+    compiled once, rows from 5 on twice, and no row's elapsed_s includes a pause."""
+    content, style, extractor = setup
+    offset, real = [0.0], time.perf_counter
+    monkeypatch.setattr(time, "perf_counter", lambda: real() + offset[0])
+    params = StyleParams(image_size=32, iterations=10, optimizer=optimizer)
+    blocks(monkeypatch, 4)
+    start = time.perf_counter()
+    log = stylize(content, style, params, extractor, evaluator=Compiling(offset)).losses
+    wall = time.perf_counter() - start
+    pause = Compiling.PAUSE
+    assert log.compile_s == pytest.approx([pause] * 5 + [2 * pause] * (len(log) - 5))
+    assert log.elapsed_s == sorted(log.elapsed_s) and 0 < log.elapsed_s[-1] < 100
+    assert wall > 2 * pause and log.elapsed_s[-1] + log.compile_s[-1] <= wall

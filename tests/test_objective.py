@@ -48,3 +48,45 @@ def test_gradient_matches_finite_differences() -> None:
 
 def test_equal_default_layer_weights() -> None:
     assert StyleParams().layer_weights == (0.2,) * 5
+
+
+# A value other than the default for every field outside OBJECTIVE_FIELDS (with what it needs).
+ADAM = {"optimizer": "adam"}
+NOT_OBJECTIVE = {
+    "optimizer": ADAM, "learning_rate": {"learning_rate": 0.5, **ADAM}, "iterations": {"iterations": 7},
+    "init": {"init": "random"}, "seed": {"seed": 3}, "target_loss": {"target_loss": 1.0},
+    "photo_two_stage": {"photo_two_stage": False}, "photo_postprocess": {"photo_postprocess": "none"},
+    "mask_color_match": {"mask_color_match": 0.5}, "ema_decay": {"ema_decay": 0.9, **ADAM},
+    "scales": {"scales": (16, 32)},
+}  # fmt: skip
+
+
+def test_fields_outside_objective_fields_leave_the_final_objective_unchanged() -> None:
+    """Rows that differ only outside OBJECTIVE_FIELDS minimise the same function (what time
+    to target compares): the final segment's objective at an image is the same, term by term;
+    every field is classified."""
+    from nst_ops.params import OBJECTIVE_FIELDS, param_fields
+    from nst_ops.segments import plan, segment_objective
+
+    names = {f.name for f in param_fields()}
+    assert set(NOT_OBJECTIVE) == names - set(OBJECTIVE_FIELDS) and set(OBJECTIVE_FIELDS) < names
+    torch.manual_seed(2)
+    extractor = VGGFeatures("vgg19", ["relu2_2"], None, "max")
+    content, style, image = (
+        torch.rand(1, 3, 12, 16),
+        torch.rand(1, 3, 16, 10),
+        torch.rand(1, 3, 12, 16),
+    )
+    base = StyleParams(image_size=32, photo_weight=0.01, content_layers=("relu2_2",),
+                       style_layers=("relu1_1", "relu2_1"))  # fmt: skip
+
+    def final(params: StyleParams) -> torch.Tensor:
+        seg = plan(params)[-1]
+        objective, _ = segment_objective(extractor, seg, params, content, style, None, {})
+        return objective(image).stacked()
+
+    expected = final(base)
+    for name, changes in NOT_OBJECTIVE.items():
+        assert torch.equal(final(base.replace(**changes)), expected), name
+    for changes in ({"style_weight": 10.0}, {"content_layers": ("relu1_1",)}):
+        assert not torch.equal(final(base.replace(**changes)), expected)

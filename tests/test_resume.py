@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from runutil import ITERATIONS, make_manifest, nst_run, table
 
 from manifests.manifest import parse_row
-from manifests.schema import results_schema
+from manifests.schema import RUN_LOSS_SCHEMA, results_schema
 from workflows.batch.outputs import consolidate
 from workflows.storage import read_bytes, write_bytes
 from workflows.tables import parquet_bytes
@@ -92,7 +92,8 @@ def test_tags_changed_for_a_rerun_label_the_skipped_pairs(ray_s3, tmp_path, exam
 
 def test_result_files_of_an_older_version_are_consolidated(tmp_path) -> None:
     """A pair's result file without a column that a later version added (here compile_s and
-    batch_size) gives nulls there; its tag comes from the manifest."""
+    batch_size) gives nulls there; its tag comes from the manifest; so does a loss table
+    without the loss table's compile_s."""
     row = parse_row(1, {"content_uri": "a.jpg", "style_uri": "b.jpg", "tag_group": "new"})
     tag = pa.field("tag_group", pa.string())
     record = {"pair_id": row.pair_id, "status": "ok", "tag_group": "old", "wall_s": 1.5,
@@ -101,7 +102,14 @@ def test_result_files_of_an_older_version_are_consolidated(tmp_path) -> None:
     old = old.drop_columns(["compile_s", "batch_size"])
     (tmp_path / "pairs" / row.pair_id).mkdir(parents=True)
     pq.write_table(old, tmp_path / "pairs" / row.pair_id / "result.parquet")
-    assert consolidate(str(tmp_path), [row], [tag]) == (1, 0)
+    losses = {"pair_id": [row.pair_id] * 2, "iteration": [0, 1], "total_loss": [2.0, 1.0],
+              "elapsed_s": [0.1, 0.2]}  # fmt: skip
+    pq.write_table(pa.table(losses), tmp_path / "pairs" / row.pair_id / "losses.parquet")
+    assert consolidate(str(tmp_path), [row], [tag]) == (1, 2)
     (result,) = pq.read_table(tmp_path / "results.parquet").to_pylist()
     assert (result["tag_group"], result["wall_s"]) == ("new", 1.5)
     assert result["compile_s"] is None and result["batch_size"] is None
+    consolidated = pq.read_table(tmp_path / "losses.parquet")
+    assert consolidated.schema.names == RUN_LOSS_SCHEMA.names
+    assert consolidated.to_pydict()["total_loss"] == [2.0, 1.0]
+    assert consolidated.to_pydict()["compile_s"] == [None, None]

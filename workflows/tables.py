@@ -21,6 +21,7 @@ def loss_table(log: LossLog, pair_id: str | None = None) -> pa.Table:
         "scale": log.scale,
         "style_layer_losses": [list(d.items()) for d in log.style_layer_losses],
         "elapsed_s": log.elapsed_s,
+        "compile_s": log.compile_s,
     }
     if pair_id is None:
         return pa.table(columns, schema=LOSS_SCHEMA)

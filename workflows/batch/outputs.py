@@ -185,8 +185,19 @@ def _losses_of(output: str, results: pa.Table, options: StorageOptions | None) -
     ids = [i for i, s in zip(results["pair_id"].to_pylist(), statuses, strict=True)
            if s in (Status.OK.value, Status.DIVERGED.value)]  # fmt: skip
     blobs = _read_many([losses_uri(output, i) for i in ids], options)
-    parts = [pq.read_table(io.BytesIO(b)).cast(RUN_LOSS_SCHEMA) for b in blobs.values()]
+    parts = [_conform(pq.read_table(io.BytesIO(b))) for b in blobs.values()]
     return pa.concat_tables(parts) if parts else None
+
+
+def _conform(losses: pa.Table) -> pa.Table:
+    """A pair's loss table in RUN_LOSS_SCHEMA; a column that the version which wrote it did not
+    have (e.g. compile_s) as nulls."""
+    columns = [
+        losses[f.name].cast(f.type) if f.name in losses.column_names
+        else pa.nulls(losses.num_rows, f.type)
+        for f in RUN_LOSS_SCHEMA
+    ]  # fmt: skip
+    return pa.Table.from_arrays(columns, schema=RUN_LOSS_SCHEMA)
 
 
 def tables_so_far(output: str, to: str, options: StorageOptions | None = None) -> str:

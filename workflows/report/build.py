@@ -1,8 +1,9 @@
 """The HTML report of a run (`nst report`): index.html + PNG figures, viewable offline.
 
-Summary; per swept parameter, loss curves normalised per pair and a paired comparison — for a
-loss weight (α, β, …) a frontier plot per pair beside its strip of images, otherwise the
-paired effects on the yardstick —, the L25/L50 table over paired rows; findings as sentences
+Summary and time to target per row (workflows.targets); per swept parameter, loss curves
+normalised per pair and paired comparisons — for a loss weight (α, β, …) a frontier plot per
+pair beside its strip of images, otherwise the paired effects on the yardstick —, and the
+paired time to within 5% of the objective's best; findings as sentences
 (workflows.report.findings); contact sheets (sampled for large runs).
 """
 
@@ -27,10 +28,15 @@ from workflows.analysis import (
 )
 from workflows.analysis import text as text_of
 from workflows.report.figures import contact_sheet, frontier_plot, loss_curves, short
-from workflows.report.findings import param_findings
-from workflows.report.queries import curves, param_table, summary
+from workflows.report.findings import param_findings, speed_findings
+from workflows.report.queries import curves, summary
+from workflows.targets import LEVEL, paired_speed, time_to_target
 
-KEY_COLUMNS = ["value", "pairs", "final_total", "yardstick_total", "iters_to_l50", "secs_to_l50"]
+SPEED_COLUMNS = [
+    "value", "baseline", "pairs", "reached", "baseline_reached", "iterations_change",
+    "iterations_faster", "seconds_change", "seconds_faster",
+]  # fmt: skip
+TARGET_ROWS = 60  # a run with more rows gets the per-row table in time_to_target(run) only
 
 
 def _default(param: str) -> str | None:
@@ -118,17 +124,17 @@ def _frontiers(
 
 
 def _section(
-    run: Run, results: pd.DataFrame, i: int, param: str, out: Path, limit: int, options: Any
-) -> tuple[str, list[str]]:
+    run: Run, results: pd.DataFrame, targets: pd.DataFrame, i: int, param: str, out: Path,
+    limit: int, options: Any,
+) -> tuple[str, list[str]]:  # fmt: skip
     """One swept parameter: normalised loss curves, the paired comparison (a frontier for a
-    loss weight), the L25/L50 table over paired rows; (HTML, text lines)."""
+    loss weight), the paired time to target; (HTML, text lines)."""
     rows = pairs_of(results, param)
     html_parts, text = [f"<h3>{html.escape(param)}</h3>"], [f"== {param}"]
     if (rows["role"] == "unpaired").all():
         html_parts.append("<p>No two values share their other settings: nothing to compare.</p>")
         return "".join(html_parts), text
     loss_curves(curves(run, param, rows), param, out / f"curves_{i}.png")
-    levels = param_table(run, param, rows)
     html_parts.append(f"<img src='curves_{i}.png'>")
     if param in WEIGHT_PARAMS:
         others = [p for p in run.swept if p != param]
@@ -138,8 +144,14 @@ def _section(
         base = html.escape(f"{param}={effects['baseline'].iloc[0]}") if len(effects) else ""
         html_parts.append(f"<p>Against {base} in the same pair:</p>{_table(effects)}")
         text.append(effects.to_string(index=False))
-    html_parts.append(f"<p>Over paired rows:</p>{_table(levels)}")
-    text.append(levels[KEY_COLUMNS].to_string(index=False))
+    speed = paired_speed(results, targets, param)
+    if len(speed):
+        html_parts.append(
+            f"<p>Time to within {LEVEL:.0%} of its objective's best, against the baseline in "
+            f"the same pair (*_change: geometric mean of the per-pair ratios − 1 where both got "
+            f"there; *_faster: pairs where this value got there sooner):</p>{_table(speed)}"
+        )
+        text.append(speed[SPEED_COLUMNS].to_string(index=False))
     return "".join(html_parts), text
 
 
@@ -162,7 +174,7 @@ def _fresh_folder(out: Path) -> None:
 
 
 def _build(run: Run, uri: str, out: Path, options: Any, max_pairs: int) -> list[str]:
-    results = run.df("select * from results")
+    results, targets = run.df("select * from results"), time_to_target(run)
     _fresh_folder(out)
     parts = [f"<h1>nst-batch report</h1><p>run: <code>{html.escape(uri)}</code></p>"]
     text: list[str] = []
@@ -173,6 +185,7 @@ def _build(run: Run, uri: str, out: Path, options: Any, max_pairs: int) -> list[
         parts.append(f"<h3>{name}</h3>{'<p>none</p>' if frame.empty else _table(frame)}")
         if not frame.empty:
             text += [f"== {name}", frame.to_string(index=False)]
+    parts.append(_targets_part(targets))
     parts.append("<h2>Swept parameters</h2><p>Every comparison is paired: a value against the "
                  "baseline (the default, else the first value) among rows with the same "
                  "content, style, masks and other settings; loss curves are each pair's curve "
@@ -185,16 +198,29 @@ def _build(run: Run, uri: str, out: Path, options: Any, max_pairs: int) -> list[
         text.append(line)
     findings: list[str] = []
     for i, param in enumerate(run.swept):
-        section, lines = _section(run, results, i, param, out, max_pairs, options)
+        section, lines = _section(run, results, targets, i, param, out, max_pairs, options)
         parts.append(section)
         text += lines
-        findings += param_findings(results, param)
+        findings += param_findings(results, param) + speed_findings(results, targets, param)
     parts.append("<h2>Findings</h2><ul>")
     parts += [f"<li>{html.escape(s)}</li>" for s in findings] + ["</ul>"]
     text += findings
     parts += _contact_sheets(run, out, max_pairs, options)
     (out / "index.html").write_text(_page(parts))
     return text
+
+
+def _targets_part(targets: pd.DataFrame) -> str:
+    """The per-row time-to-target table (workflows.targets), or where it is in a large run."""
+    head = (
+        "<h3>time to target</h3><p>Per row: the first iteration and seconds (compiling left "
+        "out; a batch's pairs share its seconds) at which its total came within 10%, 5%, 1% of "
+        "the best any row of the same objective (content, style, masks, weights, layers, "
+        "sizes) reached; rows with the same <code>objective</code> number share one.</p>"
+    )
+    if len(targets) > TARGET_ROWS:
+        return head + f"<p>{len(targets)} rows: see workflows.targets.time_to_target(run).</p>"
+    return head + _table(targets)
 
 
 def _contact_sheets(run: Run, out: Path, max_pairs: int, options: Any) -> list[str]:

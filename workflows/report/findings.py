@@ -9,6 +9,7 @@ import math
 import pandas as pd
 
 from workflows.analysis import WEIGHT_PARAMS, frontier, order, paired_effects, pairs_of, text
+from workflows.targets import LEVEL, paired_speed
 
 WORDS = {"content": "content loss", "style": "style loss", "total": "total"}
 
@@ -84,3 +85,27 @@ def _unpaired(results: pd.DataFrame, param: str) -> list[str]:
         f"{param}: {rows_text} ({param} {values}) without a row of another {param} and the "
         "same other settings: left out of these comparisons (unpaired)."
     ]
+
+
+def speed_findings(results: pd.DataFrame, targets: pd.DataFrame, param: str) -> list[str]:
+    """Per value against its baseline: how often it came within LEVEL of its objective's
+    best in fewer iterations and in less time than the baseline did in the same pair
+    (workflows.targets.paired_speed). For a value that changes the objective (a weight, the
+    layers, the size …) each is measured against its own objective's best."""
+    speed = paired_speed(results, targets, param)
+    out = []
+    for row in speed.itertuples():
+        n = row.pairs
+        few = f"{abs(row.iterations_change):.1%} {'fewer' if row.iterations_change < 0 else 'more'}"
+        less = f"{abs(row.seconds_change):.1%} {'less' if row.seconds_change < 0 else 'more'}"
+        out.append(
+            f"{param}={row.value} vs {param}={row.baseline}: within {LEVEL:.0%} of its "
+            f"objective's best in {row.reached} of {n} pairs (the baseline in "
+            f"{row.baseline_reached}); sooner than the baseline in iterations in "
+            f"{row.iterations_faster} of {n} pairs, later in {row.iterations_slower}"
+            + (f" ({few} where both got there)" if math.isfinite(row.iterations_change) else "")
+            + f"; in seconds sooner in {row.seconds_faster} of {n}"
+            + (f" ({less} time)" if math.isfinite(row.seconds_change) else "")
+            + "."
+        )
+    return out

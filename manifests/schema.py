@@ -17,6 +17,7 @@ from manifests.results import PairResult, Status
 from nst_ops.objective import TERM_NAMES
 
 TAG_PREFIX = "tag_"
+YARDSTICK_TERMS = ("content_loss", "style_loss", "total")  # nst_ops.yardstick.Yardstick's
 PAIR_ID_PATTERN = r"[A-Za-z0-9._-]{1,128}"
 
 # Per-iteration loss table (one row per evaluation; see nst_ops.recorder). `pair_id` is present
@@ -31,6 +32,8 @@ LOSS_FIELDS = [
     pa.field("style_layer_losses", pa.map_(pa.string(), pa.float64())),
     pa.field("elapsed_s", pa.float64()),
     pa.field("compile_s", pa.float64()),
+    # nst run --yardstick-every N: at rows N, 2N, … and the last; null elsewhere
+    *(pa.field(f"yardstick_{name}", pa.float64()) for name in YARDSTICK_TERMS),
 ]
 LOSS_SCHEMA = pa.schema(LOSS_FIELDS)
 RUN_LOSS_SCHEMA = pa.schema([pa.field("pair_id", pa.string(), nullable=False), *LOSS_FIELDS])

@@ -109,6 +109,10 @@ class DeferredRows:
         self.marks: list[Any] = []
         self.compiled = recs[0].compiled if recs else None  # one process clock for the batch
         self.compiled_s: list[float | None] = []  # at each push: what a compile adds comes first
+        # the batch's images are in lockstep: one row count and one snapshot setting for all
+        self.row = len(recs[0].rows) if recs else 0  # the next pushed row's index
+        self.snapshot_every = recs[0].snapshot_every if recs else 0
+        self.snapshots: list[Tensor | None] = []  # per pending row: best images, or None
 
     def push(self, rows: Tensor, x: Tensor) -> None:
         """Add the loss rows (B, T + L) of the images x (no host sync)."""
@@ -119,6 +123,9 @@ class DeferredRows:
         self.pending.append(row)
         self.marks.append(self.clock.mark())
         self.compiled_s.append(None if self.compiled is None else self.compiled())
+        every, self.row = self.snapshot_every, self.row + 1
+        due = every > 0 and (self.row - 1) > 0 and (self.row - 1) % every == 0
+        self.snapshots.append(self.best_image.clone() if due else None)
 
     def due(self) -> bool:
         return len(self.pending) >= self.every
@@ -126,12 +133,19 @@ class DeferredRows:
     def flush(self, recs: Sequence[Recorder]) -> list[bool]:
         """Record the pending rows (one transfer); per image, whether it must stop."""
         rows = torch.stack(self.pending).cpu()  # (P, B, T + L)
-        seconds, compiled = self.clock.seconds(self.marks), self.compiled_s
-        self.pending, self.marks, self.compiled_s = [], [], []
+        seconds, compiled, snapshots = (
+            self.clock.seconds(self.marks),
+            self.compiled_s,
+            self.snapshots,
+        )
+        self.pending, self.marks, self.compiled_s, self.snapshots = [], [], [], []
         stops = []
         for b, rec in enumerate(recs):
             stop = False
             for p, at in enumerate(seconds):
+                snapshot = snapshots[p]
+                if snapshot is not None:
+                    rec.snapshots[len(rec.rows)] = snapshot[b].cpu()
                 if rec.record(rows[p, b], None, at, compiled[p]):
                     stop = True
                     break

@@ -9,8 +9,8 @@ image. With Luan's two stages the rows are numbered continuously and carry their
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +56,8 @@ class StyleResult:
     warnings: tuple[str, ...] = ()
     diverged_at: int | None = None  # row whose loss was non-finite; image = best finite one
     compile_s: float = 0.0  # seconds spent compiling during this run (shared by its batch)
+    # with Pair.snapshot_every N: row → image as `image` (no post-process) at rows N, 2N, …
+    snapshots: Mapping[int, Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class Pair:
     content_mask: Tensor | None = None
     style_mask: Tensor | None = None
     callback: ProgressCallback | None = None
+    snapshot_every: int = 0  # > 0: StyleResult.snapshots at every snapshot_every-th row
 
 
 def stylize(
@@ -152,7 +155,9 @@ def _prepare(pair: Pair, device: torch.device, evaluator: Evaluator) -> _Prepare
     masks, warnings = prepare_masks(pair.content_mask, pair.style_mask, content, style)
     segments = plan(params)
     iterations = sum(seg.params.iterations for seg in segments)
-    rec = Recorder(params, pair.callback, iterations, lambda: evaluator.compile_s)
+    rec = Recorder(
+        params, pair.callback, iterations, lambda: evaluator.compile_s, pair.snapshot_every
+    )
     x = initial_image(params, content_in, style_in[:, : content_in.shape[1]])
     laplacians: dict[tuple[int, int], Tensor] | None = {} if params.photo_weight > 0 else None
     return _Prepared(
@@ -197,11 +202,12 @@ def _run_segment(
 
 
 def _result(b: _Prepared, compile_s: float) -> StyleResult:
-    x = b.image
-    if tuple(x.shape[-2:]) != tuple(b.content.shape[-2:]):  # stopped early at a coarse scale
-        x = F.interpolate(x, size=b.content.shape[-2:], mode="bilinear")
-    image = _finish(x.clamp(0, 1), b)
+    image = _finish(_full_size(b.image, b), b)
     log = b.rec.log(b.params.style_layers)
+    snapshots = {
+        i: _recolour(_full_size(x[None].to(b.content.device), b), b)[0].cpu()
+        for i, x in b.rec.snapshots.items()
+    }
     return StyleResult(
         image[0].cpu(),
         log,
@@ -210,13 +216,26 @@ def _result(b: _Prepared, compile_s: float) -> StyleResult:
         b.warnings,
         b.rec.diverged_at,
         compile_s,
+        snapshots,
     )
+
+
+def _full_size(x: Tensor, b: _Prepared) -> Tensor:
+    """x (1, C, h, w) at the content's size (from a coarse scale: bilinear), in [0,1]."""
+    if tuple(x.shape[-2:]) != tuple(b.content.shape[-2:]):  # e.g. stopped at a coarse scale
+        x = F.interpolate(x, size=b.content.shape[-2:], mode="bilinear")
+    return x.clamp(0, 1)
+
+
+def _recolour(x: Tensor, b: _Prepared) -> Tensor:
+    """A luminance result (preserve_color) with the content's chrominance; RGB as it is."""
+    return combine_luminance(x, b.content) if x.shape[1] == 1 else x
 
 
 def _finish(x: Tensor, b: _Prepared) -> Tensor:
     """Recolour a luminance result; apply the optional post-processing (nst_ops.postprocess)."""
     content = b.content
-    image = combine_luminance(x, content) if x.shape[1] == 1 else x
+    image = _recolour(x, b)
     # preserve_color keeps the content's colours: no style colours to match then
     match = b.params.mask_color_match if b.params.preserve_color == "none" else 0.0
     size = (image.shape[-2], image.shape[-1])

@@ -60,7 +60,8 @@ class Recorder:
     """Collects one loss row per evaluation; tells the drivers when to stop. `compiled`: the
     seconds the process has spent compiling so far (nst_ops.evaluation's Evaluator.compile_s),
     kept out of the rows' elapsed_s: a pair that compiles its graphs and one that reuses them
-    are timed alike."""
+    are timed alike. `snapshot_every` N > 0: `snapshots` holds, for rows N, 2N, …, the image
+    of the lowest total of the row's segment so far (the image a run stopped there returns)."""
 
     def __init__(
         self,
@@ -68,8 +69,13 @@ class Recorder:
         callback: ProgressCallback | None,
         iterations: int,
         compiled: Callable[[], float] = _never_compiled,
+        snapshot_every: int = 0,
     ) -> None:
         self.params = params
+        # every snapshot_every-th row (0: none): the segment's lowest-total image so far, by
+        # row, kept by nst_ops.deferred (for the yardstick at checkpoints)
+        self.snapshot_every = snapshot_every
+        self.snapshots: dict[int, Tensor] = {}
         self.callback = callback
         self.iterations = iterations  # over all stages, for progress reports
         self.stage = 1

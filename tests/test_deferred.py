@@ -185,3 +185,26 @@ def test_elapsed_leaves_out_compiling(setup, monkeypatch, optimizer) -> None:
     assert log.compile_s == pytest.approx([pause] * 5 + [2 * pause] * (len(log) - 5))
     assert log.elapsed_s == sorted(log.elapsed_s) and 0 < log.elapsed_s[-1] < 100
     assert wall > 2 * pause and log.elapsed_s[-1] + log.compile_s[-1] <= wall
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_snapshots_are_the_best_image_so_far(setup, monkeypatch, optimizer) -> None:
+    """With snapshot_every 3, rows 3, 6 and 9 have a snapshot: the image of the lowest total
+    among the rows up to there (its objective value is that minimum), also in blocks of 4 and
+    for each pair of a batch."""
+    from nst_ops.objective import StyleObjective
+
+    content, style, extractor = setup
+    params = StyleParams(image_size=SIZE, iterations=10, optimizer=optimizer)
+    blocks(monkeypatch, 4)
+    pairs = [Pair(content, style, params, snapshot_every=3),
+             Pair(content, style, params.replace(style_weight=10.0), snapshot_every=3)]  # fmt: skip
+    results = stylize_batch(pairs, extractor)
+    for pair, out in zip(pairs, results, strict=True):
+        assert sorted(out.snapshots) == [3, 6, 9]
+        objective = StyleObjective(extractor, pair.params, content[None], style[None])
+        for i, image in out.snapshots.items():
+            assert image.shape == out.image.shape
+            total = float(Evaluator.forward(image[None], objective)[0, 0])
+            assert total == pytest.approx(min(out.losses.total_loss[: i + 1]), rel=1e-4)
+    assert stylize(content, style, params, extractor).snapshots == {}

@@ -74,6 +74,35 @@ def test_worker_records_yardstick_and_iterations_to_target(ray_cluster, tmp_path
     assert (same.yardstick_size, same.yardstick_total) == (32, first.yardstick_total)
 
 
+def test_yardstick_at_checkpoints_goes_into_the_loss_table(ray_cluster, tmp_path: Path,
+                                                           weights_path: Path, examples: Path) -> None:  # fmt: skip
+    """--yardstick-every 4 over 10 L-BFGS iterations: the yardstick at rows 4 and 8 (of the
+    best image so far) and at the last row (the output's, as in the results); null elsewhere;
+    each total = content + 1000 * style."""
+    import pyarrow.parquet as pq
+    import ray
+
+    from workflows.batch.config import WorkerConfig
+    from workflows.batch.worker import PairWorker
+
+    cfg = WorkerConfig(str(tmp_path), {}, [], 10**8, 2, yardstick_size=32, yardstick_every=4)
+    weights = [ray.put(resolve_weights("vgg16", str(weights_path)))]
+    row = parse_row(1, {"content_uri": str(examples / "content/tubingen.jpg"),
+                        "style_uri": str(examples / "style/wave.jpg"), "image_size": 32,
+                        "iterations": 10})  # fmt: skip
+    (result,) = PairWorker(cfg).run([row], 1, weights)
+    losses = pq.read_table(tmp_path / f"pairs/{row.pair_id}/losses.parquet").to_pylist()
+    marked = {r["iteration"]: r for r in losses if r["yardstick_total"] is not None}
+    assert sorted(marked) == [4, 8, 10] and len(losses) == 11
+    assert marked[10]["yardstick_total"] == result.yardstick_total
+    for r in marked.values():
+        assert r["yardstick_total"] == pytest.approx(
+            r["yardstick_content_loss"] + 1000 * r["yardstick_style_loss"]
+        )
+    assert marked[4]["yardstick_total"] != marked[8]["yardstick_total"]
+    assert all(r["yardstick_content_loss"] is None for r in losses if r["iteration"] not in marked)
+
+
 def test_yardstick_too_small_for_an_image_fails_its_row_before_optimising(
     ray_cluster, tmp_path: Path, weights_path: Path, examples: Path
 ) -> None:

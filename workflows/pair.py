@@ -56,8 +56,10 @@ def load_pair(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     yardstick_size: int = 0,
     callback: ProgressCallback | None = None,
+    snapshot_every: int = 0,
 ) -> LoadedPair:
-    """Read, decode, resize and check a pair's images and masks. InputError when unusable."""
+    """Read, decode, resize and check a pair's images and masks. InputError when unusable.
+    `snapshot_every`: nst_ops.optimize.Pair's (images kept for the yardstick at checkpoints)."""
     p = pair.params
     extractor = extractors.get(p)
     style_side = max(16, round(p.image_size * p.style_scale))
@@ -85,7 +87,7 @@ def load_pair(
                         "raise --yardstick-size, or 0 for no yardstick")  # fmt: skip
     content_mask = _load_mask(pair.content_mask_uri, p.image_size, options, max_pixels)
     style_mask = _load_mask(pair.style_mask_uri, style_side, options, max_pixels)
-    tensors = Pair(content, style, p, content_mask, style_mask, callback)
+    tensors = Pair(content, style, p, content_mask, style_mask, callback, snapshot_every)
     return LoadedPair(tensors, content_image, style_image, pair)
 
 

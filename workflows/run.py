@@ -51,6 +51,9 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("--limit", "limit", at_least(int, 1), "only the first N manifest rows"),
     ("--yardstick-size", "yardstick_size", _yardstick_size,
      "long side of the fixed yardstick evaluation, px (0: off; else at least 16)"),
+    ("--yardstick-every", "yardstick_every", at_least(int, 0),
+     "also evaluate the yardstick at loss rows N, 2N, ... (the best image so far; into the "
+     "loss table; 0: only the output)"),
     ("--storage-retry-seconds", "storage_retry_s", at_least(float, 0),
      "how long reads/writes retry an unreachable store before the row fails"),
     ("--connect-timeout-seconds", "connect_timeout_s", at_least(float, 0, above=True),

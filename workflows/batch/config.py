@@ -37,6 +37,7 @@ class RunConfig:
     limit: int | None = None
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     yardstick_size: int = 256
+    yardstick_every: int = 0
     storage_retry_s: float = 60.0
     connect_timeout_s: float = 30.0
     precision: str = DEFAULT_PRECISION
@@ -55,6 +56,7 @@ class RunConfig:
             self.storage_retry_s,
             self.precision,
             self.compile,
+            self.yardstick_every,
         )
 
 
@@ -76,3 +78,4 @@ class WorkerConfig:
     storage_retry_s: float = 60.0
     precision: str = DEFAULT_PRECISION
     compile: str = DEFAULT_COMPILE
+    yardstick_every: int = 0  # the yardstick also at loss rows N, 2N, … (0: at the end only)

@@ -212,6 +212,7 @@ def _metadata(cfg: RunConfig, started: Any, num_rows: int) -> dict[str, Any]:
         "precision": cfg.precision,
         "compile": cfg.compile,
         "yardstick_size": cfg.yardstick_size,
+        "yardstick_every": cfg.yardstick_every,
         "weights": cfg.weights if "://" not in cfg.weights else cfg.weights.split("?")[0],
         "package_version": package_version(),
         **source_revision(),

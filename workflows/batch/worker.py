@@ -15,6 +15,7 @@ from typing import Any
 
 import ray
 import torch
+from torch import Tensor
 
 from manifests.manifest import ManifestRow
 from manifests.results import PairResult, Status
@@ -105,7 +106,9 @@ class PairWorker:
         )
         cfg, loaded, error = self.cfg, None, None
         try:
-            loaded = load_pair(source, extractors, cfg.options, cfg.max_pixels, cfg.yardstick_size)
+            every = cfg.yardstick_every if cfg.yardstick_size > 0 else 0
+            loaded = load_pair(source, extractors, cfg.options, cfg.max_pixels,
+                               cfg.yardstick_size, snapshot_every=every)  # fmt: skip
         except (InputError, ParamError, StorageError) as e:
             error = _message(e)
         return _Member(row, loaded, error, time.perf_counter() - start, started_at)
@@ -142,11 +145,14 @@ class PairWorker:
         if out is None:
             return Status.ERROR, {"error": failure}
         assert m.loaded is not None
-        yard = self._yardstick(m.loaded, out)
+        yard = self._yardstick(m.loaded, out.image)
+        checkpoints = {i: self._yardstick(m.loaded, image) for i, image in out.snapshots.items()}
+        if yard is not None:  # the last row: the output's, as in the results
+            checkpoints[len(out.losses) - 1] = yard
         try:
             uri = image_uri(self.cfg.output, m.row.pair_id)
             write_bytes(uri, to_png(out.image), self.cfg.options)
-            table = parquet_bytes(loss_table(out.losses, m.row.pair_id))
+            table = parquet_bytes(loss_table(out.losses, m.row.pair_id, checkpoints))
             write_bytes(losses_uri(self.cfg.output, m.row.pair_id), table, self.cfg.options)
         except StorageError as e:
             return Status.ERROR, {"error": _message(e)}
@@ -163,7 +169,7 @@ class PairWorker:
             fields["yardstick_content_loss"] = yard.content_loss
             fields["yardstick_style_loss"] = yard.style_loss
             fields["yardstick_total"] = yard.total
-            fields["yardstick_size"] = self._yardstick_side(out)
+            fields["yardstick_size"] = self._yardstick_side(out.image)
         if out.diverged_at is not None:
             at = out.diverged_at
             fields["error"] = (
@@ -172,20 +178,21 @@ class PairWorker:
             return Status.DIVERGED, fields
         return Status.OK, fields
 
-    def _yardstick_side(self, out: StyleResult) -> int:
-        """The yardstick's long side for this output: --yardstick-size, or the output's own long
+    def _yardstick_side(self, image: Tensor) -> int:
+        """The yardstick's long side for an output (3, H, W): --yardstick-size, or its own long
         side when that is smaller (an upsampled image would be judged on detail it never had)."""
-        return min(self.cfg.yardstick_size, max(out.image.shape[-2:]))
+        return min(self.cfg.yardstick_size, max(image.shape[-2:]))
 
-    def _yardstick(self, loaded: LoadedPair, out: StyleResult) -> Yardstick | None:
-        """nst_ops.yardstick of the output, with the same weights, at `_yardstick_side`."""
+    def _yardstick(self, loaded: LoadedPair, image: Tensor) -> Yardstick | None:
+        """nst_ops.yardstick of an output image (3, H, W), with the same weights, at
+        `_yardstick_side`."""
         if self.cfg.yardstick_size <= 0:
             return None
-        size = self._yardstick_side(out)
+        size = self._yardstick_side(image)
         assert self.extractors is not None
         return yardstick(
             self.extractors.get(YARDSTICK_PARAMS),
-            out.image,
+            image,
             to_tensor(resize_long_side(loaded.content_image, size)),
             to_tensor(resize_long_side(loaded.style_image, size)),
             size,

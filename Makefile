@@ -15,7 +15,7 @@ DEMO ?= runs/demo
 DEMO_GPUS ?= 0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo seed-analysis clean
+.PHONY: venv test lint demo seed-analysis example-run clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check nst_ops manifests workflows tests benchmarks
-	$(VENV)/bin/ruff format --check nst_ops manifests workflows tests benchmarks
+	$(VENV)/bin/ruff check nst_ops manifests workflows tests benchmarks examples
+	$(VENV)/bin/ruff format --check nst_ops manifests workflows tests benchmarks examples
 	$(VENV)/bin/mypy
 
 test: lint
@@ -58,6 +58,21 @@ seed-analysis: $(STAMP)
 		--model $(MODEL) --weights $(WEIGHTS) --gpus-per-task $(DEMO_GPUS) --yardstick-size 128
 	$(VENV)/bin/nst report --run $(SEED)/run -o $(SEED)/report
 	@echo "open $(SEED)/report/index.html"
+
+# The shipped run the README's analysis examples use (examples/runs/layers): 3 style-layer sets
+# x 2 paintings at 128 px with the yardstick every 10 iterations; re-made by this target (then
+# update the worked example's output in the README: tests/test_readme.py compares them).
+LAYER_SETS := relu1_1+relu2_1+relu3_1+relu4_1+relu5_1,relu1_1+relu2_1+relu3_1+relu4_2+relu5_2,relu1_1+relu2_1+relu3_1
+example-run: $(STAMP)
+	rm -rf runs/layers
+	$(VENV)/bin/nst manifest sweep --content examples/content/tubingen.jpg \
+		--style examples/style/wave.jpg examples/style/starry_night.jpg \
+		--grid style_layers=$(LAYER_SETS) --grid image_size=128 --grid iterations=100 \
+		-o runs/layers/manifest.parquet
+	$(VENV)/bin/nst run --manifest runs/layers/manifest.parquet --output runs/layers \
+		--model $(MODEL) --weights $(WEIGHTS) --gpus-per-task $(DEMO_GPUS) \
+		--yardstick-size 128 --yardstick-every 10
+	$(PY) examples/pack_run.py runs/layers examples/runs/layers
 
 clean:
 	rm -rf runs

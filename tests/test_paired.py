@@ -185,3 +185,18 @@ def test_a_report_into_an_earlier_reports_folder_leaves_no_stale_figure(tmp_path
     names = {p.name for p in out.iterdir()}
     assert {"notes.txt", "my_1.png", "frontier_0_0.png"} <= names  # the user's files are kept
     assert not {"frontier_9_9.png", "sheet_7_1.png"} & names
+
+
+def test_open_run_keeps_lists_as_lists_and_labels_them(tmp_path: Path) -> None:
+    """`results` is the table as written (a list query works on it as on the file), and
+    `labelled` has list params as a+b+c (what load_run returns)."""
+    write_run(tmp_path / "run", layer_sweep())
+    with open_run(str(tmp_path / "run")) as run:
+        sql = "select array_to_string(style_layers, '+') as layers, count(*) from {} group by 1 order by 1"
+        on_file = f"read_parquet('{tmp_path / 'run' / 'results.parquet'}')"
+        assert run.con.execute(sql.format("results")).fetchall() == [(DEFAULT_LAYERS, 2), (SL45, 3)]
+        assert run.con.execute(sql.format(on_file)).fetchall() == [(DEFAULT_LAYERS, 2), (SL45, 3)]
+        (first,) = run.con.execute("select style_layers[1] from results limit 1").fetchone()
+        assert first == "relu1_1"
+        labels = run.con.execute("select distinct style_layers from labelled order by 1").fetchall()
+        assert labels == [(DEFAULT_LAYERS,), (SL45,)]

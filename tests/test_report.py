@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
 from PIL import Image
 
 from manifests.manifest import parse_row
@@ -268,21 +267,6 @@ def test_report_of_an_unfinished_run_shows_the_results_so_far(report: Path, tmp_
         InputError, match=r"run: no pair has a result yet \(run.json says running\)$"
     ):
         load_run(str(run))
-
-
-def test_readme_sql_runs_on_a_run(report: Path) -> None:
-    """The README's DuckDB examples run against a run's Parquet files (its column names and
-    types): this run sweeps no style layers (no paired rows), is all ok (no errors), and each
-    normalised loss curve starts at 1."""
-    import duckdb
-
-    block = (REPO / "README.md").read_text().split("```sql")[1].split("```")[0]
-    block = block.replace("runs/seed/run", str(report / "run"))
-    paired, curves, errors = (duckdb.sql(s).fetchall() for s in block.split(";") if s.strip())
-    assert paired == [] and errors == []
-    assert {layers for layers, _, _ in curves} == {"relu1_1+relu2_1+relu3_1+relu4_1+relu5_1"}
-    assert [value for _, iteration, value in curves if iteration == 0] == [1.0]
-    assert {iteration for _, iteration, _ in curves} == set(range(4))  # 3 iterations: rows 0-3
 
 
 def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:

@@ -98,7 +98,7 @@ def test_paired_speed_by_hand(run_dir: Path) -> None:
     and 0.3 s against 0.4 s; pair b only lbfgs gets there. The style_weight 100 row has no
     adam partner: left out."""
     with open_run(str(run_dir)) as run:
-        results, targets = run.df("select * from results"), time_to_target(run)
+        results, targets = run.df("select * from labelled"), time_to_target(run)
     (speed,) = paired_speed(results, targets, "optimizer").to_dict("records")
     assert speed["value"] == "adam" and speed["baseline"] == "lbfgs"
     assert (speed["pairs"], speed["reached"], speed["baseline_reached"]) == (2, 1, 2)

@@ -37,8 +37,9 @@ NOT_A_RUN = "{uri}: not a run's --output (no results.parquet and losses.parquet,
 
 @dataclass
 class Run:
-    """Local copies of a run's consolidated tables, opened in DuckDB as `results` and `losses`
-    (list params turned into `a+b+c` text so that they group and label)."""
+    """Local copies of a run's consolidated tables, opened in DuckDB as the views `results`
+    and `losses` (the tables as written: list columns are lists) and `labelled` (`results`
+    with list params as `a+b+c` text, so that they group and label: what load_run returns)."""
 
     uri: str
     folder: Path
@@ -121,8 +122,8 @@ def _columns(con: duckdb.DuckDBPyConnection, folder: Path, uri: str) -> dict[str
 
 
 def open_run(uri: str, options: StorageOptions | None = None) -> Run:
-    """The run's tables as DuckDB views `results` and `losses`; close() it (or use `with`)
-    to remove the local copy of a remote or unfinished run."""
+    """The run's tables as DuckDB views `results`, `losses` and `labelled` (see Run);
+    close() it (or use `with`) to remove the local copy of a remote or unfinished run."""
     folder, temporary, note = _local_copy(uri.rstrip("/"), options)
     try:
         return _open(uri, folder, temporary, note)
@@ -139,9 +140,9 @@ def _open(uri: str, folder: Path, temporary: bool, note: str | None) -> Run:
     select = ", ".join(
         f"array_to_string({c}, '+') as {c}" if c in lists else f'"{c}"' for c in columns
     )
-    con.execute(
-        f"create view results as select {select} from read_parquet({_quote(folder / 'results.parquet')})"  # noqa: E501, S608
-    )
+    source = f"read_parquet({_quote(folder / 'results.parquet')})"
+    con.execute(f"create view results as select * from {source}")  # noqa: S608
+    con.execute(f"create view labelled as select {select} from {source}")  # noqa: S608
     con.execute(
         f"create view losses as select * from read_parquet({_quote(folder / 'losses.parquet')})"  # noqa: S608
     )
@@ -157,8 +158,8 @@ def _most_values(con: duckdb.DuckDBPyConnection, column: str) -> tuple[int, int]
     content, style and masks —, the distinct values among all ok rows)."""
     images = ", ".join(URI_COLUMNS)
     within, overall = con.execute(
-        f"select max(n), (select count(distinct \"{column}\") from results where status = 'ok') "  # noqa: S608
-        f"from (select count(distinct \"{column}\") n from results where status = 'ok' "
+        f"select max(n), (select count(distinct \"{column}\") from labelled where status = 'ok') "  # noqa: S608
+        f"from (select count(distinct \"{column}\") n from labelled where status = 'ok' "
         f"group by {images})"
     ).fetchone()  # type: ignore[misc]
     return int(within or 0), int(overall or 0)
@@ -167,7 +168,7 @@ def _most_values(con: duckdb.DuckDBPyConnection, column: str) -> tuple[int, int]
 def load_run(uri: str, options: StorageOptions | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(results, losses) of a run as pandas DataFrames, list params as `a+b+c` text."""
     with open_run(uri, options) as run:
-        return run.df("select * from results"), run.df("select * from losses")
+        return run.df("select * from labelled"), run.df("select * from losses")
 
 
 # Loss weights: sweeping one trades content against style (a frontier, no single winner).

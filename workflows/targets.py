@@ -41,7 +41,7 @@ def level_name(level: float) -> str:
 _SQL = """
 with ok as (
     select pair_id, dense_rank() over (order by {key}) as objective, batch_size
-    from results where status = 'ok'),
+    from labelled where status = 'ok'),
 last as (
     select pair_id, arg_max(stage, iteration) as stage, arg_max(scale, iteration) as scale
     from losses group by 1),
@@ -67,7 +67,7 @@ def time_to_target(run: Run, levels: tuple[float, ...] = LEVELS) -> pd.DataFrame
     `iterations_to_{p}` / `seconds_to_{p}` (e.g. iterations_to_5pct): the first iteration of
     the final segment with total ≤ best_total·(1 + p), and its elapsed_s (compiling left out);
     null where never reached. `batch_size`: pairs that shared those seconds."""
-    columns = {d[0] for d in run.con.execute("select * from results limit 0").description}
+    columns = {d[0] for d in run.con.execute("select * from labelled limit 0").description}
     fields = [c for c in (*URI_COLUMNS, *OBJECTIVE_FIELDS) if c in columns]
     key = ", ".join(f'"{c}" nulls first' for c in fields)
     reach = []

@@ -55,7 +55,7 @@ def _table(frame: pd.DataFrame) -> str:
 
 def _pairs(run: Run, limit: int) -> tuple[list[tuple[str, str]], int]:
     rows = run.df(
-        "select distinct content_uri, style_uri from results where status = 'ok' order by 1, 2"
+        "select distinct content_uri, style_uri from labelled where status = 'ok' order by 1, 2"
     )
     pairs = list(rows.itertuples(index=False, name=None))
     return pairs[:limit], len(pairs)
@@ -66,7 +66,7 @@ def _strip(run: Run, pair: tuple[str, str], param: str, path: Path, options: Any
     rows = run.df(
         f"""select "{param}" as value, output_uri from (
               select *, row_number() over (partition by "{param}" order by pair_id) as k
-              from results where status = 'ok' and content_uri = ? and style_uri = ?)
+              from labelled where status = 'ok' and content_uri = ? and style_uri = ?)
             where k = 1 order by value""",  # noqa: S608
         list(pair),
     )
@@ -78,7 +78,7 @@ def _strip(run: Run, pair: tuple[str, str], param: str, path: Path, options: Any
 def _grid(run: Run, pair: tuple[str, str], a: str, b: str, path: Path, options: Any) -> None:
     """Rows = values of `a`, columns = values of `b` for this (content, style)."""
     rows = run.df(
-        f"""select "{a}" as a, "{b}" as b, min(output_uri) as uri from results
+        f"""select "{a}" as a, "{b}" as b, min(output_uri) as uri from labelled
             where status = 'ok' and content_uri = ? and style_uri = ? group by 1, 2""",  # noqa: S608
         list(pair),
     )
@@ -174,7 +174,7 @@ def _fresh_folder(out: Path) -> None:
 
 
 def _build(run: Run, uri: str, out: Path, options: Any, max_pairs: int) -> list[str]:
-    results, targets = run.df("select * from results"), time_to_target(run)
+    results, targets = run.df("select * from labelled"), time_to_target(run)
     _fresh_folder(out)
     parts = [f"<h1>nst-batch report</h1><p>run: <code>{html.escape(uri)}</code></p>"]
     text: list[str] = []

@@ -126,3 +126,37 @@ def test_duckdb_over_s3_recipe(s3_endpoint: str) -> None:
     assert con.sql(  # type: ignore[attr-defined]
         "select status, count(*) from 's3://bucket/runs/sweep-001/results.parquet' group by 1"
     ).fetchall() == [("ok", 6)]
+
+
+PLACEHOLDERS = ("YOUR-", "123456789012", "ami-")
+
+
+def test_cluster_placeholders_are_marked_and_listed() -> None:
+    """Every line of cluster/*.yaml with a placeholder says EDIT, or its parent line does;
+    the README lists the files to edit."""
+    for path in sorted((REPO / "cluster").glob("*.yaml")):
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if not any(p in line for p in PLACEHOLDERS) or "EDIT" in line:
+                continue
+            indent = len(line) - len(line.lstrip())
+            parent = next(
+                (x for x in reversed(lines[:i]) if x.strip() and len(x) - len(x.lstrip()) < indent),
+                "",
+            )
+            assert "EDIT" in parent, f"{path.name}:{i + 1}: {line.strip()}"
+        assert f"`cluster/{path.name}`:" in README, path.name
+
+
+def test_runtime_env_installs_the_package_dependencies() -> None:
+    """cluster/runtime_env.yaml, which the README's `ray job submit` names, parses as a
+    runtime env and installs pyproject's dependencies (ray excluded: the cluster runs it)."""
+    import tomllib
+    import yaml
+
+    assert "--runtime-env cluster/runtime_env.yaml" in README
+    env = yaml.safe_load((REPO / "cluster/runtime_env.yaml").read_text())
+    assert set(env) == {"pip", "env_vars"}
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert env["pip"] == [d for d in deps if not d.startswith("ray")]
+    assert all(isinstance(v, str) for v in env["env_vars"].values())

@@ -47,7 +47,8 @@ class PairResult:
     compile_s: float | None = None  # compiling for this pair's batch (0: graphs reused)
     device: str | None = None
     gpu_ids: tuple[int, ...] | None = None
-    node: str | None = None
+    node: str | None = None  # the node's IP address
+    node_id: str | None = None  # Ray's id of the node (hex): tells apart nodes on one address
     attempt: int | None = None  # 0 = rejected before running
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None

@@ -257,13 +257,14 @@ def test_a_call_ray_lost_is_retried_on_a_new_worker(
     from workflows.batch import scheduler
 
     real_get, real_kill = ray.get, ray.kill
-    gets, kills = [], []
+    lost, kills = [], []
 
     def get(ref: Any, *args: Any, **kwargs: Any) -> Any:
-        gets.append(ref)
-        if len(gets) == 1:
+        out = real_get(ref, *args, **kwargs)
+        if isinstance(out, list) and not lost:  # the first call's results (not a ping's info)
+            lost.append(ref)
             raise ray.exceptions.RaySystemError("lost the call's result")
-        return real_get(ref, *args, **kwargs)
+        return out
 
     def kill(actor: Any, *args: Any, **kwargs: Any) -> None:
         kills.append(actor)

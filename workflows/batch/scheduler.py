@@ -81,7 +81,9 @@ class _Pool:
     """Worker actors, one per slot; a dead actor is replaced by a new one (the driver does this
     rather than Ray's restarts, so that every failed call is a real attempt). Work goes only to
     workers that have started: one the cluster has no room for (more `--num-workers` than it
-    holds now) gets none until it starts, so no pair waits on it; a warning says so."""
+    holds now) gets none until it starts, so no pair waits on it; a warning says so. When a
+    worker dies, the others on its node get no new work until they answer a ping: a lost node
+    takes all its workers, and a retry sent to one of them would die again."""
 
     def __init__(
         self, cfg: RunConfig, weights: ResolvedWeights, wcfg: WorkerConfig, plan: tuple[float, int]
@@ -98,6 +100,7 @@ class _Pool:
         self.actors: list[Any] = [self.actor_class.remote(wcfg) for _ in range(n)]
         self.generation = [0] * n
         self.started, self.created = [False] * n, [time.monotonic()] * n
+        self.node_of: list[str | None] = [None] * n  # the node a started worker runs on
         self.pings: dict[Any, tuple[int, int]] = {}  # info call → (slot, generation)
         for i in range(n):
             self.pings[self.actors[i].info.remote()] = (i, 0)
@@ -129,9 +132,8 @@ class _Pool:
         if not ready:
             return None
         ref = ready[0]
-        if ref in self.pings:  # a worker is up (or died starting: its calls will say so)
-            i, generation = self.pings.pop(ref)
-            self.started[i] |= generation == self.generation[i]
+        if ref in self.pings:  # a worker is up, or it died (starting, or on a lost node)
+            self._answered(ref, *self.pings.pop(ref))
             return None
         rows, attempt, i, generation = self.in_flight.pop(ref)
         self.load[i] -= 1
@@ -141,12 +143,41 @@ class _Pool:
             return rows, attempt, e
         except RayError as e:  # the worker died (or Ray lost the call): a new one, retried
             if generation == self.generation[i]:  # first news of this death
-                self.generation[i] += 1
-                ray.kill(self.actors[i])  # should it live on, it would keep its GPU
-                self.actors[i], self.started[i] = self.actor_class.remote(self.wcfg), False
-                self.created[i] = time.monotonic()
-                self.pings[self.actors[i].info.remote()] = (i, self.generation[i])
+                self._suspect_node_of(i)
+                self._replace(i)
             return rows, attempt, e
+
+    def _answered(self, ref: Any, i: int, generation: int) -> None:
+        """A ping of slot i's worker of that generation came back: started, or dead."""
+        if generation != self.generation[i]:
+            return  # an actor since replaced
+        try:
+            self.node_of[i] = ray.get(ref)["node_id"]
+        except RayError:
+            if self.node_of[i] is not None:  # a suspect (it had started): its node is lost
+                self._replace(i)
+                return
+            # died starting: its calls say so, and count as attempts (a worker that cannot
+            # start fails its pairs after --max-retries rather than waiting for ever)
+        self.started[i] = True
+
+    def _suspect_node_of(self, i: int) -> None:
+        """Slot i's worker died: the started workers on its node get no new work until they
+        answer a ping (queued behind their calls), as a whole lost node's would not."""
+        node = self.node_of[i]
+        for j, up in enumerate(self.started):
+            if j != i and up and node is not None and self.node_of[j] == node:
+                self.started[j] = False
+                self.pings[self.actors[j].info.remote()] = (j, self.generation[j])
+
+    def _replace(self, i: int) -> None:
+        """A new worker in slot i (the old one died or is presumed dead)."""
+        self.generation[i] += 1
+        ray.kill(self.actors[i])  # should it live on, it would keep its GPU
+        self.actors[i], self.started[i] = self.actor_class.remote(self.wcfg), False
+        self.node_of[i] = None
+        self.created[i] = time.monotonic()
+        self.pings[self.actors[i].info.remote()] = (i, self.generation[i])
 
     def _warn_pending(self) -> None:
         late = time.monotonic() - PENDING_WARN_S  # created before this and still not started

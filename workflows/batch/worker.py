@@ -58,6 +58,7 @@ class PairWorker:
             torch.set_num_threads(max(1, cfg.cpus))
         self.extractors: ExtractorCache | None = None
         self.node = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        self.node_id = ray.get_runtime_context().get_node_id()
 
     def _extractors(self, weights_ref: list[Any]) -> ExtractorCache:
         """Weights come from the object store on first use (and again after a restart)."""
@@ -69,9 +70,10 @@ class PairWorker:
         return self.extractors
 
     def info(self) -> dict[str, Any]:
-        """For tests and logs: process id, model builds so far, GPU ids."""
+        """For the driver, tests and logs: process id, model builds so far, GPU ids, node."""
         builds = self.extractors.builds if self.extractors else 0
-        return {"pid": os.getpid(), "builds": builds, "gpu_ids": list(self.gpu_ids)}
+        return {"pid": os.getpid(), "builds": builds, "gpu_ids": list(self.gpu_ids),
+                "node_id": self.node_id}  # fmt: skip
 
     def run(
         self, rows: list[ManifestRow], attempt: int, weights_ref: list[Any]
@@ -208,6 +210,7 @@ class PairWorker:
             device=str(self.device),
             gpu_ids=self.gpu_ids,
             node=self.node,
+            node_id=self.node_id,
             attempt=attempt,
             started_at=m.started_at,
             finished_at=now(),

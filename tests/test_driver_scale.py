@@ -1,0 +1,19 @@
+"""benchmarks.driver_scale on a few rows: what it writes is what the driver reads back — every
+done marker found by the resume scan, every result and loss row consolidated."""
+
+from __future__ import annotations
+
+import importlib
+
+import pyarrow.parquet as pq
+from conftest import REPO
+
+
+def test_driver_scale_counts_what_it_wrote(tmp_path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO))  # benchmarks/ is no installed package
+    bench = importlib.import_module("benchmarks.driver_scale").bench
+    numbers = bench(str(tmp_path), 40)
+    assert numbers["rows"] == 40 and numbers["consolidate_wall_s_per_10k"] > 0
+    results = pq.read_table(tmp_path / "results.parquet")
+    assert results.num_rows == 40 and set(results.column("status").to_pylist()) == {"ok"}
+    assert pq.read_table(tmp_path / "losses.parquet").num_rows == 40 * 11

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,8 +148,11 @@ class PairWorker:
         if out is None:
             return Status.ERROR, {"error": failure}
         assert m.loaded is not None
-        yard = self._yardstick(m.loaded, out.image)
-        checkpoints = {i: self._yardstick(m.loaded, image) for i, image in out.snapshots.items()}
+        measure = self._yardstick(m.loaded, out.image)  # one for the output and its snapshots
+        yard = None if measure is None else measure(out.image)
+        checkpoints = {} if measure is None else {
+            i: measure(image) for i, image in out.snapshots.items()
+        }  # fmt: skip
         if yard is not None:  # the last row: the output's, as in the results
             checkpoints[len(out.losses) - 1] = yard
         try:
@@ -185,20 +189,17 @@ class PairWorker:
         side when that is smaller (an upsampled image would be judged on detail it never had)."""
         return min(self.cfg.yardstick_size, max(image.shape[-2:]))
 
-    def _yardstick(self, loaded: LoadedPair, image: Tensor) -> Yardstick | None:
-        """nst_ops.yardstick of an output image (3, H, W), with the same weights, at
-        `_yardstick_side`."""
+    def _yardstick(self, loaded: LoadedPair, image: Tensor) -> Callable[[Tensor], Yardstick] | None:
+        """nst_ops.yardstick for images of `image`'s size (3, H, W), with the same weights, at
+        `_yardstick_side`: the content and style resized once; None when it is off."""
         if self.cfg.yardstick_size <= 0:
             return None
         size = self._yardstick_side(image)
         assert self.extractors is not None
-        return yardstick(
-            self.extractors.get(YARDSTICK_PARAMS),
-            image,
-            to_tensor(resize_long_side(loaded.content_image, size)),
-            to_tensor(resize_long_side(loaded.style_image, size)),
-            size,
-        )
+        extractor = self.extractors.get(YARDSTICK_PARAMS)
+        content = to_tensor(resize_long_side(loaded.content_image, size))
+        style = to_tensor(resize_long_side(loaded.style_image, size))
+        return lambda output: yardstick(extractor, output, content, style, size)
 
     def _result(
         self, m: _Member, attempt: int, wall_s: float, status: Status, fields: dict[str, Any]

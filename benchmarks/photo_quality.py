@@ -16,6 +16,12 @@ row per pair: content, style, Luan, then each variant) and prints the tables. Th
 stage-2 images are kept in --out (stage1_*.pt, stage2_*.pt) and reused by a later run with the
 same settings, so new post-processes cost no optimisation.
 
+`--masks auto` replaces Luan's hand-drawn masks by nst_ops.automask's (K = `--regions`,
+default StyleParams' mask_regions) computed at the working size, as `nst run` does for a
+row whose mask URIs are `auto`; the masks are written ({pair}_auto_content_seg.png, …), shown
+in the sheet after the style, and their agreement with the hand masks is printed
+(benchmarks.mask_agreement). The scores still use the hand masks (photo_metrics' regions).
+
 Configs: `photo` (what a plain `--photo-weight` run does: α = (256/size)², β = 1000, Luan's
 relative layer weights ∝ 1/N_l², which weigh the colour-carrying low layers most); `equal`
 (α = 1, β = 1000, equal layer weights); `luan` (Luan's whole objective in our units: the photo
@@ -26,7 +32,7 @@ defaults with α = 1.25·PHOTO_SCALE/(H·W) and his TV term, tv_weight = 32.8·P
     python -m benchmarks.photo_quality [--size 512] [--iterations 500] [--pairs 1 2 ... 8 face]
         [--configs photo equal luan] [--photo-weights 1e4] [--style-weight B] [--content-factor c]
         [--postprocess none affine smooth guided match] [--mask-color-match 1] [--stage1-too]
-        [--out runs/photo_quality]
+        [--masks hand|auto] [--regions K] [--out runs/photo_quality]
         [--device cuda]
 """
 
@@ -39,6 +45,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import contact_sheet, machine, weights_spec
+from benchmarks.mask_agreement import hand_mask, labels_of, mean_iou, pair_masks
 from benchmarks.photo_pairs import PAIRS, has_reference, load, pair_folder
 from benchmarks.photo_scores import record, score_folder, table
 from nst_ops.drivers import lbfgs
@@ -97,6 +104,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--mask-color-match", type=float, nargs="+", default=[1.0],
                         help="match: each γ of mask_color_match")  # fmt: skip
     parser.add_argument("--out", default="runs/photo_quality")
+    parser.add_argument("--masks", choices=["hand", "auto"], default="hand")
+    parser.add_argument(
+        "--regions", type=int, default=StyleParams().mask_regions, help="--masks auto: K"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--stage1-too", action="store_true",
                         help="also post-process the stage-1 image (no stage 2)")  # fmt: skip
@@ -207,12 +218,22 @@ def run_pair(pair: Path, number: str, args: argparse.Namespace, cache: Extractor
     """All variants of one pair; adds their scores to `rows`; returns its sheet row."""
     names = ("content.png", "style.png", "content_seg.png", "style_seg.png")
     content, style, cmask, smask = (load(pair, n, args.size) for n in names)
+    tag, shown = "", []
+    if args.masks == "auto":
+        (cmask, smask), took = pair_masks(cache.get(StyleParams()), pair, args.size, args.regions)
+        hand = [hand_mask(pair, f"{s}_seg.png", tuple(m.shape[-2:]))
+                for s, m in zip(("content", "style"), (cmask, smask), strict=True)]  # fmt: skip
+        iou = mean_iou([labels_of(cmask), labels_of(smask)], [labels_of(h) for h in hand])
+        print(f"  {number} auto masks ({args.regions} regions): {took:.2f} s, mean IoU {iou:.3f}")
+        for side, mask in (("content", cmask), ("style", smask)):
+            (out / f"{number}_auto_{side}_seg.png").write_bytes(to_png(mask))
+        tag, shown = f"_auto{args.regions}", [cmask, smask]
     inputs = {"content": content, "style": style, "content_mask": cmask, "style_mask": smask}
     laplacian = content_laplacian(content[None].to(cache.device))  # Φ's, as the photo term's
     smoothing = content_laplacian(content[None].to(cache.device), SMOOTH_EPS)  # the post's
     on_device = (content[None].to(cache.device), style[None].to(cache.device))
     masks, _ = prepare_masks(cmask, smask, *on_device)
-    images, stages = [content, style], Stages(cache, inputs)
+    images, stages = [content, style, *shown], Stages(cache, inputs)
     if has_reference(pair):
         images.append(reference(pair, number, content, laplacian, rows, args, out))
     for config, weight, kind in variants:
@@ -220,7 +241,7 @@ def run_pair(pair: Path, number: str, args: argparse.Namespace, cache: Extractor
                                args.content_factor)  # fmt: skip
         beta = "" if args.style_weight is None else f"_b{args.style_weight:g}"
         beta += "" if args.content_factor is None else f"_c{args.content_factor:g}"
-        saved = out / f"stage1_{number}_{config}{beta}_{args.size}_{args.iterations}.pt"
+        saved = out / f"stage1_{number}_{config}{beta}{tag}_{args.size}_{args.iterations}.pt"
         stages.stage1(config, params, saved)
         photo = float(weight)  # type: ignore[arg-type]
         second = saved.with_name(saved.name.replace("stage1_", f"stage2_{photo:g}_"))
@@ -228,9 +249,10 @@ def run_pair(pair: Path, number: str, args: argparse.Namespace, cache: Extractor
         start = time.perf_counter()
         image = post(kind, content, style, masks, image, smoothing)
         print(f"  {number} {kind}: {time.perf_counter() - start:.2f} s", flush=True)
-        path = out / f"{number}_{config}_{photo:.3g}_{kind}.png"
+        path = out / f"{number}_{config}_{photo:.3g}_{kind}{tag}.png"
         path.write_bytes(to_png(image))
-        record(rows, f"{config} λ={photo:.3g} {kind}", pair, path, phi, args)
+        masks_label = f" ({args.masks} masks)" if tag else ""
+        record(rows, f"{config} λ={photo:.3g} {kind}{masks_label}", pair, path, phi, args)
         images.append(image)
     if args.stage1_too:
         images += stage1_variants(pair, number, args, (content, style, masks), stages.first,

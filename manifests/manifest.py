@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from manifests.fields import field_specs, parse_value
 from manifests.schema import (
+    AUTO_MASK,
     PAIR_ID_PATTERN,
     REQUIRED_COLUMNS,
     TAG_PREFIX,
@@ -167,6 +168,9 @@ def parse_row(row: int, values: dict[str, Any]) -> ManifestRow:
         if bool(values.get(mask)) != bool(values.get(other)):
             mask, other = (mask, other) if values.get(mask) else (other, mask)
             raise ParamError(mask, f"given without {other}: give both masks or neither")
+        if (values.get(mask) == AUTO_MASK) != (values.get(other) == AUTO_MASK):
+            mask, other = (mask, other) if values.get(mask) == AUTO_MASK else (other, mask)
+            raise ParamError(mask, f"{AUTO_MASK!r} needs {other} {AUTO_MASK!r} too")
         params = params_from_values(values)
     except ParamError as e:
         error = str(e)

@@ -42,6 +42,10 @@ class PairResult:
     yardstick_total: float | None = None
     yardstick_size: int | None = None  # the long side it was measured at (≤ --yardstick-size)
     iterations_to_target: int | None = None
+    # mask URIs `auto`: the masks the worker computed and used (Luan's palette), and its seconds
+    auto_content_mask_uri: str | None = None
+    auto_style_mask_uri: str | None = None
+    auto_mask_s: float | None = None
     wall_s: float | None = None  # its group's own time: loading, optimisation and writing
     batch_size: int | None = None  # pairs optimised together (pairs-per-gpu)
     compile_s: float | None = None  # compiling for this pair's batch (0: graphs reused)

@@ -39,6 +39,9 @@ LOSS_SCHEMA = pa.schema(LOSS_FIELDS)
 RUN_LOSS_SCHEMA = pa.schema([pa.field("pair_id", pa.string(), nullable=False), *LOSS_FIELDS])
 
 URI_COLUMNS = ("content_uri", "style_uri", "content_mask_uri", "style_mask_uri")
+MASK_COLUMNS = ("content_mask_uri", "style_mask_uri")
+# A mask URI of this value: the worker computes both masks (nst_ops.automask), both or neither
+AUTO_MASK = "auto"
 REQUIRED_COLUMNS = ("content_uri", "style_uri")
 
 

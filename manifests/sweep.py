@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from manifests.fields import field_specs, parse_value
-from manifests.schema import TAG_PREFIX, manifest_schema
+from manifests.schema import AUTO_MASK, TAG_PREFIX, manifest_schema
 from nst_ops.params import ParamError, StyleParams
 
 LIST_SEP = "+"
@@ -55,11 +55,13 @@ def sweep_table(
     tags: Sequence[tuple[str, str]] = (),
 ) -> pa.Table:
     """One row per (content, style, grid combination); every combination is validated.
-    `masks` = (content mask, style mask) URIs, for a single content and style only; `tags`
+    `masks` = (content mask, style mask) URIs, for a single content and style only, or
+    (AUTO_MASK, AUTO_MASK) for every row (the worker computes them); `tags`
     (parse_tag's) are string columns with one value for every row."""
     if not contents or not styles:
         raise ParamError("--content" if not contents else "--style", "matched no images")
-    if masks is not None and (len(contents) != 1 or len(styles) != 1):
+    auto = masks == (AUTO_MASK, AUTO_MASK)
+    if masks is not None and not auto and (len(contents) != 1 or len(styles) != 1):
         raise ParamError("--content-mask", "masks need exactly one content and one style image")
     for flag, given, verb in (("--grid", [n for n, _ in grids], "swept"),
                               ("--tag", [n for n, _ in tags], "given")):  # fmt: skip

@@ -17,6 +17,7 @@ from nst_ops.vgg import VGG19_LAYER_NAMES, block_channels
 MAX_ITERATIONS = 100_000
 MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 4096
+MAX_MASK_REGIONS = 9  # one colour of Luan's palette (nst_ops.masks.COLOURS) per region
 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "random", "style")
@@ -114,6 +115,14 @@ class StyleParams:
             "0 = no change"
         ),
     )
+    # 3: the best mean IoU against Luan's hand masks among 2, 3 and 4 (benchmarks/RESULTS.md)
+    mask_regions: int = field(
+        default=3,
+        metadata=_help(
+            "with content_mask_uri and style_mask_uri 'auto': how many matched regions "
+            f"(2-{MAX_MASK_REGIONS}) nst_ops.automask finds in the two images"
+        ),
+    )
     ema_decay: float = field(
         default=0.0, metadata=_help("Adam only: return an EMA of the image with this decay")
     )
@@ -188,7 +197,7 @@ PER_IMAGE_FIELDS = frozenset({
 OBJECTIVE_FIELDS = (
     "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
     "style_layer_weights", "image_size", "style_scale", "pooling", "preserve_color",
-    "photo_weight",
+    "photo_weight", "mask_regions",
 )  # fmt: skip
 
 
@@ -255,6 +264,7 @@ def _validate(p: StyleParams) -> None:
     _number("mask_color_match", p.mask_color_match)
     if p.mask_color_match > 1:
         raise ParamError("mask_color_match", f"must be <= 1, got {p.mask_color_match}")
+    _integer("mask_regions", p.mask_regions, 2, MAX_MASK_REGIONS)
     _number("ema_decay", p.ema_decay)
     if p.ema_decay >= 1:
         raise ParamError("ema_decay", f"must be < 1, got {p.ema_decay}")

@@ -13,12 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import ray
-from runutil import ITERATIONS, make_manifest, nst_run, table
+from runutil import ITERATIONS, make_manifest, nst_run, put, table
 
 from manifests.manifest import parse_row
 from manifests.schema import RUN_LOSS_SCHEMA, results_schema
 from workflows.cli import main
 from workflows.storage import read_bytes, write_bytes
+from workflows.tables import parquet_bytes
 
 
 def check_ok_row(r: dict[str, Any], out: str) -> None:
@@ -278,3 +279,43 @@ def test_pairs_per_gpu_batches_compatible_rows(ray_s3, tmp_path, examples, weigh
     seconds = summary(open_run(str(tmp_path / "four")))["time"]["seconds"].sum()
     shared = sum(r["wall_s"] / (r["batch_size"] or 1) for r in four)
     assert seconds == pytest.approx(shared) and seconds < sum(r["wall_s"] for r in four)
+
+
+def test_auto_masks_are_computed_used_and_written_beside_the_image(ray_s3, store, examples,
+                                                                   weights_path) -> None:  # fmt: skip
+    import io
+
+    from PIL import Image
+
+    from nst_ops.masks import decode_mask
+    from workflows.images import to_tensor
+
+    photo = examples / "photo"
+    content = put(photo / "content.jpg", f"{store}/in/photo.jpg")
+    style = put(photo / "style.jpg", f"{store}/in/photo_style.jpg")
+    auto = {"content_uri": content, "style_uri": style, "content_mask_uri": "auto",
+            "style_mask_uri": "auto", "image_size": 48, "iterations": ITERATIONS}  # fmt: skip
+    rows = [auto | {"mask_regions": 2, "photo_weight": 1e4}, auto | {"mask_regions": 12},
+            auto | {"style_mask_uri": str(photo / "style_seg.png")}]  # fmt: skip
+    manifest = f"{store}/manifest.parquet"
+    columns = {k: [r.get(k) for r in rows] for r in rows for k in r}
+    write_bytes(manifest, parquet_bytes(pa.table(columns)))
+    weights = put(weights_path, f"{store}/weights/vgg16.pth")
+    out = f"{store}/out"
+    assert nst_run(manifest, out, weights) == 3  # rows that failed: exit 3
+    ok, regions, one_sided = table(f"{out}/results.parquet")
+    assert ok["status"] == "ok", ok["error"]
+    assert regions["error"] == "mask_regions: must be between 2 and 9, got 12"
+    assert one_sided["error"] == "content_mask_uri: 'auto' needs style_mask_uri 'auto' too"
+    assert ok["content_mask_uri"] == "auto" and ok["auto_mask_s"] > 0
+    image = Image.open(io.BytesIO(read_bytes(ok["output_uri"])))
+    for column, uri in (("content", ok["auto_content_mask_uri"]),
+                        ("style", ok["auto_style_mask_uri"])):  # fmt: skip
+        assert uri == f"{out}/images/{ok['pair_id']}.{column}_mask.png"
+        mask = Image.open(io.BytesIO(read_bytes(uri))).convert("RGB")
+        decoded = decode_mask(to_tensor(mask))
+        assert bool((decoded.sum(0) == 1).all())  # every pixel one palette colour
+        assert sorted(decoded.flatten(1).sum(1).nonzero().flatten().tolist()) == [0, 1]
+        if column == "content":
+            assert mask.size == image.size
+    assert regions["auto_content_mask_uri"] is None

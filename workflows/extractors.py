@@ -72,17 +72,22 @@ class ExtractorCache:
             keep_freed_memory()
 
     def get(self, params: StyleParams) -> VGGFeatures:
+        """The trunk for a pair's params: to its deepest content or style layer."""
         check_model_layers(self.weights.model, params)
         layers = params.content_layers + params.style_layers
-        depth = max(layer_names(self.weights.model).index(n) for n in layers)
-        key = (params.pooling, depth)
+        names = layer_names(self.weights.model)
+        return self.reaching(names[max(names.index(n) for n in layers)], params.pooling)
+
+    def reaching(self, layer: str, pooling: str) -> VGGFeatures:
+        """The trunk that ends at `layer` (a name of this model) with `pooling`."""
+        depth = layer_names(self.weights.model).index(layer)
+        key = (pooling, depth)
         if key not in self.built:
-            deepest = layer_names(self.weights.model)[depth]
             extractor = VGGFeatures(
                 self.weights.model,
-                [deepest],
+                [layer],
                 self.weights.state_dict,
-                params.pooling,
+                pooling,
                 precision=self.precision,
             ).to(self.device)
             if self.device.type == "cuda":

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from manifests.manifest import ManifestError, check_schema, index_columns
-from manifests.schema import URI_COLUMNS
+from manifests.schema import AUTO_MASK, MASK_COLUMNS, URI_COLUMNS
 from manifests.sweep import parse_grid, parse_tag, sweep_table
 from nst_ops.params import ParamError, StyleParams
 from nst_ops.vgg import MODELS
@@ -91,11 +91,18 @@ def sweep_main(args: argparse.Namespace) -> int:
     if bool(args.content_mask) != bool(args.style_mask):
         print("error: --content-mask and --style-mask go together", file=sys.stderr)
         return 2
-    masks = None
+    auto = (args.content_mask == AUTO_MASK, args.style_mask == AUTO_MASK)
+    if auto[0] != auto[1]:
+        print(f"error: --content-mask {AUTO_MASK} needs --style-mask {AUTO_MASK}, and the "
+              "other way round", file=sys.stderr)  # fmt: skip
+        return 2
+    masks = (AUTO_MASK, AUTO_MASK) if all(auto) else None
     try:
         contents = expand_images(args.content, options, "--content")
         styles = expand_images(args.style, options, "--style")
-        if args.content_mask:  # absolute, as the images: the manifest works from any folder
+        if (
+            args.content_mask and masks is None
+        ):  # absolute, as the images: the manifest works from any folder
             masks = (
                 _one_image(args.content_mask, options, "--content-mask"),
                 _one_image(args.style_mask, options, "--style-mask"),
@@ -184,7 +191,7 @@ def _unusable_uris(
     problems = []
     for column in URI_COLUMNS:
         uri = values.get(column)
-        if not uri:
+        if not uri or (column in MASK_COLUMNS and uri == AUTO_MASK):
             continue
         if uri not in seen:
             try:  # a draft decode: the header and a small image, as cheap as it gets
@@ -212,8 +219,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     sweep.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE",
                        help="a tag_NAME column with VALUE in every row (repeatable)")  # fmt: skip
-    sweep.add_argument("--content-mask", default=None, help="mask URI (one content only)")
-    sweep.add_argument("--style-mask", default=None, help="mask URI (one style only)")
+    sweep.add_argument("--content-mask", default=None,
+                       help=f"mask URI (one content only), or {AUTO_MASK} (every row; with "
+                       f"--style-mask {AUTO_MASK}: computed by the worker)")  # fmt: skip
+    sweep.add_argument("--style-mask", default=None,
+                       help=f"mask URI (one style only), or {AUTO_MASK}")  # fmt: skip
     sweep.add_argument("-o", "--output", required=True, help="manifest to write (path or URI)")
     sweep.add_argument("--append", action="store_true", help="append to an existing manifest")
     sweep.add_argument("--storage-options", default=None, metavar="JSON")

@@ -5,11 +5,14 @@ as InputError naming the file. Shared by `nst stylize` and the batch worker.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
+from manifests.schema import AUTO_MASK
+from nst_ops.automask import FEATURE_LAYERS, auto_masks
 from nst_ops.optimize import Pair, StyleResult, stylize_batch
 from nst_ops.params import StyleParams
 from nst_ops.recorder import ProgressCallback
@@ -47,6 +50,10 @@ class LoadedPair:
     content_image: Image.Image
     style_image: Image.Image
     source: PairInput
+    # mask URIs `auto`: the masks computed for this pair (colour-coded, (3, H, W) and
+    # (3, H_s, W_s), on the CPU) and the seconds that took
+    auto_masks: tuple[torch.Tensor, torch.Tensor] | None = None
+    auto_mask_s: float | None = None
 
 
 def load_pair(
@@ -85,10 +92,32 @@ def load_pair(
             small = long_side_size(decoded.size, side)
             _check_size(uri, small, deepest, where,
                         "raise --yardstick-size, or 0 for no yardstick")  # fmt: skip
+    if pair.content_mask_uri == AUTO_MASK and pair.style_mask_uri == AUTO_MASK:
+        start = time.perf_counter()
+        masks = _auto_masks(pair, extractors, content, style)
+        took = time.perf_counter() - start
+        tensors = Pair(content, style, p, *masks, callback, snapshot_every)
+        return LoadedPair(tensors, content_image, style_image, pair, masks, took)
     content_mask = _load_mask(pair.content_mask_uri, p.image_size, options, max_pixels)
     style_mask = _load_mask(pair.style_mask_uri, style_side, options, max_pixels)
     tensors = Pair(content, style, p, content_mask, style_mask, callback, snapshot_every)
     return LoadedPair(tensors, content_image, style_image, pair)
+
+
+def _auto_masks(
+    pair: PairInput, extractors: ExtractorCache, content: torch.Tensor, style: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """nst_ops.automask's masks of the working-size content (3, H, W) and style, on the
+    compute device, with the pair's model and pooling; back on the CPU."""
+    p = pair.params
+    extractor = extractors.reaching(FEATURE_LAYERS[-1], p.pooling)
+    for uri, image in ((pair.content_uri, content), (pair.style_uri, style)):
+        h, w = image.shape[-2:]
+        _check_size(uri, (w, h), extractor, "at working size",
+                    "raise image_size or style_scale, or give masks")  # fmt: skip
+    device = extractors.device
+    masks = auto_masks(extractor, content[None].to(device), style[None].to(device), p.mask_regions)
+    return masks[0].cpu(), masks[1].cpu()
 
 
 def stylize_loaded(pairs: list[LoadedPair], extractors: ExtractorCache) -> list[StyleResult]:

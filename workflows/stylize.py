@@ -7,12 +7,13 @@ import sys
 
 from tqdm import tqdm
 
+from manifests.schema import AUTO_MASK
 from nst_ops.optimize import StyleResult
 from nst_ops.recorder import Progress
 from nst_ops.segments import plan
 from workflows.errors import InputError
 from workflows.extractors import ExtractorCache, check_model_layers, pick_device
-from workflows.images import encode_image, image_format
+from workflows.images import encode_image, image_format, to_png
 from workflows.pair import PairInput, load_pair, stylize_loaded
 from workflows.params_cli import add_model_flags, add_param_flags, params_from_args
 from workflows.storage import StorageOptions, check_writable, parse_storage_options, write_bytes
@@ -34,8 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument(
         "--losses", default=None, metavar="PATH", help="loss table (default: OUT.losses.parquet)"
     )
-    p.add_argument("--content-mask", default=None, help="colour-coded mask of CONTENT (Luan)")
-    p.add_argument("--style-mask", default=None, help="colour-coded mask of STYLE (Luan)")
+    p.add_argument("--content-mask", default=None,
+                   help=f"colour-coded mask of CONTENT (Luan), or {AUTO_MASK} (with --style-mask "
+                   f"{AUTO_MASK}: computed, see --mask-regions; written as "
+                   "OUT.content_mask.png and OUT.style_mask.png)")  # fmt: skip
+    p.add_argument("--style-mask", default=None,
+                   help=f"colour-coded mask of STYLE (Luan), or {AUTO_MASK}")  # fmt: skip
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_flags(p)
@@ -43,9 +48,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.set_defaults(func=main)
 
 
+def _stem(output: str) -> str:
+    return output.rsplit(".", 1)[0] if "." in output.rsplit("/", 1)[-1] else output
+
+
 def default_losses_path(output: str) -> str:
-    stem = output.rsplit(".", 1)[0] if "." in output.rsplit("/", 1)[-1] else output
-    return stem + ".losses.parquet"
+    return _stem(output) + ".losses.parquet"
+
+
+def auto_mask_paths(output: str) -> tuple[str, str]:
+    """Where `auto` masks go: OUT.content_mask.png and OUT.style_mask.png."""
+    return _stem(output) + ".content_mask.png", _stem(output) + ".style_mask.png"
 
 
 def _check_outputs(args: argparse.Namespace, options: StorageOptions) -> str:
@@ -53,12 +66,16 @@ def _check_outputs(args: argparse.Namespace, options: StorageOptions) -> str:
     the loss table's URI."""
     if bool(args.content_mask) != bool(args.style_mask):
         raise InputError("--content-mask and --style-mask go together: give both or neither")
+    if (args.content_mask == AUTO_MASK) != (args.style_mask == AUTO_MASK):
+        raise InputError(f"--content-mask {AUTO_MASK} needs --style-mask {AUTO_MASK}, and the "
+                         "other way round")  # fmt: skip
     try:
         image_format(args.output)
     except InputError as e:
         raise InputError(f"-o {e}") from None
     losses_uri = args.losses or default_losses_path(args.output)
-    for uri in (args.output, losses_uri):  # before the work, whose result would be lost
+    masks = auto_mask_paths(args.output) if args.content_mask == AUTO_MASK else ()
+    for uri in (args.output, losses_uri, *masks):  # before the work, whose result would be lost
         check_writable(uri, options)
     return losses_uri
 
@@ -87,6 +104,12 @@ def main(args: argparse.Namespace) -> int:
         bar.close()
     write_bytes(args.output, encode_image(result.image, args.output), options)
     write_parquet(loss_table(result.losses), losses_uri, options)
+    if loaded.auto_masks is not None:
+        for uri, mask in zip(auto_mask_paths(args.output), loaded.auto_masks, strict=True):
+            write_bytes(uri, to_png(mask), options)
+        if not args.quiet:
+            print(f"masks ({params.mask_regions} regions, {loaded.auto_mask_s:.1f} s): "
+                  + " and ".join(auto_mask_paths(args.output)), file=sys.stderr)  # fmt: skip
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not args.quiet:

@@ -1,6 +1,8 @@
 """Layout of a run under --output, result rows, resume markers and consolidation.
 
 images/{pair_id}.png              the stylized image
+images/{pair_id}.content_mask.png with mask URIs `auto`: the masks it used (Luan's palette)
+images/{pair_id}.style_mask.png
 pairs/{pair_id}/result.parquet    its result row        (overwritten by a retry or re-run)
 pairs/{pair_id}/losses.parquet    its loss table
 done/{pair_id}                    marker written last: the pair is complete and ok; it
@@ -43,6 +45,13 @@ from workflows.tables import parquet_bytes
 
 def image_uri(output: str, pair_id: str) -> str:
     return join(output, "images", f"{pair_id}.png")
+
+
+def auto_mask_uris(output: str, pair_id: str) -> tuple[str, str]:
+    """Where a pair's automatic (content, style) masks go: beside its image."""
+    return tuple(  # type: ignore[return-value]
+        join(output, "images", f"{pair_id}.{side}_mask.png") for side in ("content", "style")
+    )
 
 
 def result_uri(output: str, row: ManifestRow) -> str:

@@ -25,7 +25,7 @@ from nst_ops.params import ParamError
 from nst_ops.yardstick import DEFAULTS as YARDSTICK_PARAMS
 from nst_ops.yardstick import Yardstick, yardstick
 from workflows.batch.config import WorkerConfig
-from workflows.batch.outputs import image_uri, losses_uri, now, write_result
+from workflows.batch.outputs import auto_mask_uris, image_uri, losses_uri, now, write_result
 from workflows.errors import InputError, StorageError
 from workflows.extractors import ExtractorCache
 from workflows.images import resize_long_side, to_png, to_tensor
@@ -160,9 +160,10 @@ class PairWorker:
             write_bytes(uri, to_png(out.image), self.cfg.options)
             table = parquet_bytes(loss_table(out.losses, m.row.pair_id, checkpoints))
             write_bytes(losses_uri(self.cfg.output, m.row.pair_id), table, self.cfg.options)
+            masks = self._write_masks(m.loaded, m.row.pair_id)
         except StorageError as e:
             return Status.ERROR, {"error": _message(e)}
-        fields: dict[str, Any] = {
+        fields: dict[str, Any] = masks | {
             "output_uri": uri,
             "iterations_run": out.iterations_run,
             "final_losses": {name: values[-1] for name, values in out.losses.terms.items()},
@@ -183,6 +184,16 @@ class PairWorker:
             )
             return Status.DIVERGED, fields
         return Status.OK, fields
+
+    def _write_masks(self, loaded: LoadedPair, pair_id: str) -> dict[str, Any]:
+        """Automatic masks (mask URIs `auto`) written beside the image → their result fields."""
+        if loaded.auto_masks is None:
+            return {}
+        uris = auto_mask_uris(self.cfg.output, pair_id)
+        for uri, mask in zip(uris, loaded.auto_masks, strict=True):
+            write_bytes(uri, to_png(mask), self.cfg.options)
+        return {"auto_content_mask_uri": uris[0], "auto_style_mask_uri": uris[1],
+                "auto_mask_s": loaded.auto_mask_s}  # fmt: skip
 
     def _yardstick_side(self, image: Tensor) -> int:
         """The yardstick's long side for an output (3, H, W): --yardstick-size, or its own long

@@ -34,15 +34,15 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(family, timeout=30)
 
 
-def _start_mid_run(tmp_path: Path, examples: Path, weights_path: Path,
+def _start_mid_run(tmp_path: Path, examples: Path, weights_path: Path, rows: int = ROWS,
                    **kw: Any) -> tuple[list[str], dict[str, str], Path, subprocess.Popen[str]]:  # fmt: skip
-    """Start `python -m workflows.run` on ROWS pairs and return once one pair is done."""
+    """Start `python -m workflows.run` on `rows` pairs and return once one pair is done."""
     manifest = tmp_path / "m.parquet"
     pq.write_table(pa.table({
-        "content_uri": [str(examples / "content/tubingen.jpg")] * ROWS,
-        "style_uri": [str(examples / "style/wave.jpg")] * ROWS,
-        "seed": list(range(ROWS)), "init": ["random"] * ROWS,
-        "image_size": [48] * ROWS, "iterations": [ITERATIONS] * ROWS,
+        "content_uri": [str(examples / "content/tubingen.jpg")] * rows,
+        "style_uri": [str(examples / "style/wave.jpg")] * rows,
+        "seed": list(range(rows)), "init": ["random"] * rows,
+        "image_size": [48] * rows, "iterations": [ITERATIONS] * rows,
     }), manifest)  # fmt: skip
     output = tmp_path / "out"
     command = [sys.executable, "-m", "workflows.run", "--manifest", str(manifest), "--output",
@@ -84,8 +84,9 @@ def test_stopped_driver_says_interrupted_and_leaves_nothing_running(
 ) -> None:
     """Ctrl-C, or SIGTERM as `ray job stop` sends it: exit 128+n with one line saying how to
     resume, run.json `interrupted`, and the local Ray the driver started is gone."""
+    # 24 pairs: with 6, the other 5 could finish before the signal landed (exit 0, seen once)
     _, _, output, first = _start_mid_run(
-        tmp_path, examples, weights_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        tmp_path, examples, weights_path, 24, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     family = psutil.Process(first.pid).children(recursive=True)
     assert family, "the driver started a local Ray"

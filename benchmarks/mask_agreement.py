@@ -27,6 +27,7 @@ from benchmarks.photo_pairs import PHOTO, load
 from nst_ops.automask import auto_masks
 from nst_ops.masks import COLOURS, decode_mask
 from nst_ops.params import StyleParams
+from nst_ops.vgg import VGGFeatures
 from workflows.extractors import ExtractorCache
 from workflows.images import to_tensor
 from workflows.weights import resolve_weights
@@ -66,12 +67,14 @@ def mean_iou(auto: list[torch.Tensor], hand: list[torch.Tensor]) -> float:
     return float(iou[rows, matched].sum() / len(cols))
 
 
-def pair_masks(extractor: object, pair: Path, size: int, regions: int) -> tuple[list, float]:
+def auto_pair_masks(
+    extractor: VGGFeatures, pair: Path, size: int, regions: int
+) -> tuple[list[torch.Tensor], float]:
     """[content, style] auto masks (3, H, W) of a pair at `size` and the seconds they took."""
     content, style = (load(pair, n, size) for n in ("content.png", "style.png"))
-    device = extractor.mean.device  # type: ignore[attr-defined]
+    device = extractor.mean.device
     start = time.perf_counter()
-    masks = auto_masks(extractor, content[None].to(device), style[None].to(device), regions)  # type: ignore[arg-type]
+    masks = auto_masks(extractor, content[None].to(device), style[None].to(device), regions)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return [m.cpu() for m in masks], time.perf_counter() - start
@@ -98,7 +101,7 @@ def main() -> None:
         scores, seconds = [], []
         for n in range(1, 9):
             pair = PHOTO / str(n)
-            masks, took = pair_masks(extractor, pair, args.size, regions)
+            masks, took = auto_pair_masks(extractor, pair, args.size, regions)
             hand = [hand_mask(pair, f"{s}_seg.png", tuple(m.shape[-2:]))
                     for s, m in zip(("content", "style"), masks, strict=True)]  # fmt: skip
             scores.append(mean_iou([labels_of(m) for m in masks], [labels_of(h) for h in hand]))

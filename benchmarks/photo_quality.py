@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import contact_sheet, machine, weights_spec
-from benchmarks.mask_agreement import hand_mask, labels_of, mean_iou, pair_masks
+from benchmarks.mask_agreement import auto_pair_masks, hand_mask, labels_of, mean_iou
 from benchmarks.photo_pairs import PAIRS, has_reference, load, pair_folder
 from benchmarks.photo_scores import record, score_folder, table
 from nst_ops.drivers import lbfgs
@@ -220,7 +220,8 @@ def run_pair(pair: Path, number: str, args: argparse.Namespace, cache: Extractor
     content, style, cmask, smask = (load(pair, n, args.size) for n in names)
     tag, shown = "", []
     if args.masks == "auto":
-        (cmask, smask), took = pair_masks(cache.get(StyleParams()), pair, args.size, args.regions)
+        extractor = cache.get(StyleParams())
+        (cmask, smask), took = auto_pair_masks(extractor, pair, args.size, args.regions)
         hand = [hand_mask(pair, f"{s}_seg.png", tuple(m.shape[-2:]))
                 for s, m in zip(("content", "style"), (cmask, smask), strict=True)]  # fmt: skip
         iou = mean_iou([labels_of(cmask), labels_of(smask)], [labels_of(h) for h in hand])

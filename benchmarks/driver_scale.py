@@ -4,9 +4,14 @@ an 11-row loss table, done marker), then the driver's two whole-run steps are ti
 resume scan (listing done/ and reading every marker: workflows.batch.outputs.done_ids and
 done_inputs) and consolidation (results.parquet + losses.parquet) — with process CPU time,
 wall time and peak RSS, on the local filesystem or the moto S3 server. Scheduling's own cost
-per pair is not measured here (benchmarks/workflow_overhead.py measures the whole loop).
+per pair is measured with `--schedule`: workflows.batch.scheduler.schedule streams an N-row
+manifest to workers on local Ray (4 fake GPUs) that answer at once (a `NullWorker`: each call
+returns ok PairResults, nothing is stylized or written), so what the driver process spends
+(CPU time of all its threads: parsing rows, batching, Ray submissions and waits, unpickling
+results) is all there is, in a fresh process per N (its peak RSS is the driver's).
 
     python -m benchmarks.driver_scale --rows 10000 100000 [--s3]
+    python -m benchmarks.driver_scale --schedule --rows 10000 100000
 """
 
 from __future__ import annotations
@@ -99,11 +104,83 @@ def bench(output: str, n: int) -> dict[str, float]:
             "consolidate_wall_s_per_10k": c_wall * 1e4 / n, "peak_rss_mib": rss}  # fmt: skip
 
 
+class NullWorker:
+    """Stands in for workflows.batch.worker.PairWorker: answers each call at once with an ok
+    PairResult per row, as a worker's would look (filled outcome fields)."""
+
+    def __init__(self, _cfg: Any) -> None:
+        import ray
+
+        self.node_id = ray.get_runtime_context().get_node_id()
+
+    def info(self) -> dict[str, Any]:
+        return {"pid": 0, "builds": 0, "gpu_ids": [0], "node_id": self.node_id}
+
+    def run(self, rows: list[ManifestRow], attempt: int, _weights: Any) -> list[PairResult]:
+        finished = dt.datetime.now(dt.UTC)
+        losses = dict.fromkeys(("content", "style", "tv", "photo", "total"), 1.0)
+        return [
+            PairResult(Status.OK, output_uri=f"out/images/{r.pair_id}.png", iterations_run=10,
+                       final_losses=losses, yardstick_total=1.0, wall_s=1.0, batch_size=1,
+                       device="cuda", gpu_ids=(0,), node="10.0.0.1", node_id=self.node_id,
+                       attempt=attempt, started_at=finished, finished_at=finished)
+            for r in rows
+        ]  # fmt: skip
+
+
+def bench_schedule(n: int, workers: int = 4) -> dict[str, float]:
+    """The scheduler's own cost for an n-row manifest (see the module docstring)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import ray
+
+    import workflows.batch.scheduler as scheduler
+    from workflows.batch.config import RunConfig
+    from workflows.batch.manifest import Manifest
+    from workflows.weights import ResolvedWeights
+
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest_uri = f"{tmp}/m.parquet"
+        pq.write_table(pa.table({"content_uri": ["c.jpg"] * n, "style_uri": ["s.jpg"] * n,
+                                 "seed": list(range(n))}), manifest_uri)  # fmt: skip
+        ray.init(num_cpus=workers, num_gpus=workers, include_dashboard=False, log_to_driver=False)
+        real, scheduler.PairWorker = scheduler.PairWorker, NullWorker  # type: ignore[misc]
+        cfg = RunConfig(manifest_uri, f"{tmp}/out", num_workers=workers, quiet=True)
+        try:
+            with Manifest(manifest_uri, None, None) as manifest:
+                weights = ResolvedWeights("vgg19", None, "random")
+                cpu, wall, counts = measure(lambda: scheduler.schedule(
+                    cfg, manifest.rows(), {}, weights, [], n, (1.0, workers)))  # fmt: skip
+        finally:
+            scheduler.PairWorker = real  # type: ignore[misc]
+            ray.shutdown()
+    assert counts.ok == n, counts
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"rows": n, "workers": workers, "driver_cpu_ms_per_pair": cpu * 1e3 / n,
+            "wall_ms_per_pair": wall * 1e3 / n, "peak_rss_mib": rss}  # fmt: skip
+
+
+def _schedule_in_subprocess(n: int) -> None:
+    """bench_schedule in a fresh interpreter, so that its peak RSS is this N's alone."""
+    import subprocess
+
+    code = f"from benchmarks.driver_scale import bench_schedule; print(bench_schedule({n}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-3000:])
+    print(done.stdout.strip().splitlines()[-1], flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000])
     parser.add_argument("--s3", action="store_true", help="on a moto S3 server (tests/s3util)")
+    parser.add_argument("--schedule", action="store_true", help="the scheduler's cost per pair")
     args = parser.parse_args(argv)
+    if args.schedule:
+        for n in args.rows:
+            _schedule_in_subprocess(n)
+        return 0
     if args.s3:
         sys.path.insert(0, "tests")
         import s3util  # the tests' moto server, fake credentials

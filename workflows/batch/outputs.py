@@ -15,10 +15,10 @@ run.json                          run metadata
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import tempfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +159,7 @@ def consolidate(
             blobs = _read_many(uris, options)
             found = [(u, r) for u, r in zip(uris, batch, strict=True) if u in blobs]
             if found:
-                tables = [pq.read_table(io.BytesIO(blobs[u])) for u, _ in found]
+                tables = _parquet_tables([blobs[u] for u, _ in found])
                 table = _as_results(tables, [r for _, r in found], schema)
                 results.write_table(table)
                 n_results += table.num_rows
@@ -194,8 +194,22 @@ def _losses_of(output: str, results: pa.Table, options: StorageOptions | None) -
     ids = [i for i, s in zip(results["pair_id"].to_pylist(), statuses, strict=True)
            if s in (Status.OK.value, Status.DIVERGED.value)]  # fmt: skip
     blobs = _read_many([losses_uri(output, i) for i in ids], options)
-    parts = [_conform(pq.read_table(io.BytesIO(b))) for b in blobs.values()]
+    parts = [_conform(t) for t in _parquet_tables(list(blobs.values()))]
     return pa.concat_tables(parts) if parts else None
+
+
+def _parquet_tables(blobs: list[bytes]) -> list[pa.Table]:
+    """Many small Parquet files, decoded on a few threads (pyarrow releases the GIL). A
+    per-pair file is mostly footer: ParquetFile.read without Arrow's own threads decodes one
+    in ~0.8 ms where pq.read_table (the dataset machinery) takes ~2-3 ms."""
+
+    def decode(blob: bytes) -> pa.Table:
+        return pq.ParquetFile(pa.BufferReader(blob)).read(use_threads=False)
+
+    if len(blobs) < 8:
+        return [decode(b) for b in blobs]
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(decode, blobs))
 
 
 def _conform(losses: pa.Table) -> pa.Table:

@@ -4,15 +4,17 @@ again, and what is refused (local Ray with fake GPUs; local folder and S3 via mo
 from __future__ import annotations
 
 import json
+import threading
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import ray
 from runutil import ITERATIONS, make_manifest, nst_run, table
 
 from manifests.manifest import parse_row
 from manifests.schema import RUN_LOSS_SCHEMA, results_schema
 from workflows.batch.outputs import consolidate
-from workflows.storage import read_bytes, write_bytes
+from workflows.storage import filesystem, read_bytes, write_bytes
 from workflows.tables import parquet_bytes
 
 
@@ -113,3 +115,55 @@ def test_result_files_of_an_older_version_are_consolidated(tmp_path) -> None:
     assert consolidated.schema.names == RUN_LOSS_SCHEMA.names
     assert consolidated.to_pydict()["total_loss"] == [2.0, 1.0]
     assert consolidated.to_pydict()["compile_s"] == [None, None]
+
+
+def test_two_drivers_on_shards_then_one_consolidation(ray_s3, store, examples, weights_path,
+                                                      capsys) -> None:  # fmt: skip
+    """Two drivers at once, each on its shard of one manifest into one --output: they share no
+    row, neither warns about the other nor consolidates; a last run without --shard starts no
+    pair and writes results and losses of every row; a shard with other result settings than
+    the others' is refused."""
+    manifest, out = f"{store}/m.parquet", f"{store}/out"
+    n = 5
+    write_bytes(manifest, parquet_bytes(pa.table({
+        "content_uri": [str(examples / "content/tubingen.jpg")] * n,
+        "style_uri": [str(examples / "style/wave.jpg")] * n, "seed": list(range(n)),
+        "image_size": [32] * n, "iterations": [ITERATIONS] * n})))  # fmt: skip
+    args = ("--yardstick-size", "0")
+    codes: dict[int, int] = {}
+
+    def shard(k: int) -> None:
+        codes[k] = nst_run(manifest, out, str(weights_path), *args, "--shard", f"{k}/2")
+
+    drivers = [threading.Thread(target=shard, args=(k,)) for k in (1, 2)]
+    for t in drivers:
+        t.start()
+    for t in drivers:
+        t.join(timeout=300)
+    assert codes == {1: 0, 2: 0}
+    err = capsys.readouterr().err
+    assert "WARNING" not in err and "3 of 5 manifest rows (shard 1/2)" in err
+    assert "shard 2/2: 2 ok, 0 failed" in err and "without --shard consolidates" in err
+    fs, root = filesystem(out)
+    assert not fs.exists(f"{root}/results.parquet") and not fs.exists(f"{root}/run.json")
+    for k, ok in ((1, 3), (2, 2)):
+        record = json.loads(read_bytes(f"{out}/run.shard-{k}-of-2.json"))
+        assert record["shard"] == f"{k}/2" and record["status"] == "finished"
+        assert record["counts"]["ok"] == ok
+    assert len(fs.ls(f"{root}/done")) == n
+
+    assert nst_run(manifest, out, str(weights_path), *args, "--precision", "bf16",
+                   "--shard", "1/2") == 2  # fmt: skip
+    assert "made with --precision fp32 (this run: bf16)" in capsys.readouterr().err
+
+    actors = len(ray._private.state.actors())  # every actor this Ray has had, dead or alive
+    assert nst_run(manifest, out, str(weights_path), *args) == 0
+    assert "skipped 5 pairs already ok" in capsys.readouterr().err
+    assert len(ray._private.state.actors()) == actors  # nothing to run: no worker started
+    assert json.loads(read_bytes(f"{out}/run.json"))["counts"]["ok"] == 0
+    results = table(f"{out}/results.parquet")
+    assert [r["seed"] for r in results] == list(range(n))
+    assert {r["status"] for r in results} == {"ok"}
+    losses = table(f"{out}/losses.parquet")
+    assert len(losses) == sum(r["iterations_run"] + 1 for r in results)
+    assert {row["pair_id"] for row in losses} == {r["pair_id"] for r in results}

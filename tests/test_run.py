@@ -195,6 +195,9 @@ def test_bad_manifest_is_fatal_before_any_work(ray_s3, tmp_path, capsys) -> None
         ("--storage-retry-seconds", "nan", "must be at least 0, got nan"),
         ("--connect-timeout-seconds", "0", "must be more than 0, got 0"),
         ("--limit", "x", "invalid int value: 'x'"),
+        ("--shard", "3/2", "expected K/N with 1 <= K <= N (e.g. 1/4), got '3/2'"),
+        ("--shard", "0/2", "expected K/N with 1 <= K <= N (e.g. 1/4), got '0/2'"),
+        ("--shard", "2", "expected K/N with 1 <= K <= N (e.g. 1/4), got '2'"),
     ],
 )
 def test_run_flags_out_of_range_exit_2_naming_the_flag(

@@ -19,6 +19,7 @@ from manifests.manifest import ManifestError
 from nst_ops.vgg import min_side
 from workflows.batch.config import RunConfig, run_default
 from workflows.batch.job import run_job
+from workflows.batch.manifest import Shard
 from workflows.errors import EXIT_FAILED_ROWS, EXIT_FATAL, EXIT_OK, ClusterError, guarded
 from workflows.params_cli import DefaultsHelp, add_model_flags, at_least
 from workflows.storage import parse_storage_options
@@ -35,6 +36,13 @@ def _yardstick_size(text: str) -> int:
     return value
 
 
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 # The run flags: (flag, RunConfig field, type, help); each default is the field's.
 _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("--address", "address", str, "Ray cluster: HOST:PORT, auto (the one `ray start` began on "
@@ -49,6 +57,8 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("--pairs-per-gpu", "pairs_per_gpu", at_least(int, 1),
      "pairs optimised together in one batch per worker (compatible rows only)"),
     ("--limit", "limit", at_least(int, 1), "only the first N manifest rows"),
+    ("--shard", "shard", _shard, "K/N: run only rows K, K+N, K+2N, ... (one of N drivers "
+     "into one --output; no consolidation: a last run without --shard does it)"),
     ("--yardstick-size", "yardstick_size", _yardstick_size,
      "long side of the fixed yardstick evaluation, px (0: off; else at least 16)"),
     ("--yardstick-every", "yardstick_every", at_least(int, 0),
@@ -100,7 +110,7 @@ def main(args: argparse.Namespace) -> int:
         # delay the exit. Nothing has been written yet, so end the process here.
         _last_line(f"error: {e}")
         os._exit(EXIT_FATAL)
-    print(counts.summary(cfg.output), file=sys.stderr)
+    print(counts.summary(cfg.output, cfg.shard), file=sys.stderr)
     return EXIT_FAILED_ROWS if counts.failed else EXIT_OK
 
 

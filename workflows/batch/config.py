@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from nst_ops.evaluation import DEFAULT_COMPILE
 from nst_ops.vgg import DEFAULT_PRECISION
+from workflows.batch.manifest import Shard
 from workflows.images import DEFAULT_MAX_PIXELS
 from workflows.storage import StorageOptions
 from workflows.weights import DEFAULT_MODEL, DEFAULT_WEIGHTS
@@ -35,6 +36,7 @@ class RunConfig:
     pairs_per_gpu: int = 1
     storage_options: StorageOptions | None = None
     limit: int | None = None
+    shard: Shard | None = None  # this driver's part of the manifest, one of several drivers'
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     yardstick_size: int = 256
     yardstick_every: int = 0

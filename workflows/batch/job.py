@@ -12,14 +12,14 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from workflows.batch.cluster import connect, plan_workers
 from workflows.batch.config import RunConfig
-from workflows.batch.manifest import Manifest
+from workflows.batch.manifest import Manifest, Shard
 from workflows.batch.outputs import consolidate, done_ids, done_inputs, now
 from workflows.batch.scheduler import RunCounts, schedule
 from workflows.errors import InputError, StorageError
@@ -27,8 +27,10 @@ from workflows.storage import (
     StorageOptions,
     check_folder,
     configure,
+    filesystem,
     join,
     read_bytes,
+    with_retries,
     write_bytes,
 )
 from workflows.version import package_version
@@ -42,7 +44,7 @@ def run_job(cfg: RunConfig) -> RunCounts:
         options.setdefault("endpoint_url", os.environ["AWS_ENDPOINT_URL"])
     cfg = dataclasses.replace(cfg, storage_options=options)
     configure(cfg.storage_retry_s)
-    with Manifest(cfg.manifest, options, cfg.limit) as manifest:
+    with Manifest(cfg.manifest, options, cfg.limit, cfg.shard) as manifest:
         if manifest.note:
             print(manifest.note, file=sys.stderr)
         return _run(cfg, manifest, options)
@@ -53,40 +55,74 @@ def _run(cfg: RunConfig, manifest: Manifest, options: StorageOptions) -> RunCoun
     fixed = connect(cfg.address, cfg.connect_timeout_s)  # before anything is written to --output
     plan = plan_workers(cfg, fixed)  # a worker that cannot fit a local Ray: before work too
     meta = _metadata(cfg, now(), manifest.num_rows)
-    previous = _read_run_json(cfg.output, options)
-    if previous is not None and previous.get("status") == "running":
-        print(f"WARNING: {cfg.output}/run.json says a run started at {previous.get('started_at')} "
-              "is still running (or was killed): two runs writing one --output redo each "
-              "other's pairs", file=sys.stderr)  # fmt: skip
+    record = record_uri(cfg.output, cfg.shard)
+    records = _read_records(cfg.output, options)
+    previous = records.get(record)
+    _warn_running(cfg.shard, record, records)
     try:
         weights = resolve_weights(cfg.model, cfg.weights, options)
     except InputError as e:  # no pair ran: say so in run.json
-        _mark_failed(cfg.output, meta, str(e), options)
+        _mark_failed(record, meta, str(e), options)
         raise
     meta["weights_identity"] = weights.identity
-    finished = _finished_pairs(cfg.output, manifest, previous, meta, options)
+    finished = _finished_pairs(cfg.output, manifest, records.values(), meta, options)
     meta = _history(meta, previous, bool(finished))
-    _write_run_json(cfg.output, meta | {"status": "running"}, options)
-    _say_plan(cfg, plan, manifest.num_rows, len(finished))
+    _write_run_json(record, meta | {"status": "running"}, options)
+    _say_plan(cfg, plan, manifest, len(finished))
     counts = RunCounts()  # filled as pairs finish: an interrupted run's count what they did
     try:
         with _sigterm_interrupts() as received:
             schedule(cfg, manifest.rows(), finished, weights, manifest.tag_fields,
-                     manifest.num_rows, plan, counts)  # fmt: skip
-            consolidate(cfg.output, manifest.rows(), manifest.tag_fields, options)
+                     manifest.shard_rows, plan, counts)  # fmt: skip
+            if cfg.shard is None:  # a shard's driver leaves it to a last run over all rows
+                consolidate(cfg.output, manifest.rows(), manifest.tag_fields, options)
     except KeyboardInterrupt:  # finished pairs keep their files: the same command resumes
         stopped = {"status": "interrupted", "finished_at": now().isoformat()}
         stopped |= _counted(meta, counts)
-        _write_run_json(cfg.output, meta | stopped, options)
+        _write_run_json(record, meta | stopped, options)
         if received:  # Ray's wait turns the handler's exception into a bare KeyboardInterrupt
             raise Interrupted(received[0]) from None
         raise
     except Exception as e:  # e.g. a bug: run.json must not go on saying running
-        _mark_crashed(cfg.output, meta, e, options)
+        _mark_crashed(record, meta, e, options)
         raise
     meta |= {"status": "finished", "finished_at": now().isoformat()} | _counted(meta, counts)
-    _write_run_json(cfg.output, meta, options)
+    _write_run_json(record, meta, options)
     return counts
+
+
+def record_uri(output: str, shard: Shard | None) -> str:
+    """The run's record: run.json, or for one shard's driver run.shard-K-of-N.json."""
+    return join(output, "run.json" if shard is None else f"run.{shard.name}.json")
+
+
+def _read_records(output: str, options: StorageOptions) -> dict[str, dict[str, Any]]:
+    """The run records (run.json, run.shard-*.json) that earlier runs left in `output`, by URI
+    (an unreadable one is left out)."""
+    fs, path = filesystem(output, options)
+    try:
+        listing = with_retries(output, lambda: fs.ls(path, detail=False, refresh=True))
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    names = [p.rstrip("/").rsplit("/", 1)[-1] for p in listing]
+    records = {}
+    for name in names:
+        if name == "run.json" or (name.startswith("run.shard-") and name.endswith(".json")):
+            meta = _read_run_json(join(output, name), options)
+            if meta is not None:
+                records[join(output, name)] = meta
+    return records
+
+
+def _warn_running(shard: Shard | None, record: str, records: dict[str, dict[str, Any]]) -> None:
+    """A warning for each record of a run still running (or killed) that would redo this one's
+    pairs: its own earlier one, or any other but another shard's (shards share no rows)."""
+    for uri, meta in records.items():
+        other_shard = shard is not None and uri != record and "/run.shard-" in uri
+        if meta.get("status") == "running" and not other_shard:
+            print(f"WARNING: {uri} says a run started at {meta.get('started_at')} is still "
+                  "running (or was killed): two runs writing one --output redo each other's "
+                  "pairs", file=sys.stderr)  # fmt: skip
 
 
 def _history(
@@ -115,11 +151,14 @@ def _counted(meta: dict[str, Any], counts: RunCounts) -> dict[str, Any]:
     return {"counts": this, "cumulative_counts": total}
 
 
-def _say_plan(cfg: RunConfig, plan: tuple[float, int], rows: int, finished: int) -> None:
+def _say_plan(cfg: RunConfig, plan: tuple[float, int], manifest: Manifest, finished: int) -> None:
     """One line before the work (the head of a job's log): what runs where."""
     gpus, workers = plan
     done = f" ({finished} pairs already done in it)" if finished else ""
-    print(f"{rows} manifest rows; {workers} workers of {gpus:g} GPU and {cfg.cpus_per_task:g} "
+    rows = f"{manifest.num_rows} manifest rows"
+    if cfg.shard is not None:
+        rows = f"{manifest.shard_rows} of {rows} (shard {cfg.shard})"
+    print(f"{rows}; {workers} workers of {gpus:g} GPU and {cfg.cpus_per_task:g} "
           f"CPU (--pairs-per-gpu {cfg.pairs_per_gpu}); output {cfg.output}{done}",
           file=sys.stderr)  # fmt: skip
 
@@ -127,15 +166,17 @@ def _say_plan(cfg: RunConfig, plan: tuple[float, int], rows: int, finished: int)
 def _finished_pairs(
     output: str,
     manifest: Manifest,
-    previous: dict[str, Any] | None,
+    records: Iterable[dict[str, Any]],
     meta: dict[str, Any],
     options: StorageOptions,
 ) -> dict[str, str]:
     """Done pair ids in `output` → the inputs fingerprint their marker records ('' unknown);
-    InputError when they were made with other result settings (nothing written yet)."""
+    InputError when they were made with other result settings than this run's, by the record
+    of any run into `output` (nothing written yet)."""
     done = done_ids(output, options)
     if done:
-        _check_same_settings(previous, meta, len(done), output)
+        for previous in records:
+            _check_same_settings(previous, meta, len(done), output)
     if not manifest.gives_ids:  # a derived id is its inputs' fingerprint: no need to read
         return dict.fromkeys(done, "")
     return done_inputs(output, done, options)  # a given id's row may have been edited
@@ -194,10 +235,10 @@ def _check_same_settings(
         )
 
 
-def _read_run_json(output: str, options: StorageOptions) -> dict[str, Any] | None:
-    """The run.json an earlier run left in `output`, or None (none, or unreadable)."""
+def _read_run_json(uri: str, options: StorageOptions) -> dict[str, Any] | None:
+    """The run record an earlier run left at `uri`, or None (none, or unreadable)."""
     try:
-        meta = json.loads(read_bytes(join(output, "run.json"), options))
+        meta = json.loads(read_bytes(uri, options))
     except (InputError, ValueError):
         return None
     return meta if isinstance(meta, dict) else None
@@ -208,6 +249,7 @@ def _metadata(cfg: RunConfig, started: Any, num_rows: int) -> dict[str, Any]:
         "manifest": cfg.manifest,
         "output": cfg.output,
         "rows": num_rows,
+        "shard": None if cfg.shard is None else str(cfg.shard),
         "model": cfg.model,
         "precision": cfg.precision,
         "compile": cfg.compile,
@@ -241,14 +283,14 @@ def source_revision() -> dict[str, Any]:
     return {"git_commit": commit, "git_dirty": bool(git("status", "--porcelain", "-uno"))}
 
 
-def _mark_failed(output: str, meta: dict[str, Any], error: str, options: StorageOptions) -> None:
-    """run.json says `failed`, with `error`."""
+def _mark_failed(record: str, meta: dict[str, Any], error: str, options: StorageOptions) -> None:
+    """The run record says `failed`, with `error`."""
     failed = {"status": "failed", "error": error, "finished_at": now().isoformat()}
-    _write_run_json(output, meta | failed, options)
+    _write_run_json(record, meta | failed, options)
 
 
 def _mark_crashed(
-    output: str, meta: dict[str, Any], error: Exception, options: StorageOptions
+    record: str, meta: dict[str, Any], error: Exception, options: StorageOptions
 ) -> None:
     """_mark_failed with an unexpected error's type and first line (not when the store is what
     failed: writing would only retry it again), never masking that error."""
@@ -257,13 +299,14 @@ def _mark_crashed(
     first = (str(error).strip().splitlines() or [""])[0]
     message = f"{type(error).__name__}: {first}" if first else type(error).__name__
     try:
-        _mark_failed(output, meta, message, options)
+        _mark_failed(record, meta, message, options)
     except Exception:  # the original error is what the user must see
         pass
 
 
-def _write_run_json(output: str, meta: dict[str, Any], options: StorageOptions) -> None:
+def _write_run_json(record: str, meta: dict[str, Any], options: StorageOptions) -> None:
     try:
-        write_bytes(join(output, "run.json"), json.dumps(meta, indent=2).encode(), options)
+        write_bytes(record, json.dumps(meta, indent=2).encode(), options)
     except OSError as e:
-        raise InputError(f"{output}: output not writable ({e})") from None
+        folder = record.rsplit("/", 1)[0]
+        raise InputError(f"{folder}: output not writable ({e})") from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -16,11 +17,53 @@ from workflows.errors import InputError
 from workflows.storage import StorageOptions, filesystem, read_bytes
 
 
-class Manifest:
-    """A manifest on any fsspec URI: schema checked on open, rows streamed on each iteration."""
+@dataclass(frozen=True)
+class Shard:
+    """One of `count` drivers' part of a manifest: rows index, index+count, index+2*count…
+    (1-based row numbers, `index` from 1), so that every shard gets a mix of a sweep's rows."""
 
-    def __init__(self, uri: str, options: StorageOptions | None, limit: int | None) -> None:
-        self.uri, self.limit = uri, limit
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """'K/N' → Shard(K, N); ValueError (one line) unless 1 <= K <= N."""
+        k, sep, n = text.partition("/")
+        if sep and k.strip().isdigit() and n.strip().isdigit():
+            shard = cls(int(k), int(n))
+            if 1 <= shard.index <= shard.count:
+                return shard
+        raise ValueError(f"expected K/N with 1 <= K <= N (e.g. 1/4), got {text!r}")
+
+    def holds(self, row: int) -> bool:
+        """Whether manifest row `row` (1-based) is this shard's."""
+        return (row - 1) % self.count == self.index - 1
+
+    def size(self, rows: int) -> int:
+        """How many of a manifest's first `rows` rows are this shard's."""
+        return len(range(self.index, rows + 1, self.count))
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.index}-of-{self.count}"
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+class Manifest:
+    """A manifest on any fsspec URI: schema checked on open, rows streamed on each iteration
+    (with a `shard`, only its rows; every row is still parsed, so that a duplicate pair_id is
+    told apart the same way by every shard's driver)."""
+
+    def __init__(
+        self,
+        uri: str,
+        options: StorageOptions | None,
+        limit: int | None,
+        shard: Shard | None = None,
+    ) -> None:
+        self.uri, self.limit, self.shard = uri, limit, shard
         self.local, self.temporary = _local_copy(uri, options)  # an outage cannot break it later
         try:
             self._open()
@@ -46,6 +89,11 @@ class Manifest:
             raise ManifestError(f"{uri}: the manifest has no rows")
 
     @property
+    def shard_rows(self) -> int:
+        """The rows `rows()` yields: all (up to the limit), or the shard's part of them."""
+        return self.num_rows if self.shard is None else self.shard.size(self.num_rows)
+
+    @property
     def note(self) -> str | None:
         """A line saying which columns are ignored (a pandas index), or None."""
         if not self.ignored:
@@ -69,7 +117,8 @@ class Manifest:
         for row in iter_rows(batches):
             if self.limit is not None and row.row > self.limit:
                 return
-            yield row
+            if self.shard is None or self.shard.holds(row.row):
+                yield row
 
 
 def _local_copy(uri: str, options: StorageOptions | None) -> tuple[str, bool]:

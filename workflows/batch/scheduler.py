@@ -19,6 +19,7 @@ from manifests.results import PairResult, Status
 from nst_ops.params import batch_key
 from workflows.batch.cluster import connect, plan_workers
 from workflows.batch.config import RunConfig, WorkerConfig
+from workflows.batch.manifest import Shard
 from workflows.batch.outputs import now, write_result
 from workflows.batch.worker import PairWorker
 from workflows.errors import StorageError
@@ -39,10 +40,16 @@ class RunCounts:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
-    def summary(self, output: str) -> str:
-        return (
+    def summary(self, output: str, shard: Shard | None = None) -> str:
+        counted = (
             f"{self.ok} ok, {self.failed} failed, {self.skipped} skipped (already ok), "
-            f"{self.retried} retried; results in {output}/results.parquet"
+            f"{self.retried} retried"
+        )
+        if shard is None:
+            return f"{counted}; results in {output}/results.parquet"
+        return (
+            f"shard {shard}: {counted}; when every shard has finished, the same command "
+            f"without --shard consolidates {output}/results.parquet (and runs what failed)"
         )
 
 
@@ -88,16 +95,25 @@ class _Pool:
     def __init__(
         self, cfg: RunConfig, weights: ResolvedWeights, wcfg: WorkerConfig, plan: tuple[float, int]
     ) -> None:
-        gpus, n = plan
+        gpus, self.size = plan
+        self.cfg, self.weights, self.wcfg = cfg, weights, wcfg
+        self.shape = (gpus, cfg.cpus_per_task)
+        # Workers start with the first call: a run with nothing left to do (resumed, or the
+        # last run over shards) asks the cluster for none.
+        self.actors: list[Any] = []
+        self.in_flight: dict[Any, tuple[list[ManifestRow], int, int, int]] = {}
+        self.warned = False
+
+    def _start(self) -> None:
+        n, cfg = self.size, self.cfg
         # Ray's stubs type actor classes loosely: handles are Any here
         self.actor_class: Any = ray.remote(PairWorker).options(
-            num_gpus=gpus, num_cpus=cfg.cpus_per_task, max_restarts=0
+            num_gpus=self.shape[0], num_cpus=cfg.cpus_per_task, max_restarts=0
         )
-        self.wcfg, self.shape = wcfg, (gpus, cfg.cpus_per_task)
         # Resolved once on the driver, shared through the object store; every call carries the
         # (tiny) reference and a worker fetches the weights once.
-        self.weights_ref = ray.put(weights)
-        self.actors: list[Any] = [self.actor_class.remote(wcfg) for _ in range(n)]
+        self.weights_ref = ray.put(self.weights)
+        self.actors = [self.actor_class.remote(self.wcfg) for _ in range(n)]
         self.generation = [0] * n
         self.started, self.created = [False] * n, [time.monotonic()] * n
         self.node_of: list[str | None] = [None] * n  # the node a started worker runs on
@@ -107,10 +123,10 @@ class _Pool:
         per_call = cfg.pairs_per_gpu  # a call carries up to pairs-per-gpu rows
         self.depth = max(1, (cfg.max_in_flight or 2 * n * per_call) // (n * per_call))
         self.load = [0] * n
-        self.in_flight: dict[Any, tuple[list[ManifestRow], int, int, int]] = {}
-        self.warned = False
 
     def full(self) -> bool:
+        if not self.actors:
+            self._start()
         loads = [load for load, up in zip(self.load, self.started, strict=True) if up]
         return not loads or min(loads) >= self.depth
 
@@ -217,7 +233,7 @@ def schedule(
     wcfg = cfg.worker(tag_fields)
     pool = _Pool(cfg, weights, wcfg, plan or plan_workers(cfg, fixed))
     counts = RunCounts() if counts is None else counts
-    batcher = _Batcher(cfg.pairs_per_gpu, 4 * cfg.pairs_per_gpu * len(pool.actors))
+    batcher = _Batcher(cfg.pairs_per_gpu, 4 * cfg.pairs_per_gpu * pool.size)
     bar = tqdm(total=total, disable=cfg.quiet, unit="pair", file=sys.stderr)
     try:
         for row in rows:

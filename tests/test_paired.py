@@ -200,3 +200,37 @@ def test_open_run_keeps_lists_as_lists_and_labels_them(tmp_path: Path) -> None:
         assert first == "relu1_1"
         labels = run.con.execute("select distinct style_layers from labelled order by 1").fetchall()
         assert labels == [(DEFAULT_LAYERS,), (SL45,)]
+
+
+def test_each_pair_is_compared_with_its_own_baseline() -> None:
+    """A painting pair swept over style_weight 100 and 10000 beside a photo pair at the default
+    1000 (issue 36): the painting pair is compared against its own first value, 100, not left
+    out because the run's default is elsewhere; the photo row alone is unpaired. The same for
+    a non-weight parameter: each pair's baseline among its own values."""
+    frame = pd.DataFrame([
+        row("c.jpg", "s.jpg", 1.0, style_weight=100.0, style_loss=2.0),
+        row("c.jpg", "s.jpg", 1.0, style_weight=10000.0, style_loss=0.5, content_loss=2.0),
+        row("p.jpg", "q.jpg", 5.0),
+    ])  # fmt: skip
+    rows = pairs_of(frame, "style_weight")
+    assert rows["role"].tolist() == ["baseline", "value", "unpaired"]
+    points = frontier(frame, "style_weight")
+    assert sorted(points["value"]) == ["100", "10000"] and points["on_frontier"].all()
+    sentences = " ".join(param_findings(frame, "style_weight"))
+    assert "no pair has two" not in sentences
+    assert "on the frontier 100 (in 1 of 1 pairs)" in sentences
+    assert "1 row (style_weight 1000)" in sentences
+
+    layers = pd.DataFrame([
+        row("a.jpg", "s.jpg", 1.0),  # a: the default layers and SL45
+        row("a.jpg", "s.jpg", 1.0, SL45, style_loss=0.8),
+        row("b.jpg", "s.jpg", 100.0, SL45),  # b: no default row; its baseline is its first
+        row("b.jpg", "s.jpg", 100.0, "relu1_1", style_loss=1.1),  # value in order: relu1_1
+    ])  # fmt: skip
+    effects = paired_effects(layers, "style_layers")
+    got = {(r.baseline, r.value): (r.pairs, round(r.style_change, 4)) for r in effects.itertuples()}
+    assert got == {(DEFAULT_LAYERS, SL45): (1, -0.2), ("relu1_1", SL45): (1, -0.0909)}
+    sentences = " ".join(param_findings(layers, "style_layers"))
+    assert f"style_layers={SL45} vs style_layers={DEFAULT_LAYERS}" in sentences
+    assert f"style_layers={SL45} vs style_layers=relu1_1" in sentences
+    assert "the baseline is each pair's own" in sentences

@@ -7,10 +7,12 @@ among the ok results of one image pair (same content, style and masks); one that
 between image pairs (e.g. photo_weight between a photo pair and artistic ones) is listed in
 `between`, not compared. List-valued parameters are shown as `a+b+c` strings.
 
-Comparisons are paired: a value of a swept parameter is compared with the baseline value (the
-default, else the first value) only within a *pair* — rows with the same content, style, masks
-and every other parameter and tag — because yardstick values differ by orders of magnitude
-between images; per-pair ratios are then combined with their geometric mean.
+Comparisons are paired: a value of a swept parameter is compared with its pair's baseline value
+only within a *pair* — rows with the same content, style, masks and every other parameter and
+tag — because yardstick values differ by orders of magnitude between images; per-pair ratios
+are then combined with their geometric mean. The baseline is chosen per pair, among the values
+that pair has: the default where it has it, else its first value (so a pair swept over values
+that exclude the default is compared too, against its own first one).
 """
 
 from __future__ import annotations
@@ -223,36 +225,49 @@ def pairs_of(results: pd.DataFrame, param: str) -> pd.DataFrame:
     setup = [c for c in ok.columns if c != param and (
         c in URI_COLUMNS or c in field_specs() or c.startswith(TAG_PREFIX))]  # fmt: skip
     ok["pair"] = [repr(key) for key in ok[setup].itertuples(index=False, name=None)]
-    base = baseline(param, list(ok[param].drop_duplicates()))
-    is_base = ok[param].map(text) == text(base)
-    with_base = set(ok.loc[is_base, "pair"])
-    with_other = set(ok.loc[~is_base, "pair"])
+    bases = {pair: text(baseline(param, list(values.drop_duplicates())))
+             for pair, values in ok.groupby("pair", sort=False)[param]}  # fmt: skip
+    ok["pair_baseline"] = ok["pair"].map(bases)
+    labels = ok[param].map(text)
+    is_base = labels == ok["pair_baseline"]
+    several = labels.groupby(ok["pair"]).transform("nunique") > 1
     ok["role"] = "unpaired"
-    ok.loc[is_base & ok["pair"].isin(with_other), "role"] = "baseline"
-    ok.loc[~is_base & ok["pair"].isin(with_base), "role"] = "value"
+    ok.loc[is_base & several, "role"] = "baseline"
+    ok.loc[~is_base, "role"] = "value"  # its pair has its baseline: chosen among its values
     return ok
 
 
+def compared(rows: pd.DataFrame, param: str) -> list[tuple[str, str, list[str]]]:
+    """(baseline, value, pairs) for each value of `param` and each baseline it is compared
+    with (pairs_of's rows): values in order, then baselines."""
+    valued = rows[rows["role"] == "value"]
+    found: dict[tuple[str, str], set[str]] = {}
+    for pair, base, value in zip(valued["pair"], valued["pair_baseline"],
+                                 valued[param].map(text), strict=True):  # fmt: skip
+        found.setdefault((base, value), set()).add(pair)
+    keys = sorted(found, key=lambda k: (order(k[1]), order(k[0])))
+    return [(base, value, sorted(found[(base, value)])) for base, value in keys]
+
+
 def paired_effects(results: pd.DataFrame, param: str) -> pd.DataFrame:
-    """Per value of `param` other than its baseline: in how many pairs it lowered each metric
+    """Per value of `param` and baseline it is compared with (`compared`; per pair, see the
+    module docstring): in how many pairs it lowered each metric
     (`{metric}_better`, of `pairs`) and the geometric mean of its per-pair ratios as a change
     (`{metric}_change`: −0.042 = 4.2% lower). Metrics: the yardstick's content, style and
     total, and the raw final total. `unpaired`: rows of that value left out (no baseline with
     the same other settings). `results` as `load_run` returns it."""
     rows = pairs_of(results, param)
-    base_value = baseline(param, list(rows[param].drop_duplicates()))
     columns = list(METRICS.values())
-    means = rows[rows["role"] != "unpaired"].groupby(["pair", rows[param].map(text)])[columns]
-    table = means.mean()
+    labels = rows[param].map(text)
+    table = rows[rows["role"] != "unpaired"].groupby(["pair", labels])[columns].mean()
+    lone = labels[rows["role"] == "unpaired"].value_counts()
     out = []
-    for value in sorted(set(rows[param].map(text)) - {text(base_value)}):
-        mine = rows[rows[param].map(text) == value]
-        entry: dict[str, Any] = {"value": value, "baseline": text(base_value)}
-        entry["unpaired"] = int((mine["role"] == "unpaired").sum())
-        paired = sorted(set(mine.loc[mine["role"] == "value", "pair"]))
+    for base, value, paired in compared(rows, param):
+        entry: dict[str, Any] = {"value": value, "baseline": base}
+        entry["unpaired"] = int(lone.get(value, 0))
         entry["pairs"] = len(paired)
         for name, column in METRICS.items():
-            ratios = [table.loc[(p, value), column] / table.loc[(p, text(base_value)), column]
+            ratios = [table.loc[(p, value), column] / table.loc[(p, base), column]
                       for p in paired]  # fmt: skip
             good = [r for r in ratios if math.isfinite(r) and r > 0]
             geo = math.exp(sum(math.log(r) for r in good) / len(good)) if good else math.nan

@@ -27,7 +27,7 @@ import pandas as pd
 
 from manifests.schema import URI_COLUMNS
 from nst_ops.params import OBJECTIVE_FIELDS
-from workflows.analysis import Run, baseline, pairs_of, text
+from workflows.analysis import Run, compared, pairs_of, text
 
 LEVELS = (0.10, 0.05, 0.01)
 LEVEL = 0.05  # the report's paired comparison
@@ -81,8 +81,9 @@ def time_to_target(run: Run, levels: tuple[float, ...] = LEVELS) -> pd.DataFrame
 def paired_speed(
     results: pd.DataFrame, targets: pd.DataFrame, param: str, level: float = LEVEL
 ) -> pd.DataFrame:
-    """Per value of `param` other than its baseline (workflows.analysis.pairs_of: rows with
-    the same content, style, masks and other settings): over its `pairs`, in how many it
+    """Per value of `param` and baseline it is compared with (workflows.analysis.compared:
+    each pair's own, among rows with the same content, style, masks and other settings): over
+    its `pairs`, in how many it
     came within `level` of its objective's best (`reached`; `baseline_reached`), in how many
     it got there in fewer evaluations (`faster`: also where only it got there; `slower`: only
     the baseline did, or in more), and the geometric mean of the per-pair ratios of
@@ -94,12 +95,10 @@ def paired_speed(
     rows["value"] = rows[param].map(text)
     rows["evaluations"] = rows[f"iterations_to_{name}"].astype("float64") + 1  # NA → NaN
     rows["seconds"] = rows[f"seconds_to_{name}"].astype("float64")
-    base = text(baseline(param, list(results.loc[results["status"] == "ok", param].unique())))
     # repeated rows of one setting: their mean (never reached → NaN, as one of them missing)
     table = rows.groupby(["pair", "value"])[["evaluations", "seconds"]].mean()
     out = []
-    for value in sorted(set(rows["value"]) - {base}):
-        pairs = sorted(set(rows.loc[rows["value"] == value, "pair"]))
+    for base, value, pairs in compared(rows, param):
         mine = [table.loc[(p, value)] for p in pairs]
         theirs = [table.loc[(p, base)] for p in pairs]
         entry: dict[str, Any] = {"value": value, "baseline": base, "pairs": len(pairs)}

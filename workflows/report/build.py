@@ -141,7 +141,9 @@ def _section(
         html_parts += _frontiers(rows, i, param, others, out, limit, options)
     else:
         effects = paired_effects(results, param)
-        base = html.escape(f"{param}={effects['baseline'].iloc[0]}") if len(effects) else ""
+        bases = sorted(set(effects["baseline"])) if len(effects) else []
+        own = "each pair's baseline (the default where the pair has it, else its first value)"
+        base = html.escape(f"{param}={bases[0]}") if len(bases) == 1 else own
         html_parts.append(f"<p>Against {base} in the same pair:</p>{_table(effects)}")
         text.append(effects.to_string(index=False))
     speed = paired_speed(results, targets, param)

@@ -18,7 +18,7 @@ def param_findings(results: pd.DataFrame, param: str) -> list[str]:
     """Sentences about one swept parameter: a frontier for a loss weight (a trade-off has no
     winner), paired effects and the winner by paired yardstick total for anything else."""
     found = _tradeoff(results, param) if param in WEIGHT_PARAMS else _effects(results, param)
-    return found + _unpaired(results, param)
+    return found + _baselines(results, param) + _unpaired(results, param)
 
 
 def percent(change: float) -> str:
@@ -72,6 +72,20 @@ def _tradeoff(results: pd.DataFrame, param: str) -> list[str]:
         f"value: on the frontier {', '.join(front) or 'none'}"
     )
     return [sentence + (f"; dominated {', '.join(behind)}." if behind else ".")]
+
+
+def _baselines(results: pd.DataFrame, param: str) -> list[str]:
+    """A sentence when pairs are compared with different baselines (each pair's own)."""
+    rows = pairs_of(results, param)
+    paired = rows[rows["role"] == "baseline"].drop_duplicates("pair")
+    counts = paired["pair_baseline"].value_counts()
+    if len(counts) < 2:
+        return []
+    each = ", ".join(f"{param}={v} in {counts[v]}" for v in sorted(counts.index, key=order))
+    return [
+        f"{param}: the baseline is each pair's own — the default where the pair has it, else "
+        f"its first value ({each} pairs)."
+    ]
 
 
 def _unpaired(results: pd.DataFrame, param: str) -> list[str]:

@@ -10,6 +10,16 @@ from torch import Tensor
 
 from nst_ops.losses import gram
 
+
+class MaskError(ValueError):
+    """Masks that cannot be used; `column` names the manifest column of the mask at fault
+    (`content_mask_uri`), or is None when it is the pair of masks together."""
+
+    def __init__(self, message: str, column: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+
+
 # Luan's 9-colour palette: name → which RGB channels are 1 (the others are 0). Grey is special.
 PALETTE: dict[str, tuple[int, int, int]] = {
     "blue": (0, 0, 1),
@@ -91,7 +101,7 @@ def pair_masks(
     style = decode_mask(style_mask)
     present = content.flatten(1).sum(1) > 0
     if not bool(present.any()):
-        raise ValueError("content mask has no pixel of any palette colour")
+        raise MaskError("content mask has no pixel of any palette colour", "content_mask_uri")
     in_style = style.flatten(1).sum(1) > 0
     keep = present.nonzero().flatten()
     missing = tuple(COLOURS[i] for i in keep.tolist() if not bool(in_style[i]))

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nst_ops.masks import pair_masks, resize_masks
+from nst_ops.masks import MaskError, pair_masks, resize_masks
 from nst_ops.matting import MATTING_EPS, matting_laplacian, to_torch_sparse
 from nst_ops.objective import Masks, StyleObjective
 from nst_ops.params import StyleParams
@@ -104,7 +104,7 @@ def prepare_masks(
     if content_mask is None and style_mask is None:
         return None, ()
     if content_mask is None or style_mask is None:
-        raise ValueError("masks: give both a content mask and a style mask, or neither")
+        raise MaskError("masks: give both a content mask and a style mask, or neither")
     device = content.device
     c, s, weights, missing = pair_masks(
         content_mask.to(device),

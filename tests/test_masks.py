@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nst_ops.losses import gram, style_layer_loss
-from nst_ops.masks import COLOURS, decode_mask, masked_style_layer_loss, pair_masks
+from nst_ops.masks import COLOURS, MaskError, decode_mask, masked_style_layer_loss, pair_masks
 from nst_ops.objective import Masks, StyleObjective
 from nst_ops.params import StyleParams
 from nst_ops.vgg import VGGFeatures
@@ -70,5 +70,6 @@ def test_colour_missing_from_style_contributes_nothing() -> None:
 
 
 def test_mask_without_palette_colours_is_an_error() -> None:
-    with pytest.raises(ValueError, match="no pixel of any palette colour"):
+    with pytest.raises(MaskError, match="no pixel of any palette colour") as error:
         pair_masks(torch.full((3, 4, 4), 0.7), torch.ones(3, 4, 4), (4, 4), (4, 4))
+    assert error.value.column == "content_mask_uri"  # workflows names that file

@@ -13,6 +13,7 @@ from PIL import Image
 
 from manifests.schema import AUTO_MASK
 from nst_ops.automask import FEATURE_LAYERS, auto_masks
+from nst_ops.masks import MaskError
 from nst_ops.optimize import Pair, StyleResult, stylize_batch
 from nst_ops.params import StyleParams
 from nst_ops.recorder import ProgressCallback
@@ -125,13 +126,10 @@ def stylize_loaded(pairs: list[LoadedPair], extractors: ExtractorCache) -> list[
     try:
         extractor = extractors.get(pairs[0].pair.params)
         return stylize_batch([p.pair for p in pairs], extractor, extractors.evaluator)
-    except ValueError as e:  # masks are checked when the optimisation starts
-        source = pairs[0].source
-        if str(e).startswith("content mask"):
-            raise InputError(f"{source.content_mask_uri}: {e}") from None
-        if str(e).startswith("masks:"):
-            raise InputError(str(e)) from None
-        raise
+    except MaskError as e:  # masks are checked when the optimisation starts
+        if e.column == "content_mask_uri":
+            raise InputError(f"{pairs[0].source.content_mask_uri}: {e}") from None
+        raise InputError(str(e)) from None
 
 
 def _decode(

@@ -23,11 +23,11 @@ def test_driver_scale_schedules_every_row(monkeypatch) -> None:
     """--schedule: every row of the manifest reaches a (null) worker and comes back ok."""
     import ray
 
-    import workflows.batch.scheduler as scheduler
+    import workflows.batch.pool as pool
 
     monkeypatch.syspath_prepend(str(REPO))
     bench = importlib.import_module("benchmarks.driver_scale")
     assert not ray.is_initialized()
     numbers = bench.bench_schedule(30, workers=2)  # asserts 30 ok itself
     assert numbers["rows"] == 30 and numbers["driver_cpu_ms_per_pair"] > 0
-    assert scheduler.PairWorker.__name__ == "PairWorker"  # the real worker is back
+    assert pool.PairWorker.__name__ == "PairWorker"  # the real worker is back

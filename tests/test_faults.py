@@ -124,9 +124,9 @@ def test_more_workers_than_the_cluster_holds_strand_no_pair(
 ) -> None:
     """--num-workers 3 on 2 (fake) GPUs: the third worker never starts; it gets no pair (the
     run used to wait forever on the pairs queued on it), and a warning says why."""
-    from workflows.batch import scheduler
+    from workflows.batch import pool
 
-    monkeypatch.setattr(scheduler, "PENDING_WARN_S", 1.0)
+    monkeypatch.setattr(pool, "PENDING_WARN_S", 1.0)
     uri = manifest(str(tmp_path / "m.parquet"), examples, rows=6, iterations=30, size=32)
     assert main(run_args(uri, str(tmp_path / "out"), weights_path, "--num-workers", "3")) == 0
     err = capsys.readouterr().err
@@ -171,10 +171,10 @@ def down_from_first_submit(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> It
     """The S3 server stops as the driver hands out its first call, and comes back on the way
     out; yields the driver's events in order: "submit" (a call handed out), "done" (one
     finished)."""
-    from workflows.batch import scheduler
+    from workflows.batch.pool import WorkerPool
 
     events: list[str] = []
-    real_submit, real_next = scheduler._Pool.submit, scheduler._Pool.next_done
+    real_submit, real_next = WorkerPool.submit, WorkerPool.next_done
     with ExitStack() as down:
         restart: list[Any] = []
 
@@ -189,8 +189,8 @@ def down_from_first_submit(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> It
             events.extend([] if done is None else ["done"])
             return done
 
-        monkeypatch.setattr(scheduler._Pool, "submit", submit)
-        monkeypatch.setattr(scheduler._Pool, "next_done", next_done)
+        monkeypatch.setattr(WorkerPool, "submit", submit)
+        monkeypatch.setattr(WorkerPool, "next_done", next_done)
         try:
             yield events
         finally:
@@ -254,7 +254,7 @@ def test_a_call_ray_lost_is_retried_on_a_new_worker(
     """Any other Ray failure of a call (here RaySystemError; e.g. a result lost with its node)
     is a worker death too: the old worker is killed (alive, it would keep its GPU), a new one
     started and the pair retried; the run does not crash."""
-    from workflows.batch import scheduler
+    from workflows.batch import pool
 
     real_get, real_kill = ray.get, ray.kill
     lost, kills = [], []
@@ -270,8 +270,8 @@ def test_a_call_ray_lost_is_retried_on_a_new_worker(
         kills.append(actor)
         real_kill(actor, *args, **kwargs)
 
-    monkeypatch.setattr(scheduler.ray, "get", get)
-    monkeypatch.setattr(scheduler.ray, "kill", kill)
+    monkeypatch.setattr(pool.ray, "get", get)
+    monkeypatch.setattr(pool.ray, "kill", kill)
     uri = manifest(str(tmp_path / "m.parquet"), examples, rows=2, iterations=4, size=32)
     assert main(run_args(uri, str(tmp_path / "out"), weights_path)) == 0
     results = check_exactly_once(str(tmp_path / "out"), rows=2, iterations=4)

@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from workflows.batch.config import RunConfig, WorkerConfig
 from workflows.cli import main
 from workflows.storage import read_bytes, write_bytes
 from workflows.tables import parquet_bytes
@@ -60,3 +61,8 @@ def make_manifest(store: str, examples: Path, weights: Path) -> tuple[str, str]:
 def nst_run(manifest: str, output: str, weights: str, *extra: str) -> int:
     return main(["run", "--manifest", manifest, "--output", output, "--model", "vgg16",
                  "--weights", weights, "--quiet", *extra])  # fmt: skip
+
+
+def worker_config(output: str, **run: Any) -> WorkerConfig:
+    """A worker's settings as `nst run` would derive them, with RunConfig fields `run`."""
+    return RunConfig("manifest.parquet", output, **run).worker([])

@@ -48,11 +48,11 @@ def test_worker_records_yardstick_and_iterations_to_target(ray_cluster, tmp_path
                                                           weights_path: Path, examples: Path) -> None:  # fmt: skip
     import pyarrow.parquet as pq
     import ray
+    from runutil import worker_config
 
-    from workflows.batch.config import WorkerConfig
     from workflows.batch.worker import PairWorker
 
-    worker = PairWorker(WorkerConfig(str(tmp_path), {}, [], 10**8, 2, yardstick_size=64))
+    worker = PairWorker(worker_config(str(tmp_path), cpus_per_task=2, yardstick_size=64))
     weights = [ray.put(resolve_weights("vgg16", str(weights_path)))]
     base = {"content_uri": str(examples / "content/tubingen.jpg"),
             "style_uri": str(examples / "style/wave.jpg"), "image_size": 32, "iterations": 30,
@@ -68,7 +68,7 @@ def test_worker_records_yardstick_and_iterations_to_target(ray_cluster, tmp_path
     (second,) = worker.run([parse_row(2, base | {"target_loss": target})], 1, weights)
     assert second.iterations_to_target is not None and second.iterations_to_target <= 5
     # a 32 px output is measured at 32 px: --yardstick-size 32 gives the very same yardstick
-    at_32 = PairWorker(WorkerConfig(str(tmp_path / "at32"), {}, [], 10**8, 2, yardstick_size=32))
+    at_32 = PairWorker(worker_config(str(tmp_path / "at32"), cpus_per_task=2, yardstick_size=32))
     (same,) = at_32.run([parse_row(1, base)], 1, weights)
     assert (same.yardstick_size, same.yardstick_total) == (32, first.yardstick_total)
 
@@ -80,11 +80,11 @@ def test_yardstick_at_checkpoints_goes_into_the_loss_table(ray_cluster, tmp_path
     each total = content + 1000 * style."""
     import pyarrow.parquet as pq
     import ray
+    from runutil import worker_config
 
-    from workflows.batch.config import WorkerConfig
     from workflows.batch.worker import PairWorker
 
-    cfg = WorkerConfig(str(tmp_path), {}, [], 10**8, 2, yardstick_size=32, yardstick_every=4)
+    cfg = worker_config(str(tmp_path), cpus_per_task=2, yardstick_size=32, yardstick_every=4)
     weights = [ray.put(resolve_weights("vgg16", str(weights_path)))]
     row = parse_row(1, {"content_uri": str(examples / "content/tubingen.jpg"),
                         "style_uri": str(examples / "style/wave.jpg"), "image_size": 32,
@@ -106,13 +106,13 @@ def test_yardstick_too_small_for_an_image_fails_its_row_before_optimising(
     ray_cluster, tmp_path: Path, weights_path: Path, examples: Path
 ) -> None:
     import ray
+    from runutil import worker_config
 
-    from workflows.batch.config import WorkerConfig
     from workflows.batch.worker import PairWorker
 
     wide = tmp_path / "wide.png"  # 4:1: 16x4 px at a 16 px yardstick, under relu5_1's 16
     Image.new("RGB", (256, 64), (200, 30, 30)).save(wide)
-    worker = PairWorker(WorkerConfig(str(tmp_path / "out"), {}, [], 10**8, 2, yardstick_size=16))
+    worker = PairWorker(worker_config(str(tmp_path / "out"), cpus_per_task=2, yardstick_size=16))
     weights = [ray.put(resolve_weights("vgg16", str(weights_path)))]
     row = parse_row(1, {"content_uri": str(wide), "style_uri": str(examples / "style/wave.jpg"),
                         "image_size": 64, "iterations": 2})  # fmt: skip

@@ -98,12 +98,13 @@ def test_tables_match_declared_schemas_and_duckdb_reads_them(ray_s3, tmp_path, e
 
 
 def test_model_loaded_once_per_worker(ray_s3, examples, weights_path) -> None:
-    from workflows.batch.config import WorkerConfig
+    from runutil import worker_config
+
     from workflows.batch.worker import PairWorker
     from workflows.weights import resolve_weights
 
     weights = ray.put(resolve_weights("vgg16", str(weights_path)))
-    cfg = WorkerConfig("/tmp/nst-test-worker", {}, [], 10**8, 1)
+    cfg = worker_config("/tmp/nst-test-worker")
     actor = ray.remote(PairWorker).options(num_gpus=1, num_cpus=1).remote(cfg)
     values = {
         "content_uri": str(examples / "content/tubingen.jpg"),

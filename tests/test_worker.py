@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 import torch
+from runutil import worker_config
 
 from manifests.manifest import parse_row
 from workflows.batch import worker as worker_module
-from workflows.batch.config import WorkerConfig
 from workflows.batch.worker import PairWorker
 from workflows.weights import resolve_weights
 
@@ -34,7 +34,7 @@ def test_wall_s_is_each_groups_own_time(ray_cluster, tmp_path: Path, examples: P
         return real(pairs, extractors)
 
     monkeypatch.setattr(worker_module, "stylize_loaded", slow_first_group)
-    cfg = WorkerConfig(str(tmp_path / "out"), {}, [], 10**8, 2, yardstick_size=0)
+    cfg = worker_config(str(tmp_path / "out"), cpus_per_task=2, yardstick_size=0)
     worker = PairWorker(cfg)
     weights = [ray.put(resolve_weights("vgg16", "random"))]
     common = {"style_uri": str(examples / "style/wave.jpg"), "image_size": 32, "iterations": 2}
@@ -67,7 +67,7 @@ def test_out_of_gpu_memory_fails_the_row_and_the_worker_goes_on(
     ray_cluster, tmp_path, examples, weights_path, monkeypatch
 ) -> None:
     weights = ray.put(resolve_weights("vgg16", str(weights_path)))
-    worker = PairWorker(WorkerConfig(str(tmp_path / "out"), {}, [], 10**8, 1, 0))
+    worker = PairWorker(worker_config(str(tmp_path / "out"), yardstick_size=0))
     real = worker_module.stylize_loaded
     calls = {"n": 0}
 
@@ -102,7 +102,7 @@ def test_out_of_gpu_memory_fails_the_row_and_the_worker_goes_on(
 def test_divergence_reports_status_diverged(ray_cluster, tmp_path, examples, weights_path) -> None:
     weights = ray.put(resolve_weights("vgg16", str(weights_path)))
     output = tmp_path / "out"
-    worker = PairWorker(WorkerConfig(str(output), {}, [], 10**8, 1, 0))
+    worker = PairWorker(worker_config(str(output), yardstick_size=0))
     values = {
         "content_uri": str(examples / "content/tubingen.jpg"),
         "style_uri": str(examples / "style/wave.jpg"),

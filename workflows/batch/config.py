@@ -47,19 +47,12 @@ class RunConfig:
     quiet: bool = False
 
     def worker(self, tag_fields: list[pa.Field]) -> WorkerConfig:
-        """What the workers need of it, with the manifest's tag columns."""
-        return WorkerConfig(
-            self.output,
-            self.storage_options or {},
-            tag_fields,
-            self.max_image_pixels,
-            self.cpus_per_task,
-            self.yardstick_size,
-            self.storage_retry_s,
-            self.precision,
-            self.compile,
-            self.yardstick_every,
-        )
+        """What the workers need of it (its fields of the same names), with the storage
+        options resolved and the manifest's tag columns."""
+        mine = {f.name for f in dataclasses.fields(self)}
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(WorkerConfig)
+                  if f.name in mine}  # fmt: skip
+        return WorkerConfig(options=self.storage_options or {}, tag_fields=tag_fields, **shared)
 
 
 def run_default(name: str) -> Any:
@@ -69,15 +62,17 @@ def run_default(name: str) -> Any:
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """Settings of a worker: where outputs go, storage, limits and the device setup."""
+    """Settings of a worker: where outputs go, storage, limits and the device setup. Built by
+    RunConfig.worker: each field but `options` and `tag_fields` is the RunConfig field of the
+    same name (its default written there only)."""
 
     output: str
     options: StorageOptions
     tag_fields: list[pa.Field]
-    max_pixels: int
-    cpus: int
-    yardstick_size: int = 256
-    storage_retry_s: float = 60.0
-    precision: str = DEFAULT_PRECISION
-    compile: str = DEFAULT_COMPILE
-    yardstick_every: int = 0  # the yardstick also at loss rows N, 2N, … (0: at the end only)
+    max_image_pixels: int
+    cpus_per_task: int
+    yardstick_size: int
+    yardstick_every: int  # the yardstick also at loss rows N, 2N, … (0: at the end only)
+    storage_retry_s: float
+    precision: str
+    compile: str

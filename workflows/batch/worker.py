@@ -8,6 +8,7 @@ loss table → one PairResult per pair → its results row and done marker.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -56,7 +57,7 @@ class PairWorker:
         cuda = bool(self.gpu_ids) and torch.cuda.is_available()
         self.device = torch.device("cuda", 0) if cuda else torch.device("cpu")
         if not cuda:
-            torch.set_num_threads(max(1, cfg.cpus))
+            torch.set_num_threads(max(1, cfg.cpus_per_task))
         self.extractors: ExtractorCache | None = None
         self.node = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         self.node_id = ray.get_runtime_context().get_node_id()
@@ -88,7 +89,7 @@ class PairWorker:
         results: dict[int, PairResult] = {}
         for i, m in enumerate(members):
             if m.loaded is None:
-                results[i] = self._result(m, attempt, m.load_s, Status.ERROR, {"error": m.error})
+                results[i] = self._placed(m, attempt, m.load_s, PairResult(Status.ERROR, m.error))
         ready = [i for i, m in enumerate(members) if m.loaded is not None]
         for group in batch_groups([members[i].loaded.pair for i in ready]):  # type: ignore[union-attr]
             chosen = [ready[g] for g in group]
@@ -110,7 +111,7 @@ class PairWorker:
         cfg, loaded, error = self.cfg, None, None
         try:
             every = cfg.yardstick_every if cfg.yardstick_size > 0 else 0
-            loaded = load_pair(source, extractors, cfg.options, cfg.max_pixels,
+            loaded = load_pair(source, extractors, cfg.options, cfg.max_image_pixels,
                                cfg.yardstick_size, snapshot_every=every)  # fmt: skip
         except (InputError, ParamError, StorageError) as e:
             error = _message(e)
@@ -139,14 +140,14 @@ class PairWorker:
             self._finish(m, out, failure, n) for m, out in zip(members, outputs, strict=True)
         ]
         wall = time.perf_counter() - start + sum(m.load_s for m in members)
-        return [self._result(m, attempt, wall, *f) for m, f in zip(members, finished, strict=True)]
+        return [self._placed(m, attempt, wall, f) for m, f in zip(members, finished, strict=True)]
 
     def _finish(
         self, m: _Member, out: StyleResult | None, failure: str | None, batch_size: int
-    ) -> tuple[Status, dict[str, Any]]:
-        """Measure and write one pair of a group → its status and result fields."""
+    ) -> PairResult:
+        """Measure and write one pair of a group → its outcome (where and when: `_placed`)."""
         if out is None:
-            return Status.ERROR, {"error": failure}
+            return PairResult(Status.ERROR, failure)
         assert m.loaded is not None
         measure = self._yardstick(m.loaded, out.image)  # one for the output and its snapshots
         yard = None if measure is None else measure(out.image)
@@ -156,44 +157,48 @@ class PairWorker:
         if yard is not None:  # the last row: the output's, as in the results
             checkpoints[len(out.losses) - 1] = yard
         try:
-            uri = image_uri(self.cfg.output, m.row.pair_id)
-            write_bytes(uri, to_png(out.image), self.cfg.options)
-            table = parquet_bytes(loss_table(out.losses, m.row.pair_id, checkpoints))
-            write_bytes(losses_uri(self.cfg.output, m.row.pair_id), table, self.cfg.options)
+            uri = self._write(m.row.pair_id, out, checkpoints)
             masks = self._write_masks(m.loaded, m.row.pair_id)
         except StorageError as e:
-            return Status.ERROR, {"error": _message(e)}
-        fields: dict[str, Any] = masks | {
-            "output_uri": uri,
-            "iterations_run": out.iterations_run,
-            "final_losses": {name: values[-1] for name, values in out.losses.terms.items()},
-            "warnings": tuple(out.warnings),
-            "iterations_to_target": out.iterations_run if out.reached_target else None,
-            "batch_size": batch_size,
-            "compile_s": out.compile_s,
-        }
-        if yard is not None:
-            fields["yardstick_content_loss"] = yard.content_loss
-            fields["yardstick_style_loss"] = yard.style_loss
-            fields["yardstick_total"] = yard.total
-            fields["yardstick_size"] = self._yardstick_side(out.image)
-        if out.diverged_at is not None:
-            at = out.diverged_at
-            fields["error"] = (
-                f"loss became non-finite at iteration {at}; kept the best finite image"
-            )
-            return Status.DIVERGED, fields
-        return Status.OK, fields
+            return PairResult(Status.ERROR, _message(e))
+        at = out.diverged_at
+        return PairResult(
+            Status.OK if at is None else Status.DIVERGED,
+            None
+            if at is None
+            else f"loss became non-finite at iteration {at}; kept the best finite image",
+            output_uri=uri,
+            iterations_run=out.iterations_run,
+            final_losses={name: values[-1] for name, values in out.losses.terms.items()},
+            warnings=tuple(out.warnings),
+            yardstick_content_loss=None if yard is None else yard.content_loss,
+            yardstick_style_loss=None if yard is None else yard.style_loss,
+            yardstick_total=None if yard is None else yard.total,
+            yardstick_size=None if yard is None else self._yardstick_side(out.image),
+            iterations_to_target=out.iterations_run if out.reached_target else None,
+            auto_content_mask_uri=masks[0],
+            auto_style_mask_uri=masks[1],
+            auto_mask_s=m.loaded.auto_mask_s if m.loaded.auto_masks is not None else None,
+            batch_size=batch_size,
+            compile_s=out.compile_s,
+        )
 
-    def _write_masks(self, loaded: LoadedPair, pair_id: str) -> dict[str, Any]:
-        """Automatic masks (mask URIs `auto`) written beside the image → their result fields."""
+    def _write(self, pair_id: str, out: StyleResult, checkpoints: dict[int, Yardstick]) -> str:
+        """The pair's image and loss table → the image's URI."""
+        uri = image_uri(self.cfg.output, pair_id)
+        write_bytes(uri, to_png(out.image), self.cfg.options)
+        table = parquet_bytes(loss_table(out.losses, pair_id, checkpoints))
+        write_bytes(losses_uri(self.cfg.output, pair_id), table, self.cfg.options)
+        return uri
+
+    def _write_masks(self, loaded: LoadedPair, pair_id: str) -> tuple[str | None, str | None]:
+        """Automatic masks (mask URIs `auto`) written beside the image → their URIs."""
         if loaded.auto_masks is None:
-            return {}
+            return None, None
         uris = auto_mask_uris(self.cfg.output, pair_id)
         for uri, mask in zip(uris, loaded.auto_masks, strict=True):
             write_bytes(uri, to_png(mask), self.cfg.options)
-        return {"auto_content_mask_uri": uris[0], "auto_style_mask_uri": uris[1],
-                "auto_mask_s": loaded.auto_mask_s}  # fmt: skip
+        return uris
 
     def _yardstick_side(self, image: Tensor) -> int:
         """The yardstick's long side for an output (3, H, W): --yardstick-size, or its own long
@@ -212,22 +217,12 @@ class PairWorker:
         style = to_tensor(resize_long_side(loaded.style_image, size))
         return lambda output: yardstick(extractor, output, content, style, size)
 
-    def _result(
-        self, m: _Member, attempt: int, wall_s: float, status: Status, fields: dict[str, Any]
-    ) -> PairResult:
-        """The pair's PairResult, set once: its outcome and where and when it ran."""
-        return PairResult(
-            status,
-            wall_s=wall_s,
-            device=str(self.device),
-            gpu_ids=self.gpu_ids,
-            node=self.node,
-            node_id=self.node_id,
-            attempt=attempt,
-            started_at=m.started_at,
-            finished_at=now(),
-            **fields,
-        )
+    def _placed(self, m: _Member, attempt: int, wall_s: float, outcome: PairResult) -> PairResult:
+        """The pair's outcome with where and when it ran."""
+        return dataclasses.replace(outcome, wall_s=wall_s, device=str(self.device),
+                                   gpu_ids=self.gpu_ids, node=self.node, node_id=self.node_id,
+                                   attempt=attempt, started_at=m.started_at,
+                                   finished_at=now())  # fmt: skip
 
     def _commit(self, row: ManifestRow, result: PairResult) -> PairResult:
         """Write the results row (and, when ok, the done marker). A StorageError here (the

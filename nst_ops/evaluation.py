@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -23,8 +23,9 @@ from nst_ops.deferred import track
 from nst_ops.lbfgs import accept_trial, next_trial
 from nst_ops.objective import StyleObjective
 
-COMPILE_CHOICES = ("auto", "on", "off")
-DEFAULT_COMPILE = "auto"
+Compile = Literal["auto", "on", "off"]
+COMPILE_CHOICES: tuple[str, ...] = get_args(Compile)
+DEFAULT_COMPILE: Compile = "auto"
 
 
 def loss_rows(x: Tensor, objective: StyleObjective) -> Tensor:

@@ -98,6 +98,13 @@ def to_torch_sparse(matrix: scipy.sparse.spmatrix, device: torch.device | str = 
 PHOTO_SCALE = 7620.0
 
 
+def content_laplacian(content: Tensor, eps: float = MATTING_EPS) -> Tensor:
+    """Matting Laplacian of the content (1, C, H, W) as a sparse tensor on its device; `eps`
+    the window regulariser (Luan's 1e-7 for the photorealism term)."""
+    rgb = content.expand(-1, 3, -1, -1)[0].permute(1, 2, 0).double().cpu().numpy()
+    return to_torch_sparse(matting_laplacian(np.ascontiguousarray(rgb), eps), content.device)
+
+
 def matting_energy(image: Tensor, laplacian: Tensor) -> Tensor:
     """Φ = Σ_c V_cᵀ L V_c per image: image (B, 3, H, W) in [0,1], L (H·W × H·W) sparse → (B,)."""
     b, c, h, w = image.shape

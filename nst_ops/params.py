@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from nst_ops.vgg import VGG19_LAYER_NAMES, block_channels
 
@@ -19,11 +19,18 @@ MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 4096
 MAX_MASK_REGIONS = 9  # one colour of Luan's palette (nst_ops.masks.COLOURS) per region
 
-OPTIMIZERS = ("lbfgs", "adam")
-INITS = ("content", "random", "style")
-POOLINGS = ("max", "avg")
-PRESERVE_COLORS = ("none", "luminance")
-POSTPROCESSES = ("auto", "none", "guided", "affine", "smooth", "match")
+# Each choice set once, as the Literal the field is typed with; the tuples (validation) and
+# the flags' metavars (manifests.fields) are derived from it.
+Optimizer = Literal["lbfgs", "adam"]
+Init = Literal["content", "random", "style"]
+Pooling = Literal["max", "avg"]
+PreserveColor = Literal["none", "luminance"]
+PhotoPostprocess = Literal["auto", "none", "guided", "affine", "smooth", "match"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+INITS: tuple[str, ...] = get_args(Init)
+POOLINGS: tuple[str, ...] = get_args(Pooling)
+PRESERVE_COLORS: tuple[str, ...] = get_args(PreserveColor)
+POSTPROCESSES: tuple[str, ...] = get_args(PhotoPostprocess)
 # A photo pair's default α is (PHOTO_CONTENT_SIZE / image_size)²: 1 at 256 px, where the photo
 # defaults were measured (benchmarks/RESULTS.md). J_content is a sum over the positions of
 # relu4_2 and grows with the pixel count while J_style (Gram means) and Luan's λ·Φ keep their
@@ -70,27 +77,27 @@ class StyleParams:
             "Luan's proportional to 1/N_l^2 (N_l channels)"
         ),
     )
-    optimizer: Literal["lbfgs", "adam"] = field(default="lbfgs", metadata=_help("lbfgs | adam"))
+    optimizer: Optimizer = field(
+        default="lbfgs", metadata=_help("L-BFGS (Armijo line search) or Adam")
+    )
     learning_rate: float = field(
         default=0.02, metadata=_help("Adam step size, in pixel units of the [0,1] image")
     )
     iterations: int = field(
         default=500, metadata=_help("objective+gradient evaluations (forward+backward)")
     )
-    init: Literal["content", "random", "style"] = field(
-        default="content", metadata=_help("content | random | style")
-    )
+    init: Init = field(default="content", metadata=_help("the image the optimisation starts from"))
     seed: int = field(default=0, metadata=_help("seed of random init"))
     image_size: int = field(default=512, metadata=_help("long side of the output, px"))
     style_scale: float = field(
         default=1.0, metadata=_help("style image long side relative to image_size")
     )
-    pooling: Literal["max", "avg"] = field(default="max", metadata=_help("max | avg"))
+    pooling: Pooling = field(default="max", metadata=_help("VGG's pooling layers"))
     target_loss: float | None = field(
         default=None, metadata=_help("stop as soon as total loss <= this")
     )
-    preserve_color: Literal["none", "luminance"] = field(
-        default="none", metadata=_help("none | luminance (Gatys et al. 2016)")
+    preserve_color: PreserveColor = field(
+        default="none", metadata=_help("luminance: keep the content's colours (Gatys et al. 2016)")
     )
     photo_weight: float = field(
         default=0.0, metadata=_help("lambda: matting-Laplacian photorealism weight (Luan: 1e4)")
@@ -98,7 +105,7 @@ class StyleParams:
     photo_two_stage: bool = field(
         default=True, metadata=_help("with photo_weight > 0: iterations without, then with it")
     )
-    photo_postprocess: Literal["auto", "none", "guided", "affine", "smooth", "match"] = field(
+    photo_postprocess: PhotoPostprocess = field(
         default="auto",
         metadata=_help(
             "auto (match with photo_weight > 0, else none) | none | guided (guided filter) | "

@@ -30,8 +30,8 @@ from torch import Tensor
 
 from nst_ops.guided import guided_filter
 from nst_ops.histogram import region_transfer
+from nst_ops.matting import content_laplacian
 from nst_ops.objective import Masks
-from nst_ops.segments import content_laplacian
 
 AFFINE_EPS = 1e-3  # ridge on the linear part of each window's affine fit (Luan's cuda_utils)
 SMOOTH_STRENGTH = 1111.0  # μ of FastPhotoStyle's β = 0.9999 (module docstring)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from nst_ops.masks import MaskError, pair_masks, resize_masks
-from nst_ops.matting import MATTING_EPS, matting_laplacian, to_torch_sparse
+from nst_ops.matting import content_laplacian
 from nst_ops.objective import Masks, StyleObjective
 from nst_ops.params import StyleParams
 from nst_ops.vgg import VGGFeatures
@@ -114,10 +113,3 @@ def prepare_masks(
     )
     warnings = tuple(f"mask colour {name} is absent from the style mask" for name in missing)
     return Masks(c, s, weights), warnings
-
-
-def content_laplacian(content: Tensor, eps: float = MATTING_EPS) -> Tensor:
-    """Matting Laplacian of the content (1, C, H, W) as a sparse tensor on its device; `eps`
-    the window regulariser (Luan's 1e-7 for the photorealism term)."""
-    rgb = content.expand(-1, 3, -1, -1)[0].permute(1, 2, 0).double().cpu().numpy()
-    return to_torch_sparse(matting_laplacian(np.ascontiguousarray(rgb), eps), content.device)

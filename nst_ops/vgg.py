@@ -10,6 +10,7 @@ costs every process that stylizes (each Ray worker, each CLI call) seconds of st
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -22,8 +23,9 @@ _CONFIGS: dict[str, tuple[int | str, ...]] = {
 }
 MODELS = tuple(_CONFIGS)
 # fp32; tf32 (CUDA matmuls/convolutions in TF32, set process-wide by the caller); bf16 (autocast)
-PRECISIONS = ("fp32", "tf32", "bf16")
-DEFAULT_PRECISION = "fp32"
+Precision = Literal["fp32", "tf32", "bf16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+DEFAULT_PRECISION: Precision = "fp32"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

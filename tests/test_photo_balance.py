@@ -9,10 +9,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from nst_ops.matting import PHOTO_SCALE, matting_energy
+from nst_ops.matting import PHOTO_SCALE, content_laplacian, matting_energy
 from nst_ops.objective import StyleObjective
 from nst_ops.params import StyleParams
-from nst_ops.segments import content_laplacian
 from nst_ops.vgg import VGGFeatures
 
 LUAN_LAMBDA = 1e4  # his photo weight

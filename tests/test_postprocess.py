@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from nst_ops.matting import matting_laplacian, to_torch_sparse
+from nst_ops.matting import content_laplacian, matting_laplacian, to_torch_sparse
 from nst_ops.optimize import stylize
 from nst_ops.params import StyleParams
 from nst_ops.postprocess import (
@@ -20,7 +20,6 @@ from nst_ops.postprocess import (
     refine,
     smooth_local_affine,
 )
-from nst_ops.segments import content_laplacian
 from nst_ops.vgg import VGGFeatures
 
 

@@ -150,16 +150,19 @@ def test_job_submit_runs_a_manifest_and_resumes_after_the_head_dies(
 
     # 1. the head dies mid-run
     big, output = manifest("big", 6, 64, 40), f"s3://{BUCKET}/runs/big"
-    first = subprocess.Popen(submit_command(head, runtime_env, big, output, weights, "nst-big-1"),
-                             env=head.env, cwd=REPO, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and done_count(output) < 1:
-        time.sleep(0.5)
-    head.kill()
-    first.kill()
+    log = tmp_path / "first-job.log"
+    with log.open("wb") as sink:
+        first = subprocess.Popen(
+            submit_command(head, runtime_env, big, output, weights, "nst-big-1"),
+            env=head.env, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and done_count(output) < 1 and first.poll() is None:
+            time.sleep(0.5)
+        head.kill()
+        first.kill()
     before = done_count(output)
-    assert 1 <= before < 6, "kill the head mid-run"
+    assert 1 <= before < 6, f"kill the head mid-run; the job's log:\n{log.read_text()[-3000:]}"
 
     # 2. a new head; the same command runs through the job server, resumes and finishes
     head.start()

@@ -74,7 +74,7 @@ photo_check() {  # $1: timeout in s. Two tars of PNGs (16 MiB each at most come 
 tests() {
     log "gpu tests"
     # -W: the machine's torch is not the pinned one; its deprecations are not what this checks
-    timeout "$(cap 200)" "$PY" -m pytest -q -m gpu -p no:cacheprovider -W ignore::DeprecationWarning tests/test_gpu.py
+    timeout "$(cap 200)" "$PY" -m pytest -q -m gpu -p no:cacheprovider -W ignore::DeprecationWarning tests/nst_ops/test_gpu.py
 }
 throughput() {
     log "throughput: $SIZE px, $IT L-BFGS iterations, compile on vs off"

@@ -14,7 +14,7 @@ for every pair and size, so photo_weight = 1e4 is his photo/style balance at eve
 content term is Gatys' sum, α·N₄M₄/10 times his mean: with the photo default α =
 (256/image_size)² `k content` is 0.8·256²·H/W ≈ 4.6·k for a 3:2 photo at every size (α = 1
 would let it grow with the pixel count); α = 1.25·k/(H·W) would make it k
-(tests/test_photo_balance.py checks both).
+(tests/nst_ops/test_photo_balance.py checks both).
 
     python -m benchmarks.photo_balance [--sizes 256 512] [--pairs 1 2 ... 8] [--device cuda]
 """

@@ -197,7 +197,7 @@ def accept_trial(
     with y and with g_new are two reductions that inductor fuses into one pass over the
     buffer (`_row_products`): two reads of it per iteration instead of three. Eager callers
     leave it off: there it saves no read, and the direction's own products keep the host
-    reference's rounding, which eager rows match bit for bit (tests/test_lbfgs.py)."""
+    reference's rounding, which eager rows match bit for bit (tests/nst_ops/test_lbfgs.py)."""
     f_new, s = f_new.double(), x_new - x
     accept = armijo(f_new, f, (g * s).sum(1).double())
     y = g_new - g
@@ -230,8 +230,8 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     """Per image a_b·b_b (B,) as float64. One BLAS dot per image, deliberately: a batched
     product or a sum rounds differently in float32, and L-BFGS on Gram losses amplifies a 1e-7
     difference in sᵀy to 1e-2 in the loss within 30 iterations (measured at 64 px), so this
-    keeps the rows those of the former host-side L-BFGS (tests/test_lbfgs.py). B small kernels
-    per call, no host sync."""
+    keeps the rows those of the former host-side L-BFGS (tests/nst_ops/test_lbfgs.py). B small
+    kernels per call, no host sync."""
     return torch.stack([a[i].dot(b[i]) for i in range(a.shape[0])]).double()
 
 

@@ -94,7 +94,7 @@ def to_torch_sparse(matrix: scipy.sparse.spmatrix, device: torch.device | str = 
 # k · Σ_l 400/N_l² · E_l with k = β/(400·S) = 7620 — Luan's style times k, at every image size —
 # and photo_weight · PHOTO_SCALE · Φ with PHOTO_SCALE = k is Luan's λ·Φ times the same k.
 # Deliberate departure: our content term stays Gatys' sum (α = 1); α = 10·k/N₄M₄ = 1.25·k/(H·W)
-# would make it k times Luan's mean-normalised one too (tests/test_photo_balance.py).
+# would make it k times Luan's mean-normalised one too (tests/nst_ops/test_photo_balance.py).
 PHOTO_SCALE = 7620.0
 
 

@@ -76,7 +76,7 @@ def test_cuda_adam_blocks_equal_row_by_row(
     block = stylize(content, style, params, cache.get(params))  # 16 rows per transfer
     monkeypatch.setattr(drivers, "rows_per_flush", lambda device: 1)
     each = stylize(content, style, params, cache.get(params))
-    # Deferring rows changes no arithmetic (the CPU test, tests/test_deferred.py, finds the
+    # Deferring rows changes no arithmetic (the CPU test, tests/nst_ops/test_deferred.py, finds the
     # tables equal bit for bit). Two CUDA runs are not: cuDNN's algorithms round differently
     # from run to run (~1e-7), and Adam's normalised steps carry that to ~1e-4 by row 40
     # (1.28e-4 measured on an H200 against the former 1e-4 tolerance). 1e-3 checks the

@@ -51,16 +51,13 @@ class LBFGSHistory:
         for name in ("buffer", "sy", "yy", "count", "head"):
             setattr(self, name, getattr(self, name).index_select(0, keep))
 
-    def update(self, s: Tensor, y: Tensor, accept: Tensor) -> None:
-        """Store (s, y) (B, n) for the images where `accept` (B,) and the curvature condition
-        sᵀy > 0 holds (else skip, keeping H positive definite)."""
-        self.write(*self.new_rows(s, y, *self.record(s, y, accept)))
-
     def record(
         self, s: Tensor, y: Tensor, accept: Tensor, products: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """`update` but for the pair's rows in the buffer (`new_rows`, `write`): the inner
-        products, count and head. Returns (slot, store) (B,): the pair's slot, and where it
+        """The first of three steps storing (s, y) (B, n) for the images where `accept` (B,)
+        and the curvature condition sᵀy > 0 holds (else skipped, keeping H positive definite):
+        `record` (the inner products, count and head), `new_rows`, `write` (the pair's rows in
+        the buffer). Returns (slot, store) (B,): the pair's slot, and where it
         is stored. Reads the buffer, never writes it, so a compiled `record` needs no copy of
         the (B, 2m, n) buffer. `products`: `products(y)` when already known."""
         m = self.m

@@ -23,6 +23,11 @@ from workflows.images import load_image
 ALL = torch.tensor([True, True])
 
 
+def update(history: LBFGSHistory, s: torch.Tensor, y: torch.Tensor, accept: torch.Tensor) -> None:
+    """Store (s, y) for the images where `accept` and sᵀy > 0, as the driver's three steps do."""
+    history.write(*history.new_rows(s, y, *history.record(s, y, accept)))
+
+
 def dense_direction(
     pairs: list[tuple[torch.Tensor, torch.Tensor]], g: torch.Tensor
 ) -> torch.Tensor:
@@ -51,7 +56,7 @@ def test_batched_direction_equals_the_dense_bfgs_recursion(m: int) -> None:
     for _ in range(6):  # with m = 3 the ring wraps: only the newest 3 pairs count
         s = torch.randn(2, n, dtype=torch.float64)
         y = torch.stack([h @ s[b] for b, h in enumerate(hessians)])
-        history.update(s, y, ALL)
+        update(history, s, y, ALL)
         for b in range(2):
             pairs[b].append((s[b], y[b]))
         g = torch.randn(2, n, dtype=torch.float64)
@@ -71,9 +76,9 @@ def test_pairs_without_curvature_or_not_accepted_are_skipped() -> None:
     assert torch.equal(d, -g)  # no pairs: steepest descent, bounded first step
     assert step.tolist() == pytest.approx([FIRST_STEP / 2.0, FIRST_STEP / 1.0])
     s = torch.tensor([[1.0, 0.0, 0.0]] * 2, dtype=torch.float64)
-    history.update(s, -s, ALL)  # sᵀy < 0 would make H indefinite
+    update(history, s, -s, ALL)  # sᵀy < 0 would make H indefinite
     assert history.count.tolist() == [0, 0]
-    history.update(s, 2 * s, torch.tensor([True, False]))  # image 1's step was rejected
+    update(history, s, 2 * s, torch.tensor([True, False]))  # image 1's step was rejected
     assert history.count.tolist() == [1, 0]
     assert history.buffer[1].abs().sum() == 0 and history.sy[1].abs().sum() == 0
 
@@ -86,7 +91,7 @@ def test_products_once_written_equal_the_written_buffers() -> None:
     history = LBFGSHistory(2, n, m, torch.zeros(1, dtype=torch.float64))
     for _ in range(m):
         s = torch.randn(2, n, dtype=torch.float64)
-        history.update(s, 2 * s, ALL)
+        update(history, s, 2 * s, ALL)
     s, y = torch.randn(2, n, dtype=torch.float64), torch.randn(2, n, dtype=torch.float64)
     y[0] = 3 * s[0]  # curvature: stored; image 1 is not accepted
     rows = history.new_rows(s, y, *history.record(s, y, torch.tensor([True, False])))
@@ -113,7 +118,7 @@ def test_compiled_products_equal_the_batched_product() -> None:
 def test_select_keeps_the_chosen_images() -> None:
     history = LBFGSHistory(3, 2, 2, torch.zeros(1))
     s = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    history.update(s, 2 * s, torch.tensor([True, False, True]))
+    update(history, s, 2 * s, torch.tensor([True, False, True]))
     history.select(torch.tensor([2, 1]))
     assert history.count.tolist() == [1, 0] and torch.equal(history.buffer[0, 0], s[2])
 

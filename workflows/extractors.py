@@ -1,5 +1,6 @@
-"""The network of a process: VGG trunks built once from resolved weights and kept for the
-process's life (a worker loads the network once, not once per pair), and the compute device."""
+"""The network of a process: the compute device, the process prepared for it, VGG trunks built
+once from resolved weights and kept for the process's life (a worker loads the network once,
+not once per pair), and the process's evaluator."""
 
 from __future__ import annotations
 
@@ -43,33 +44,37 @@ def check_model_layers(model: str, params: StyleParams) -> None:
             raise ParamError(name, str(e)) from None
 
 
+def prepare_process(device: torch.device, precision: str) -> None:
+    """Process-wide settings for computing on `device`: TF32 matmuls and convolutions on CUDA
+    when `precision` is tf32 (off otherwise); on the CPU, freed memory kept for reuse
+    (workflows.host: 20% faster iterations at 512 px)."""
+    if device.type == "cuda":
+        tf32 = precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+    else:
+        keep_freed_memory()
+
+
+def process_evaluator(compile: str, device: torch.device) -> Evaluator:
+    """The process's evaluator (nst_ops.evaluation: eager or captured; its captured graphs are
+    reused across pairs); InputError naming --compile for an unknown setting."""
+    try:
+        return make_evaluator(compile, device)
+    except ValueError as e:
+        raise InputError(f"--{e}") from None
+
+
 @dataclass
-class ExtractorCache:
+class TrunkCache:
     """VGG trunks built from one set of weights, one per (pooling, depth), kept for the life of
-    the process so that a worker loads the network once, not once per pair, and the process's
-    evaluator (`compile`: nst_ops.evaluation; its captured graphs are reused across pairs).
-    Creating one sets the process up for its device: TF32 on CUDA; on the CPU, freed memory is
-    kept for reuse (workflows.host: 20% faster iterations at 512 px)."""
+    the process so that a worker loads the network once, not once per pair."""
 
     weights: ResolvedWeights
     device: torch.device
     precision: str = DEFAULT_PRECISION
-    compile: str = DEFAULT_COMPILE
     built: dict[tuple[str, int], VGGFeatures] = field(default_factory=dict)
     builds: int = 0
-    evaluator: Evaluator = field(init=False)
-
-    def __post_init__(self) -> None:
-        try:
-            self.evaluator = make_evaluator(self.compile, self.device)
-        except ValueError as e:
-            raise InputError(f"--{e}") from None
-        if self.device.type == "cuda":
-            tf32 = self.precision == "tf32"
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-            torch.backends.cudnn.allow_tf32 = tf32
-        else:
-            keep_freed_memory()
 
     def get(self, params: StyleParams) -> VGGFeatures:
         """The trunk for a pair's params: to its deepest content or style layer."""
@@ -95,3 +100,31 @@ class ExtractorCache:
             self.built[key] = extractor
             self.builds += 1
         return self.built[key]
+
+
+class ExtractorCache:
+    """What a process computes with, its three parts apart: the process prepared for its
+    device (`prepare_process`), its VGG trunks (`trunks`, a TrunkCache: `get`, `reaching`)
+    and its evaluator (`evaluator`, `process_evaluator`)."""
+
+    def __init__(
+        self,
+        weights: ResolvedWeights,
+        device: torch.device,
+        precision: str = DEFAULT_PRECISION,
+        compile: str = DEFAULT_COMPILE,
+    ) -> None:
+        self.evaluator = process_evaluator(compile, device)  # an unknown setting: before work
+        prepare_process(device, precision)
+        self.trunks = TrunkCache(weights, device, precision)
+        self.weights, self.device, self.precision = weights, device, precision
+
+    @property
+    def builds(self) -> int:
+        return self.trunks.builds
+
+    def get(self, params: StyleParams) -> VGGFeatures:
+        return self.trunks.get(params)
+
+    def reaching(self, layer: str, pooling: str) -> VGGFeatures:
+        return self.trunks.reaching(layer, pooling)

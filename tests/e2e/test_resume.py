@@ -13,6 +13,7 @@ from runutil import ITERATIONS, make_manifest, nst_run, table
 
 from manifests.manifest import parse_row
 from manifests.schema import RUN_LOSS_SCHEMA, results_schema
+from workflows.analysis import load_run, open_run
 from workflows.batch.outputs import consolidate
 from workflows.storage import filesystem, read_bytes, write_bytes
 from workflows.tables import parquet_bytes
@@ -117,6 +118,11 @@ def test_result_files_of_an_older_version_are_consolidated(tmp_path) -> None:
     assert consolidated.to_pydict()["compile_s"] == [None, None]
 
 
+def opened_note(uri: str) -> str | None:
+    with open_run(uri) as run:
+        return run.note
+
+
 def test_two_drivers_on_shards_then_one_consolidation(ray_s3, store, examples, weights_path,
                                                       capsys) -> None:  # fmt: skip
     """Two drivers at once, each on its shard of one manifest into one --output: they share no
@@ -151,6 +157,10 @@ def test_two_drivers_on_shards_then_one_consolidation(ray_s3, store, examples, w
         assert record["shard"] == f"{k}/2" and record["status"] == "finished"
         assert record["counts"]["ok"] == ok
     assert len(fs.ls(f"{root}/done")) == n
+    going, note = load_run(out)[0], opened_note(out)  # before the last run: the pairs so far
+    assert len(going) == n and note == (
+        f"run not finished (shard 1/2 finished, shard 2/2 finished): {n} of {n} rows so far"
+    )
 
     assert nst_run(manifest, out, str(weights_path), *args, "--precision", "bf16",
                    "--shard", "1/2") == 2  # fmt: skip

@@ -31,6 +31,7 @@ from manifests.results import PairResult, Status
 from manifests.schema import RUN_LOSS_SCHEMA, TAG_PREFIX, URI_COLUMNS, results_schema
 from workflows.batch.config import WorkerConfig
 from workflows.batch.manifest import Manifest
+from workflows.batch.record import read_records
 from workflows.errors import InputError
 from workflows.storage import (
     StorageOptions,
@@ -229,9 +230,15 @@ def tables_so_far(output: str, to: str, options: StorageOptions | None = None) -
     no run.json or no result yet."""
     try:
         meta = json.loads(read_bytes(join(output, "run.json"), options))
+        status = f"run.json says {meta.get('status', 'unknown')}"
     except ValueError as e:
         raise InputError(f"{output}/run.json: not JSON ({e})") from None
-    status = meta.get("status", "unknown")
+    except InputError as e:  # shards' drivers write their own records, and no run.json
+        shards = [r for _, r in sorted(read_records(output, options or {}).items()) if r.shard]
+        if not str(e).endswith(": no such file") or not shards:
+            raise
+        meta = {"manifest": shards[0].manifest, "rows": shards[0].rows}
+        status = ", ".join(f"shard {r.shard} {r.status}" for r in shards)
     try:
         with Manifest(meta["manifest"], options, meta.get("rows")) as manifest:
             done, _ = consolidate(output, manifest.rows(), manifest.tag_fields, options, to=to)
@@ -240,8 +247,8 @@ def tables_so_far(output: str, to: str, options: StorageOptions | None = None) -
             f"{output}: run not finished, and its manifest (run.json) is unusable: {e}"
         ) from None
     if not done:
-        raise InputError(f"{output}: no pair has a result yet (run.json says {status})")
-    return f"run not finished (run.json says {status}): {done} of {meta.get('rows')} rows so far"
+        raise InputError(f"{output}: no pair has a result yet ({status})")
+    return f"run not finished ({status}): {done} of {meta.get('rows')} rows so far"
 
 
 class _writer:

@@ -89,6 +89,17 @@ def filesystem(uri: str, options: StorageOptions | None = None) -> tuple[Any, st
     return fs, str(path)
 
 
+def list_names(uri: str, options: StorageOptions | None = None) -> list[str]:
+    """The names of the entries directly in folder `uri` (fresh, with retries); [] when it
+    does not exist."""
+    fs, path = filesystem(uri, options)
+    try:
+        listing = with_retries(uri, lambda: fs.ls(path, detail=False, refresh=True))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [p.rstrip("/").rsplit("/", 1)[-1] for p in listing]
+
+
 def read_bytes(uri: str, options: StorageOptions | None = None) -> bytes:
     """Whole object; InputError naming the URI when it does not exist or is unreadable;
     StorageError when the store stays unreachable (after retries)."""

@@ -37,6 +37,7 @@ from workflows.storage import (
     StorageOptions,
     filesystem,
     join,
+    list_names,
     read_bytes,
     with_retries,
     write_bytes,
@@ -102,12 +103,7 @@ def write_result(cfg: WorkerConfig, row: ManifestRow, result: PairResult) -> Non
 
 def done_ids(output: str, options: StorageOptions | None = None) -> set[str]:
     """Ids of pairs already complete and ok (for resume)."""
-    fs, path = filesystem(join(output, "done"), options)
-    try:
-        listing = with_retries(output, lambda: fs.ls(path, detail=False, refresh=True))
-    except FileNotFoundError:
-        return set()
-    return {p.rstrip("/").rsplit("/", 1)[-1] for p in listing}
+    return set(list_names(join(output, "done"), options))
 
 
 def done_inputs(

@@ -17,10 +17,9 @@ from workflows.batch.manifest import Shard
 from workflows.errors import InputError
 from workflows.storage import (
     StorageOptions,
-    filesystem,
     join,
+    list_names,
     read_bytes,
-    with_retries,
     write_bytes,
 )
 from workflows.version import package_version
@@ -134,13 +133,8 @@ def read_record(uri: str, options: StorageOptions) -> RunRecord | None:
 def read_records(output: str, options: StorageOptions) -> dict[str, RunRecord]:
     """The records (run.json, run.shard-*.json) that earlier runs left in `output`, by URI
     (an unreadable one is left out)."""
-    fs, path = filesystem(output, options)
-    try:
-        listing = with_retries(output, lambda: fs.ls(path, detail=False, refresh=True))
-    except (FileNotFoundError, NotADirectoryError):
-        return {}
     records = {}
-    for name in (p.rstrip("/").rsplit("/", 1)[-1] for p in listing):
+    for name in list_names(output, options):
         if name == "run.json" or (name.startswith("run.shard-") and name.endswith(".json")):
             record = read_record(join(output, name), options)
             if record is not None:

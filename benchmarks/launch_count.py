@@ -25,13 +25,13 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.common import example_pair, machine, weights_spec
+from nst_ops.compiling import Compiler
 from nst_ops.evaluation import Evaluator
 from nst_ops.optimize import stylize
 from nst_ops.params import StyleParams
 from workflows.extractors import ExtractorCache
 from workflows.weights import resolve_weights
 
-BOOKKEEPING = ("accept_trial", "next_trial", "adam_step", "track_rows")
 LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernelExC")
 
 
@@ -48,15 +48,27 @@ class _Counting(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-class _Observed:
-    """The evaluator, with counting paused inside the objective and the compiled calls."""
+class _Observed(Compiler):
+    """The evaluator's compiler, with counting paused inside the objective and the compiled
+    steps, and their calls counted."""
 
-    def __init__(self, inner: Evaluator, mode: _Counting, compiled: bool) -> None:
-        self.inner, self.mode, self.calls = inner, mode, Counter[str]()
-        self.compile_s = 0.0
-        for name in BOOKKEEPING:
-            method = getattr(inner, name)
-            setattr(self, name, self._paused(method, name) if compiled else method)
+    def __init__(self, inner: Compiler, mode: _Counting, compiled: bool) -> None:
+        self.inner, self.mode, self.compiled = inner, mode, compiled
+        self.calls = Counter[str]()
+
+    @property  # type: ignore[override]
+    def compile_s(self) -> float:
+        return self.inner.compile_s
+
+    def objective(self, fn: Any) -> Any:
+        return self._paused(self.inner.objective(fn), "objective")
+
+    def step(self, fn: Any) -> Any:
+        compiled = self.inner.step(fn)
+        return self._paused(compiled, "step") if self.compiled else compiled
+
+    def constants(self, fn: Any, device: torch.device) -> Any:
+        return self.inner.constants(fn, device)
 
     def _paused(self, fn: Any, name: str) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -69,12 +81,6 @@ class _Observed:
 
         return call
 
-    def __call__(self, x: torch.Tensor, objective: Any) -> Any:
-        return self._paused(self.inner, "objective")(x, objective)
-
-    def forward(self, x: torch.Tensor, objective: Any) -> Any:
-        return self._paused(self.inner.forward, "forward")(x, objective)
-
 
 def count(args: argparse.Namespace, optimizer: str, compile: str) -> dict[str, float]:
     device = torch.device(args.device)
@@ -86,19 +92,21 @@ def count(args: argparse.Namespace, optimizer: str, compile: str) -> dict[str, f
     warm = params.replace(iterations=4)
     stylize(content, style, warm, extractor, evaluator=cache.evaluator)  # compiles, if on
     mode = _Counting()
-    observed = _Observed(cache.evaluator, mode, compiled=compile == "on")
+    observed = _Observed(cache.evaluator.compiler, mode, compiled=compile == "on")
+    evaluator = Evaluator(observed)
+    setattr(evaluator, "forward", observed._paused(Evaluator.forward, "forward"))  # noqa: B010
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":  # the CUDA runtime and driver calls come through CUPTI
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     with torch.profiler.profile(activities=activities) as profile, mode:
         mode.on = True
-        stylize(content, style, params, extractor, evaluator=observed)  # type: ignore[arg-type]
+        stylize(content, style, params, extractor, evaluator=evaluator)
         mode.on = False
     n = observed.calls["objective"]
     names = Counter(event.name for event in profile.events())
     out = {
         "python ops": mode.ops / n,
-        "compiled calls": sum(observed.calls[k] for k in BOOKKEEPING) / n,
+        "compiled calls": observed.calls["step"] / n,
     }
     if device.type == "cuda":
         out["kernels"] = sum(names[k] for k in LAUNCHES) / n

@@ -27,6 +27,7 @@ from benchmarks.common import weights_spec
 from benchmarks.photo_pairs import PHOTO, load
 from benchmarks.photo_quality import config_params
 from nst_ops import lbfgs as lbfgs_module
+from nst_ops.compiling import Compiler
 from nst_ops.drivers import lbfgs
 from nst_ops.evaluation import Evaluator
 from nst_ops.matting import PHOTO_SCALE
@@ -43,18 +44,32 @@ class Counting(Evaluator):
     image's bound pixels."""
 
     def __init__(self) -> None:
+        super().__init__(_AcceptSpy(self))
         self.accepted: list[bool] = []
         self.left_bound: torch.Tensor | None = None  # pixels ever evaluated off a bound
-
-    def accept_trial(self, *args: Any, **kwargs: Any) -> Any:
-        out = lbfgs_module.accept_trial(*args, **kwargs)
-        self.accepted.append(bool(out[3][0]))
-        return out
 
     def __call__(self, x: torch.Tensor, objective: Any) -> tuple[torch.Tensor, torch.Tensor]:
         inside = (x > 0) & (x < 1)
         self.left_bound = inside if self.left_bound is None else self.left_bound | inside
         return super().__call__(x, objective)
+
+
+class _AcceptSpy(Compiler):
+    """Eager; appends each accept_trial's decision (image 0) to the evaluator's `accepted`."""
+
+    def __init__(self, counting: Counting) -> None:
+        self.counting = counting
+
+    def step(self, fn: Any) -> Any:
+        if fn is not lbfgs_module.accept_trial:
+            return fn
+
+        def accept(*args: Any) -> Any:
+            out = fn(*args)
+            self.counting.accepted.append(bool(out.accept[0]))
+            return out
+
+        return accept
 
 
 def start_terms(objective: Any, x: torch.Tensor) -> dict[str, float]:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from nst_ops.compiling import Compiler
 from nst_ops.recorder import Recorder
 
 SYNC_EVERY_CUDA = 16  # rows per transfer on a GPU
@@ -62,37 +63,45 @@ def _per_image(flags: Tensor, like: Tensor) -> Tensor:
     return flags.view((-1,) + (1,) * (like.dim() - 1))
 
 
-Tracked = tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]
-Tracker = Callable[..., Tracked]
+class Tracked(NamedTuple):
+    """Per image of a batch: whether every row so far is finite (alive), the best finite total
+    (float64) and its image, whether a total reached the target (hit) and the first image that
+    did (hit_image None: no image of the batch has a target)."""
+
+    alive: Tensor
+    best_total: Tensor
+    best_image: Tensor
+    hit: Tensor
+    hit_image: Tensor | None
 
 
-def track(
-    row: Tensor, x: Tensor, targets: Tensor, alive: Tensor, best_total: Tensor,
-    best_image: Tensor, hit: Tensor, hit_image: Tensor | None,
-) -> Tracked:  # fmt: skip
-    """One row (B, T + L) float64 of the images x (B, ...): per image, whether every row so far
-    is finite (alive), the best finite total and its image, and whether a total reached
-    `targets` (B,) and the first image that did (hit_image None: no image has a target)."""
+def track(row: Tensor, x: Tensor, targets: Tensor, before: Tracked) -> Tracked:
+    """`before` updated with one row (B, T + L) float64 of the images x (B, ...) and the
+    targets (B,) (−inf: none)."""
     total = row[:, 0]
-    alive = alive & torch.isfinite(row).all(1)  # no non-finite row so far
-    better = alive & (total < best_total)
-    best_total = torch.where(better, total, best_total)
-    best_image = torch.where(_per_image(better, x), x, best_image)
+    alive = before.alive & torch.isfinite(row).all(1)  # no non-finite row so far
+    better = alive & (total < before.best_total)
+    best_total = torch.where(better, total, before.best_total)
+    best_image = torch.where(_per_image(better, x), x, before.best_image)
+    hit, hit_image = before.hit, before.hit_image
     if hit_image is not None:
         first = alive & ~hit & (total <= targets)
         hit_image = torch.where(_per_image(first, x), x, hit_image)
         hit = hit | first
-    return alive, best_total, best_image, hit, hit_image
+    return Tracked(alive, best_total, best_image, hit, hit_image)
 
 
 class DeferredRows:
-    """Rows of a batch x (B, ...) on the device; `flush` records them in order."""
+    """Rows of a batch x (B, ...) on the device; `flush` records them in order. The one owner
+    of stop images: the Recorders decide at which row an image stops (target reached, or a
+    non-finite row), and this keeps, on the device, the images such a decision can need."""
 
     def __init__(
-        self, x: Tensor, recs: Sequence[Recorder], every: int, tracker: Tracker = track
+        self, x: Tensor, recs: Sequence[Recorder], every: int, compiler: Compiler | None = None
     ) -> None:
-        """`tracker`: `track`, or the same compiled (nst_ops.evaluation)."""
-        self.every, self.clock, self.tracker = every, _Clock(x.device), tracker
+        """`compiler` runs `track` (eagerly by default)."""
+        self.every, self.clock = every, _Clock(x.device)
+        self.tracker = (compiler or Compiler()).step(track)
         targets = [
             r.params.target_loss
             if r.target_active and r.params.target_loss is not None
@@ -100,11 +109,14 @@ class DeferredRows:
             for r in recs
         ]
         self.targets = torch.tensor(targets, dtype=torch.float64, device=x.device)
-        self.alive = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-        self.best_total = torch.full((x.shape[0],), math.inf, dtype=torch.float64, device=x.device)
-        self.best_image = x.detach().clone()  # the segment's input until a finite row exists
-        self.hit = torch.zeros_like(self.alive)
-        self.hit_image = x.detach().clone() if any(math.isfinite(t) for t in targets) else None
+        alive = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        self.tracked = Tracked(
+            alive,
+            torch.full((x.shape[0],), math.inf, dtype=torch.float64, device=x.device),
+            x.detach().clone(),  # the segment's input until a finite row exists
+            torch.zeros_like(alive),
+            x.detach().clone() if any(math.isfinite(t) for t in targets) else None,
+        )
         self.pending: list[Tensor] = []
         self.marks: list[Any] = []
         self.compiled = recs[0].compiled if recs else None  # one process clock for the batch
@@ -117,15 +129,13 @@ class DeferredRows:
     def push(self, rows: Tensor, x: Tensor) -> None:
         """Add the loss rows (B, T + L) of the images x (no host sync)."""
         row = rows.detach().to(torch.float64, copy=True)
-        state = (self.alive, self.best_total, self.best_image, self.hit, self.hit_image)
-        tracked = self.tracker(row, x, self.targets, *state)
-        self.alive, self.best_total, self.best_image, self.hit, self.hit_image = tracked
+        self.tracked = self.tracker(row, x, self.targets, self.tracked)
         self.pending.append(row)
         self.marks.append(self.clock.mark())
         self.compiled_s.append(None if self.compiled is None else self.compiled())
         every, self.row = self.snapshot_every, self.row + 1
         due = every > 0 and (self.row - 1) > 0 and (self.row - 1) % every == 0
-        self.snapshots.append(self.best_image.clone() if due else None)
+        self.snapshots.append(self.tracked.best_image.clone() if due else None)
 
     def due(self) -> bool:
         return len(self.pending) >= self.every
@@ -146,31 +156,28 @@ class DeferredRows:
                 snapshot = snapshots[p]
                 if snapshot is not None:
                     rec.snapshots[len(rec.rows)] = snapshot[b].cpu()
-                if rec.record(rows[p, b], None, at, compiled[p]):
+                if rec.record(rows[p, b], at, compiled[p]):
                     stop = True
                     break
             stops.append(stop)
         return stops
 
-    def stop_images(self, stops: list[bool], recs: Sequence[Recorder], x: Tensor) -> Tensor:
-        """Per image: the first image reaching the target, or the best finite one of this
-        segment after a divergence; x[b] for images that go on."""
-        images = []
+    def stop_images(self, stops: list[bool], recs: Sequence[Recorder]) -> dict[int, Tensor]:
+        """Image b (as pushed, without the batch dim) for each b that stops: the first image
+        reaching the target, or after a divergence the best finite one of this segment."""
+        images = {}
         for b, (stop, rec) in enumerate(zip(stops, recs, strict=True)):
-            if stop and rec.diverged_at is not None:
-                images.append(self.best_image[b])
-            elif stop and self.hit_image is not None:
-                images.append(self.hit_image[b])
-            else:
-                images.append(x[b])
-        return torch.stack(images)
+            if stop and rec.diverged_at is None and self.tracked.hit_image is not None:
+                images[b] = self.tracked.hit_image[b]
+            elif stop:
+                images[b] = self.tracked.best_image[b]
+        return images
 
-    def keep(self, stops: list[bool]) -> None:
-        """Forget the images that stopped (after `stop_images`)."""
-        keep = [b for b, s in enumerate(stops) if not s]
-        rows = torch.tensor(keep, dtype=torch.long, device=self.alive.device)
-        self.targets, self.alive = self.targets[rows], self.alive[rows]
-        self.best_total, self.best_image = self.best_total[rows], self.best_image[rows]
-        self.hit = self.hit[rows]
-        if self.hit_image is not None:
-            self.hit_image = self.hit_image[rows]
+    def keep(self, keep: Tensor) -> None:
+        """Forget every image but `keep` (long indices into the batch; after `stop_images`)."""
+        self.targets = self.targets.index_select(0, keep)
+        alive, best_total, best_image, hit, hit_image = self.tracked
+        hit_image = None if hit_image is None else hit_image[keep]
+        self.tracked = Tracked(
+            alive[keep], best_total[keep], best_image[keep], hit[keep], hit_image
+        )

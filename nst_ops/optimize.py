@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nst_ops.color import combine_luminance, luminance, match_luminance
-from nst_ops.drivers import adam, lbfgs
+from nst_ops.drivers import OPTIMIZERS, run
 from nst_ops.evaluation import Evaluator
 from nst_ops.objective import Masks, StyleObjective
 from nst_ops.params import StyleParams, batch_key
@@ -187,17 +187,17 @@ def _run_segment(
         b.rec.begin(seg.stage, seg.scale, target_active=last)  # target_loss: final segment
         objectives.append(objective)
     objective = StyleObjective.stack(objectives)
-    driver = adam if batch[live[0]].params.optimizer == "adam" else lbfgs
+    optimizer = OPTIMIZERS[batch[live[0]].params.optimizer](evaluator.compiler)
     x = torch.cat([batch[j].image for j in live])
     params = [batch[j].segments[k].params for j in live]
-    images = driver(x, objective, params, [batch[j].rec for j in live], evaluator)
+    images = run(optimizer, x, objective, params, [batch[j].rec for j in live], evaluator)
     for j, image in zip(live, images, strict=True):
         batch[j].image = image
     going = [i for i, j in enumerate(live) if not batch[j].rec.stopped]
     if last and going:
         x = torch.cat([batch[live[i]].image for i in going])
         rows = evaluator.forward(x, objective.select(going))
-        record_all([batch[live[i]].rec for i in going], rows, x)
+        record_all([batch[live[i]].rec for i in going], rows)
     return [live[i] for i in going]
 
 

@@ -91,24 +91,18 @@ class Recorder:
         self.start = time.perf_counter()
         self.reached = False
         self.diverged_at: int | None = None
-        self.best: tuple[float, Tensor] | None = None  # lowest finite total and its image
 
     def begin(self, stage: int, scale: int, target_active: bool) -> None:
-        """A new segment (Luan's stage, working scale): its rows are labelled so, target_loss
-        applies only when `target_active` (the final segment), and after a divergence the best
-        image is the best of this segment (totals of other segments are other objectives)."""
+        """A new segment (Luan's stage, working scale): its rows are labelled so, and
+        target_loss applies only when `target_active` (the final segment)."""
         self.stage, self.scale, self.target_active = stage, scale, target_active
-        self.best = None
 
-    def record(
-        self, row: Tensor, x: Tensor | None, at: float | None = None,
-        compiled_s: float | None = None,
-    ) -> bool:  # fmt: skip
-        """Log `row` (T + L,) on the CPU (LossTerms.stacked of image `x`, evaluated at
+    def record(self, row: Tensor, at: float | None = None, compiled_s: float | None = None) -> bool:
+        """Log `row` (T + L,) on the CPU (LossTerms.stacked of an evaluated image, at
         perf_counter time `at`, default now, when the process had compiled for `compiled_s`
-        seconds, default `compiled()` now); True when the caller must stop: target_loss
-        reached, or a non-finite loss (divergence; `stop_image` then gives the best finite
-        image). With x None the caller keeps the stop images (nst_ops.deferred)."""
+        seconds, default `compiled()` now). The stop decision: True when the caller must stop,
+        target_loss reached or a non-finite loss (a divergence); the caller keeps the images
+        (nst_ops.deferred)."""
         self.rows.append(row)
         self.stages.append(self.stage)
         self.scales.append(self.scale)
@@ -121,21 +115,12 @@ class Recorder:
         if not bool(torch.isfinite(row).all()):
             self.diverged_at = i
             return True
-        if x is not None and (self.best is None or total < self.best[0]):
-            self.best = (total, x.detach().clone())
         self.reached = self.target_active and target is not None and total <= target
         return self.reached
 
     @property
     def stopped(self) -> bool:
         return self.reached or self.diverged_at is not None
-
-    def stop_image(self, x: Tensor) -> Tensor:
-        """The image to return when stopping at `x`: after a divergence, the best finite one of
-        the segment (x itself when the segment's first row diverged)."""
-        if self.diverged_at is not None and self.best is not None:
-            return self.best[1].view_as(x)
-        return x
 
     @property
     def evaluations(self) -> int:
@@ -156,8 +141,8 @@ class Recorder:
         return log
 
 
-def record_all(recs: Sequence[Recorder], rows: Tensor, x: Tensor) -> list[bool]:
-    """Record row b of `rows` (B, T + L) for image x[b] in recs[b], with one host transfer for
-    the whole batch. Returns the stop flags."""
+def record_all(recs: Sequence[Recorder], rows: Tensor) -> list[bool]:
+    """Record row b of `rows` (B, T + L) in recs[b], with one host transfer for the whole
+    batch. Returns the stop flags."""
     host = rows.detach().double().cpu()
-    return [rec.record(host[b], x[b]) for b, rec in enumerate(recs)]
+    return [rec.record(host[b]) for b, rec in enumerate(recs)]

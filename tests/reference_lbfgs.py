@@ -16,12 +16,60 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-from nst_ops.drivers import _column, _Live
 from nst_ops.evaluation import Evaluator
 from nst_ops.lbfgs import MEMORY
 from nst_ops.objective import StyleObjective
 from nst_ops.params import StyleParams
 from nst_ops.recorder import Recorder
+from nst_ops.state import per_image
+
+
+class _HostLive:
+    """Which images still run, each with the best finite image of its rows so far (the stop
+    image after a divergence; the evaluated image at a target), decided on the host row by
+    row as the former drivers did."""
+
+    def __init__(self, recs: Sequence[Recorder], objective: StyleObjective) -> None:
+        self.recs, self.objective = list(recs), objective
+        self.index = list(range(len(recs)))
+        self.out: list[Tensor | None] = [None] * len(recs)
+        self.best: list[tuple[float, Tensor] | None] = [None] * len(recs)
+
+    def current(self) -> list[Recorder]:
+        return [self.recs[j] for j in self.index]
+
+    def record(self, host: Tensor, x: Tensor) -> list[bool]:
+        """Record row b of host (B, T + L) of image x[b]; the stop flags."""
+        stops = []
+        for b, j in enumerate(self.index):
+            stops.append(self.recs[j].record(host[b]))
+            total, best = float(host[b, 0]), self.best[j]
+            if math.isfinite(total) and bool(torch.isfinite(host[b]).all()):
+                if best is None or total < best[0]:
+                    self.best[j] = (total, x[b].detach().clone())
+        return stops
+
+    def drop(self, stops: list[bool], at: Tensor, *tensors: Tensor) -> list[Tensor]:
+        """Stopped images end at `at` (after a divergence: their best finite image); returns
+        `tensors` without their rows."""
+        if not any(stops):
+            return list(tensors)
+        keep = [b for b, stop in enumerate(stops) if not stop]
+        for b, stop in enumerate(stops):
+            j, best = self.index[b], self.best[self.index[b]]
+            if stop:
+                diverged = self.recs[j].diverged_at is not None and best is not None
+                self.out[j] = (best[1] if diverged and best else at[b]).view_as(at[b])[None]
+        self.index = [self.index[b] for b in keep]
+        if keep:
+            self.objective = self.objective.select(keep)
+        rows = torch.tensor(keep, dtype=torch.long, device=at.device)
+        return [t.index_select(0, rows) for t in tensors]
+
+    def results(self, final: Tensor) -> list[Tensor]:
+        for b, j in enumerate(self.index):
+            self.out[j] = final[b : b + 1]
+        return [t for t in self.out if t is not None]
 
 
 @dataclass
@@ -106,24 +154,24 @@ def lbfgs_host(
     """The former nst_ops.drivers.lbfgs (same contract), every decision on the host. Its
     memory is the device L-BFGS's (it was min(100, iterations); the same pairs while no ring
     wraps, but other matrix sizes round differently, which L-BFGS amplifies)."""
-    shape, live, evaluate = x.shape[1:], _Live(recs, objective), Evaluator()
+    shape, live, evaluate = x.shape[1:], _HostLive(recs, objective), Evaluator()
     states = [LBFGSState(MEMORY) for _ in recs]
     stop = recs[0].evaluations + params[0].iterations
     x = x.detach().reshape(x.shape[0], -1).clamp(0, 1)
     rows, g = evaluate(x.view(-1, *shape), objective)
     host = rows.double().cpu()
-    stops = [rec.record(host[b], x[b]) for b, rec in enumerate(live.current())]
+    stops = live.record(host, x)
     f = _kept(host[:, 0].tolist(), stops)
     x, g = live.drop(stops, x, x, g)
     pairs = [states[j].direction(g[b]) for b, j in enumerate(live.index)]
     steps = [step for _, step in pairs]
     d = torch.stack([d for d, _ in pairs]) if pairs else g
     while live.index and live.current()[0].evaluations < stop:
-        x_new = (x + _column(steps, x) * d).clamp_(0, 1)
+        x_new = (x + per_image(steps, x) * d).clamp_(0, 1)
         rows, g_new = evaluate(x_new.view(-1, *shape), live.objective)
         s = x_new - x
         host = torch.cat([rows.double(), (g * s).sum(1).double()[:, None]], dim=1).cpu()
-        stops = [rec.record(host[b, :-1], x_new[b]) for b, rec in enumerate(live.current())]
+        stops = live.record(host[:, :-1], x_new)
         f_new, slopes = host[:, 0].tolist(), host[:, -1].tolist()
         for b, j in enumerate(live.index):
             if stops[b]:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nst_ops.evaluation import CapturedEvaluator, Evaluator, make_evaluator
+from nst_ops.compiling import Compiler, Inductor
+from nst_ops.evaluation import Evaluator, make_evaluator
 from nst_ops.optimize import Pair, StyleResult, stylize, stylize_batch
 from nst_ops.params import StyleParams
 from nst_ops.vgg import VGGFeatures
@@ -34,9 +35,9 @@ def setup(artistic: Path, vgg16_state: dict[str, torch.Tensor]):
 
 
 @pytest.fixture(scope="module")
-def captured() -> CapturedEvaluator:
+def captured() -> Evaluator:
     torch._dynamo.reset()  # compiled graphs are per process: start this module cold
-    return CapturedEvaluator(torch.device("cpu"))
+    return Evaluator(Inductor(torch.device("cpu")))
 
 
 def run(setup, evaluator, style: str = "starry", content: str = "content", **changes):  # type: ignore[no-untyped-def]
@@ -94,9 +95,12 @@ def test_captured_batches_and_stops_match_eager(setup, captured, optimizer: str)
 
 def test_the_compile_setting_picks_the_evaluator() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert type(make_evaluator("auto", cpu)) is Evaluator  # compiling does not pay on a CPU
-    assert type(make_evaluator("off", cuda)) is Evaluator
-    assert isinstance(make_evaluator("on", cpu), CapturedEvaluator)
-    assert isinstance(make_evaluator("auto", cuda), CapturedEvaluator)
+
+    def compiler(setting: str, device: torch.device) -> type[Compiler]:
+        return type(make_evaluator(setting, device).compiler)
+
+    assert compiler("auto", cpu) is Compiler  # compiling does not pay on a CPU
+    assert compiler("off", cuda) is Compiler
+    assert compiler("on", cpu) is Inductor and compiler("auto", cuda) is Inductor
     with pytest.raises(ValueError, match="compile: must be one of auto, on, off"):
         make_evaluator("yes", cpu)

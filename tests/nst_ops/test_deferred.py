@@ -13,6 +13,7 @@ from test_divergence import Blows
 
 import nst_ops.drivers as drivers
 from nst_ops import deferred
+from nst_ops.compiling import Compiler
 from nst_ops.evaluation import Evaluator
 from nst_ops.optimize import Pair, StyleResult, stylize, stylize_batch
 from nst_ops.params import StyleParams
@@ -150,22 +151,27 @@ def test_blocks_timed_by_events_give_the_same_table(setup, monkeypatch) -> None:
     assert times[-1] == pytest.approx(each.losses.elapsed_s[-1], rel=1.0)
 
 
-class Compiling(Evaluator):
-    """Eager evaluation that "compiles" for PAUSE seconds at its calls 1 and 6: it moves the
-    clock (time.perf_counter, patched) forward and counts them in compile_s, as
-    CapturedEvaluator counts a call that compiled a graph."""
+class Compiling(Compiler):
+    """Eager evaluation that "compiles" for PAUSE seconds at its objective calls 1 and 6: it
+    moves the clock (time.perf_counter, patched) forward and counts them in compile_s, as
+    nst_ops.compiling.Inductor counts a call that compiled a graph."""
 
     PAUSE = 1000.0
 
     def __init__(self, clock: list[float]) -> None:
         self.calls, self.compile_s, self.clock = 0, 0.0, clock
 
-    def __call__(self, x, objective):  # type: ignore[no-untyped-def]
-        self.calls += 1
-        if self.calls in (1, 6):
-            self.clock[0] += self.PAUSE
-            self.compile_s += self.PAUSE
-        return super().__call__(x, objective)
+    def objective(self, fn):  # type: ignore[no-untyped-def]
+        inner = super().objective(fn)
+
+        def call(x, objective):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            if self.calls in (1, 6):
+                self.clock[0] += self.PAUSE
+                self.compile_s += self.PAUSE
+            return inner(x, objective)
+
+        return call
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
@@ -179,7 +185,7 @@ def test_elapsed_leaves_out_compiling(setup, monkeypatch, optimizer) -> None:
     params = StyleParams(image_size=32, iterations=10, optimizer=optimizer)
     blocks(monkeypatch, 4)
     start = time.perf_counter()
-    log = stylize(content, style, params, extractor, evaluator=Compiling(offset)).losses
+    log = stylize(content, style, params, extractor, evaluator=Evaluator(Compiling(offset))).losses
     wall = time.perf_counter() - start
     pause = Compiling.PAUSE
     assert log.compile_s == pytest.approx([pause] * 5 + [2 * pause] * (len(log) - 5))

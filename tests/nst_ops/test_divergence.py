@@ -15,6 +15,8 @@ from nst_ops.recorder import Recorder
 class Blows:
     """Objective Σ(x − 0.25)², turning NaN from evaluation `at` on."""
 
+    laplacian = None  # no matting term
+
     def __init__(self, at: int) -> None:
         self.at, self.calls = at, 0
 

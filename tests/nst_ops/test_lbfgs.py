@@ -4,19 +4,21 @@ former host-side L-BFGS (tests/reference_lbfgs.py): same loss rows, same stops."
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import pytest
 import torch
 from reference_lbfgs import lbfgs_host
 
+from nst_ops import compiling
+from nst_ops.compiling import Compiler
 from nst_ops.drivers import lbfgs
 from nst_ops.evaluation import Evaluator
 from nst_ops.lbfgs import FIRST_STEP, LBFGSHistory, armijo
 from nst_ops.params import StyleParams
 from nst_ops.recorder import Recorder
 from nst_ops.segments import Segment, segment_objective
+from nst_ops.state import select_images
 from nst_ops.vgg import VGGFeatures
 from workflows.images import load_image
 
@@ -51,7 +53,7 @@ def test_batched_direction_equals_the_dense_bfgs_recursion(m: int) -> None:
     for _ in range(2):  # two images, each with its own curvature
         a = torch.randn(n, n, dtype=torch.float64)
         hessians.append(a @ a.T + n * torch.eye(n, dtype=torch.float64))  # SPD: pairs kept
-    history = LBFGSHistory(2, n, m, torch.zeros(1, dtype=torch.float64))
+    history = LBFGSHistory.empty(2, n, m, torch.zeros(1, dtype=torch.float64))
     pairs: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[], []]
     for _ in range(6):  # with m = 3 the ring wraps: only the newest 3 pairs count
         s = torch.randn(2, n, dtype=torch.float64)
@@ -70,7 +72,7 @@ def test_batched_direction_equals_the_dense_bfgs_recursion(m: int) -> None:
 
 
 def test_pairs_without_curvature_or_not_accepted_are_skipped() -> None:
-    history = LBFGSHistory(2, 3, 4, torch.zeros(1, dtype=torch.float64))
+    history = LBFGSHistory.empty(2, 3, 4, torch.zeros(1, dtype=torch.float64))
     g = torch.tensor([[0.5, -2.0, 1.0], [1.0, 0.0, 0.25]], dtype=torch.float64)
     d, step = history.direction(g, ALL)
     assert torch.equal(d, -g)  # no pairs: steepest descent, bounded first step
@@ -84,11 +86,12 @@ def test_pairs_without_curvature_or_not_accepted_are_skipped() -> None:
 
 
 def test_products_once_written_equal_the_written_buffers() -> None:
-    """accept_trial's `ahead` products, computed before the write, are those of the buffer
-    after it: a new pair stored (image 0, ring full so a slot is reused), one not (image 1)."""
+    """accept_trial's fused products (nst_ops.compiling.fuse_products), computed before the
+    write, are those of the buffer after it: a new pair stored (image 0, ring full so a slot
+    is reused), one not (image 1)."""
     torch.manual_seed(1)
     n, m = 10, 3
-    history = LBFGSHistory(2, n, m, torch.zeros(1, dtype=torch.float64))
+    history = LBFGSHistory.empty(2, n, m, torch.zeros(1, dtype=torch.float64))
     for _ in range(m):
         s = torch.randn(2, n, dtype=torch.float64)
         update(history, s, 2 * s, ALL)
@@ -105,9 +108,9 @@ def test_products_once_written_equal_the_written_buffers() -> None:
 
 
 def test_compiled_products_equal_the_batched_product() -> None:
-    """Compiled, the products are a multiply-reduce (nst_ops.lbfgs._row_products), not bmm."""
+    """Compiled, the products are a multiply-reduce (nst_ops.compiling.row_products), not bmm."""
     torch.manual_seed(2)
-    history = LBFGSHistory(2, 500, 4, torch.zeros(1))
+    history = LBFGSHistory.empty(2, 500, 4, torch.zeros(1))
     history.buffer.normal_()
     v = torch.randn(2, 500)
     compiled = torch.compile(lambda h, v: h.products(v), dynamic=False)(history, v)
@@ -116,11 +119,12 @@ def test_compiled_products_equal_the_batched_product() -> None:
 
 
 def test_select_keeps_the_chosen_images() -> None:
-    history = LBFGSHistory(3, 2, 2, torch.zeros(1))
+    history = LBFGSHistory.empty(3, 2, 2, torch.zeros(1))
     s = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     update(history, s, 2 * s, torch.tensor([True, False, True]))
-    history.select(torch.tensor([2, 1]))
-    assert history.count.tolist() == [1, 0] and torch.equal(history.buffer[0, 0], s[2])
+    kept = select_images(history, torch.tensor([2, 1]))
+    assert kept.count.tolist() == [1, 0] and torch.equal(kept.buffer[0, 0], s[2])
+    assert kept.m == 2 and kept.sy.shape == (2, 2, 2)
 
 
 def test_armijo() -> None:
@@ -217,26 +221,23 @@ def one_objective(setup, params: StyleParams):  # type: ignore[no-untyped-def]
     return StyleObjective.stack([objective])
 
 
-class FlagSpy(Evaluator):
-    """Records the process's CUDA TF32 matmul setting at each call: objective, bookkeeping."""
+class FlagSpy(Compiler):
+    """Records the process's CUDA TF32 matmul setting at each call: objective, L-BFGS steps."""
 
     def __init__(self) -> None:
-        self.seen: dict[str, set[bool]] = {"objective": set(), "bookkeeping": set()}
+        self.seen: dict[str, set[bool]] = {"objective": set(), "steps": set()}
 
     def _flag(self, kind: str) -> None:
         self.seen[kind].add(bool(torch.backends.cuda.matmul.allow_tf32))
 
-    def __call__(self, x, objective):  # type: ignore[no-untyped-def]
-        self._flag("objective")
-        return super().__call__(x, objective)
+    def objective(self, fn):  # type: ignore[no-untyped-def]
+        inner = super().objective(fn)
+        return lambda x, objective: (self._flag("objective"), inner(x, objective))[1]
 
-    def accept_trial(self, *args):  # type: ignore[no-untyped-def,override]
-        self._flag("bookkeeping")
-        return Evaluator.accept_trial(*args)
-
-    def next_trial(self, *args):  # type: ignore[no-untyped-def,override]
-        self._flag("bookkeeping")
-        return Evaluator.next_trial(*args)
+    def step(self, fn):  # type: ignore[no-untyped-def]
+        if fn.__module__ != "nst_ops.lbfgs":  # the row tracker's step has no products
+            return fn
+        return lambda *args: (self._flag("steps"), fn(*args))[1]
 
 
 def test_tf32_is_for_the_objective_not_the_curvature_products(setup) -> None:
@@ -250,29 +251,24 @@ def test_tf32_is_for_the_objective_not_the_curvature_products(setup) -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     try:
         rec = Recorder(params, None, params.iterations)
-        lbfgs(content.clone(), stacked, [params], [rec], spy)
+        lbfgs(content.clone(), stacked, [params], [rec], Evaluator(spy))
         assert torch.backends.cuda.matmul.allow_tf32  # restored
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
-    assert spy.seen == {"objective": {True}, "bookkeeping": {False}}
+    assert spy.seen == {"objective": {True}, "steps": {False}}
     assert len(rec.rows) == 5
 
 
-class Ahead(Evaluator):
-    """Eager, but with the compiled callers' `ahead` products (next_trial's computed early)."""
-
-    accept_trial = staticmethod(functools.partial(Evaluator.accept_trial, ahead=True))
-
-
-def test_ahead_products_give_the_same_descent(setup) -> None:
-    """accept_trial's `ahead` (what CapturedEvaluator compiles) against the default: only the
-    rounding of the products differs, which L-BFGS amplifies slowly."""
+def test_fused_products_give_the_same_descent(setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """accept_trial's fused products (what a compiled step computes) against the eager
+    default: only the rounding of the products differs, which L-BFGS amplifies slowly."""
     content = setup[0]
     params = StyleParams(image_size=SIZE, iterations=30)
     stacked = one_objective(setup, params)
     recs = [Recorder(params, None, params.iterations) for _ in range(2)]
     lbfgs(content.clone(), stacked, [params], [recs[0]], Evaluator())
-    lbfgs(content.clone(), stacked, [params], [recs[1]], Ahead())
+    monkeypatch.setattr(compiling, "fuse_products", lambda: True)
+    lbfgs(content.clone(), stacked, [params], [recs[1]], Evaluator())
     plain, ahead = totals(recs[0]), totals(recs[1])
     assert ahead[:10] == pytest.approx(plain[:10], rel=1e-5)
     assert ahead[-1] == pytest.approx(plain[-1], rel=2e-2)

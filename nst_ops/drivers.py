@@ -55,7 +55,7 @@ class Optimizer(Protocol[S]):
 
 
 # the `optimizer` parameter's values (nst_ops.params.Optimizer) → the optimizer
-OPTIMIZERS: dict[str, Callable[[Compiler], Optimizer[Any]]] = {"adam": Adam, "lbfgs": LBFGS}
+OPTIMIZER_TYPES: dict[str, Callable[[Compiler], Optimizer[Any]]] = {"adam": Adam, "lbfgs": LBFGS}
 
 
 class _Live:

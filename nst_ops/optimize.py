@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nst_ops.color import combine_luminance, luminance, match_luminance
-from nst_ops.drivers import OPTIMIZERS, run
+from nst_ops.drivers import OPTIMIZER_TYPES, run
 from nst_ops.evaluation import Evaluator
 from nst_ops.objective import Masks, StyleObjective
 from nst_ops.params import StyleParams, batch_key
@@ -187,7 +187,7 @@ def _run_segment(
         b.rec.begin(seg.stage, seg.scale, target_active=last)  # target_loss: final segment
         objectives.append(objective)
     objective = StyleObjective.stack(objectives)
-    optimizer = OPTIMIZERS[batch[live[0]].params.optimizer](evaluator.compiler)
+    optimizer = OPTIMIZER_TYPES[batch[live[0]].params.optimizer](evaluator.compiler)
     x = torch.cat([batch[j].image for j in live])
     params = [batch[j].segments[k].params for j in live]
     images = run(optimizer, x, objective, params, [batch[j].rec for j in live], evaluator)

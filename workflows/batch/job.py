@@ -93,9 +93,13 @@ def _say_plan(cfg: RunConfig, plan: tuple[float, int], manifest: Manifest, finis
     rows = f"{manifest.num_rows} manifest rows"
     if cfg.shard is not None:
         rows = f"{manifest.shard_rows} of {rows} (shard {cfg.shard})"
-    print(f"{rows}; {workers} workers of {gpus:g} GPU and {cfg.cpus_per_task:g} "
-          f"CPU (--pairs-per-gpu {cfg.pairs_per_gpu}); output {cfg.output}{done}",
-          file=sys.stderr)  # fmt: skip
+    where = f"{workers} workers of {gpus:g} GPU and {cfg.cpus_per_task:g} CPU"
+    if finished >= manifest.shard_rows:  # workers start with the first pair to run: none
+        where = "no pair left to run, no worker starts"
+    print(
+        f"{rows}; {where} (--pairs-per-gpu {cfg.pairs_per_gpu}); output {cfg.output}{done}",
+        file=sys.stderr,
+    )
 
 
 def _finished_pairs(

@@ -126,8 +126,9 @@ class StyleParams:
     mask_regions: int = field(
         default=3,
         metadata=_help(
-            "with content_mask_uri and style_mask_uri 'auto': how many matched regions "
-            f"(2-{MAX_MASK_REGIONS}) nst_ops.automask finds in the two images"
+            "with content_mask_uri and style_mask_uri 'auto': how many regions "
+            f"(2-{MAX_MASK_REGIONS}) nst_ops.automask finds in the content (in the style: one "
+            "more), each matched to its nearest style region"
         ),
     )
     ema_decay: float = field(

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from nst_ops.compiling import Compiler
 from nst_ops.recorder import Recorder
+from nst_ops.state import select_images
 
 SYNC_EVERY_CUDA = 16  # rows per transfer on a GPU
 
@@ -176,8 +177,4 @@ class DeferredRows:
     def keep(self, keep: Tensor) -> None:
         """Forget every image but `keep` (long indices into the batch; after `stop_images`)."""
         self.targets = self.targets.index_select(0, keep)
-        alive, best_total, best_image, hit, hit_image = self.tracked
-        hit_image = None if hit_image is None else hit_image[keep]
-        self.tracked = Tracked(
-            alive[keep], best_total[keep], best_image[keep], hit[keep], hit_image
-        )
+        self.tracked = select_images(self.tracked, keep)  # None (no hit image) stays None

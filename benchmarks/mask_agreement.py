@@ -8,12 +8,24 @@ IoU of its matched auto label (0 when none is left); the mean is over those hand
 Pixels of no palette colour in the hand mask are left out. The ceiling with K auto labels and
 L > K hand colours is K/L.
 
+`--transfer` also scores what a pair of masks does to colour, in seconds rather than the
+photo pipeline's minutes: the `match` post-process (nst_ops.postprocess.distribution_match,
+γ = 1) applied to the content image itself with those masks, scored by
+../shared/tools/photo_metrics.py with the *hand* masks (seg_color, seg_w1), beside the same
+with the hand masks and with no masks (the whole style). A stand-in for the pipeline's seg_w1
+to try methods by, not a replacement: on pairs 1–8 at 256 px it orders hand masks, today's
+auto masks and the earlier one-to-one matching as the 200 + 200 iteration pipeline does, and
+ranks the pairs alike (Spearman 0.88 and 0.95; benchmarks/RESULTS.md, "Automatic masks",
+2026-12-07).
+
     python -m benchmarks.mask_agreement [--size 256] [--regions 2 3 4] [--sheet FILE]
+        [--transfer] [--pairs 1 2 ... 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,12 +36,16 @@ from scipy.optimize import linear_sum_assignment
 
 from benchmarks.common import contact_sheet, machine, weights_spec
 from benchmarks.photo_pairs import PHOTO, load
+from benchmarks.photo_scores import scores as photo_scores
 from nst_ops.automask import auto_masks
 from nst_ops.masks import COLOURS, decode_mask
+from nst_ops.matting import content_laplacian
 from nst_ops.params import StyleParams
+from nst_ops.postprocess import SMOOTH_EPS, color_targets, distribution_match
+from nst_ops.segments import prepare_masks
 from nst_ops.vgg import VGGFeatures
 from workflows.extractors import ExtractorCache
-from workflows.images import to_tensor
+from workflows.images import to_png, to_tensor
 from workflows.weights import resolve_weights
 
 
@@ -80,40 +96,95 @@ def auto_pair_masks(
     return [m.cpu() for m in masks], time.perf_counter() - start
 
 
-def main() -> None:
+def transfer_scores(pair: Path, masks: list[torch.Tensor] | None, size: int,
+                    folder: Path) -> tuple[float, float]:  # fmt: skip
+    """(seg_color, seg_w1) of the pair's content at `size` after the `match` post-process with
+    masks [content, style] (3, H, W) (None: the whole style), scored with the hand masks
+    (the module's docstring)."""
+    content, style = (load(pair, n, size)[None] for n in ("content.png", "style.png"))
+    prepared = None if masks is None else prepare_masks(masks[0], masks[1], content, style)[0]
+    targets = color_targets(prepared, style, tuple(content.shape[-2:]), 1.0)
+    laplacian = content_laplacian(content, SMOOTH_EPS)
+    image = content if targets is None else distribution_match(content, laplacian, targets)
+    path = folder / f"{pair.name}.png"
+    path.write_bytes(to_png(image[0]))
+    _, seg_color, seg_w1, _ = photo_scores(pair, path)
+    return seg_color, seg_w1
+
+
+def transfer_baselines(pairs: list[int], size: int, folder: Path) -> None:
+    """`--transfer`'s references: the hand masks and no masks, on `pairs`."""
+    for name, use_hand in (("hand masks", True), ("no masks", False)):
+        rows = []
+        for n in pairs:
+            pair = PHOTO / str(n)
+            content, style = (load(pair, f, size) for f in ("content.png", "style.png"))
+            hand = [hand_mask(pair, f"{s}_seg.png", tuple(image.shape[-2:]))
+                    for s, image in (("content", content), ("style", style))]  # fmt: skip
+            rows.append(transfer_scores(pair, hand if use_hand else None, size, folder))
+        print(transfer_line(name, rows))
+
+
+def transfer_line(name: str, rows: list[tuple[float, float]]) -> str:
+    seg_color, seg_w1 = np.mean(rows, axis=0)
+    per_pair = " ".join(f"{r[1]:.2f}" for r in rows)
+    return f"  transfer, {name}: seg_color {seg_color:.2f}, seg_w1 {seg_w1:.2f} ({per_pair})"
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--regions", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--pairs", type=int, nargs="+", default=list(range(1, 9)),
+                        choices=range(1, 9), help="Luan's pairs (default: 1-8)")  # fmt: skip
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sheet", help="contact sheet: content, hand, auto, style, hand, auto")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--transfer", action="store_true", help="also score the masks by `match` on the content"
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     device = torch.device(args.device)
     cache = ExtractorCache(resolve_weights("vgg16", weights_spec("vgg16")), device, "fp32")
     extractor = cache.get(StyleParams())  # the default style layers reach relu5_1
-    print(f"machine: {machine(device)}; vgg16 (shared trunk) at {args.size} px; pairs 1-8")
-    sheet = []
-    shown = (
-        StyleParams().mask_regions
-        if StyleParams().mask_regions in args.regions
-        else args.regions[0]
-    )
-    for regions in args.regions:
-        scores, seconds = [], []
-        for n in range(1, 9):
-            pair = PHOTO / str(n)
-            masks, took = auto_pair_masks(extractor, pair, args.size, regions)
-            hand = [hand_mask(pair, f"{s}_seg.png", tuple(m.shape[-2:]))
-                    for s, m in zip(("content", "style"), masks, strict=True)]  # fmt: skip
-            scores.append(mean_iou([labels_of(m) for m in masks], [labels_of(h) for h in hand]))
-            seconds.append(took)
+    pairs = " ".join(map(str, args.pairs))
+    print(f"machine: {machine(device)}; vgg16 (shared trunk) at {args.size} px; pairs {pairs}")
+    default = StyleParams().mask_regions
+    shown = default if default in args.regions else args.regions[0]
+    with tempfile.TemporaryDirectory() as folder:
+        if args.transfer:
+            transfer_baselines(args.pairs, args.size, Path(folder))
+        for regions in args.regions:
+            sheet = score_regions(extractor, args, regions, Path(folder))
             if args.sheet and regions == shown:
-                c, s = (load(pair, f, args.size) for f in ("content.png", "style.png"))
-                sheet.append([c, hand[0], masks[0], s, hand[1], masks[1]])
-        per_pair = " ".join(f"{s:.2f}" for s in scores)
-        print(f"regions {regions}: mean IoU {np.mean(scores):.3f} (pairs 1-8: {per_pair}); "
-              f"{np.mean(seconds):.2f} s a pair")  # fmt: skip
-    if args.sheet:
-        contact_sheet(sheet, Path(args.sheet), tile=160)
+                contact_sheet(sheet, Path(args.sheet), tile=160)
+
+
+def score_regions(extractor: VGGFeatures, args: argparse.Namespace, regions: int,
+                  folder: Path) -> list[list[torch.Tensor]]:  # fmt: skip
+    """Mean IoU (and `--transfer` scores) of the auto masks with `regions` on --pairs,
+    printed; the contact-sheet rows (content, hand, auto, style, hand, auto)."""
+    scores, seconds, transfer, sheet = [], [], [], []
+    for n in args.pairs:
+        pair = PHOTO / str(n)
+        masks, took = auto_pair_masks(extractor, pair, args.size, regions)
+        hand = [hand_mask(pair, f"{s}_seg.png", tuple(m.shape[-2:]))
+                for s, m in zip(("content", "style"), masks, strict=True)]  # fmt: skip
+        scores.append(mean_iou([labels_of(m) for m in masks], [labels_of(h) for h in hand]))
+        seconds.append(took)
+        if args.transfer:
+            transfer.append(transfer_scores(pair, masks, args.size, folder))
+        c, s = (load(pair, f, args.size) for f in ("content.png", "style.png"))
+        sheet.append([c, hand[0], masks[0], s, hand[1], masks[1]])
+    per_pair = " ".join(f"{s:.2f}" for s in scores)
+    print(f"regions {regions}: mean IoU {np.mean(scores):.3f} (pairs: {per_pair}); "
+          f"{np.mean(seconds):.2f} s a pair")  # fmt: skip
+    if transfer:
+        print(transfer_line(f"auto masks ({regions} regions)", transfer))
+    return sheet
 
 
 if __name__ == "__main__":

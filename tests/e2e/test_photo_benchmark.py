@@ -69,3 +69,27 @@ def test_photo_post_time_prints_each_post_process_against_the_optimisation(
         low = 100 * float(seconds) * (1 - 5e-3) / (total + 0.05)
         high = 100 * float(seconds) * (1 + 5e-3) / max(total - 0.05, 1e-3)
         assert low * (1 - 5e-3) <= float(share.rstrip(" %)")) <= high * (1 + 5e-3), cell
+
+
+def test_mask_agreement_transfer_scores_hand_auto_and_no_masks(photo_dir: Path) -> None:
+    """--transfer prints, per pair, seg_w1 of the content after `match` with the hand masks,
+    with no masks (the whole style) and with the auto masks, and their means: the hand masks'
+    is below the whole style's (each region takes its own style region's colours)."""
+    pytest.importorskip("skimage", reason="photo_metrics.py needs scikit-image (test extras)")
+    command = [sys.executable, "-m", "benchmarks.mask_agreement", "--size", "96", "--regions",
+               "3", "--pairs", "1", "3", "--transfer"]  # fmt: skip
+    env = {"NST_SHARED": str(SHARED), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = {line.split(":")[0].strip(): line for line in done.stdout.splitlines()}
+    w1 = {}
+    for name in ("hand masks", "no masks", "auto masks (3 regions)"):
+        line = lines[f"transfer, {name}"]
+        per_pair = line.rsplit("(", 1)[1].rstrip(")").split()
+        assert len(per_pair) == 2  # pairs 1 and 3
+        mean = float(line.split("seg_w1 ")[1].split()[0])
+        assert mean == pytest.approx(sum(map(float, per_pair)) / 2, abs=0.01)
+        w1[name] = [float(v) for v in per_pair]
+    # 6.77 / 4.24 against 17.50 / 6.77 when written
+    assert all(h < n for h, n in zip(w1["hand masks"], w1["no masks"], strict=True))
+    assert "regions 3: mean IoU" in done.stdout

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -73,17 +74,28 @@ def head() -> Iterator[tuple[str, dict[str, str]]]:
         "RAY_TMPDIR": ray_tmp, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
         "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+        # a token of its own: `ray start` makes none, and ~/.ray/auth_token exists only where
+        # a local ray.init() ran before (not on a fresh machine, where this test runs first)
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
     }  # fmt: skip
     start = [str(BIN / "ray"), "start", "--head", "--port", str(port), "--node-ip-address",
              "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0", "--include-dashboard", "false",
              f"--autoscaling-config={config}"]  # fmt: skip
-    proc = subprocess.run(start, env=env, start_new_session=True, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    proc = subprocess.Popen(start, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-4000:]
     try:
         yield f"127.0.0.1:{port}", env
     finally:
-        for p in psutil.process_iter():  # the head, its raylets, workers: this temp dir's
+        # the head's daemons stay in its process group: its dashboard agent, whose environment
+        # has no RAY_TMPDIR, outlived the test otherwise and kept port 52365, so the next
+        # head's job agent could not start (test_job_submit: "No available agent")
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for p in psutil.process_iter():  # the fake nodes, their workers: this temp dir's
             try:
                 if p.pid != os.getpid() and p.environ().get("RAY_TMPDIR") == ray_tmp:
                     p.send_signal(signal.SIGKILL)

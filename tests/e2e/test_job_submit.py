@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -44,7 +45,10 @@ class Head:
         self.env = {k: v for k, v in os.environ.items() if k not in private} | {
             "RAY_TMPDIR": str(ray_tmp),
             "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",  # `python` = this venv's
-            "RAY_AUTH_MODE": "token",  # the CLI sends the token `ray start` keeps in ~/.ray
+            "RAY_AUTH_MODE": "token",
+            # the head's token, which the CLI sends: `ray start` makes none, and
+            # ~/.ray/auth_token exists only where a local ray.init() ran before
+            "RAY_AUTH_TOKEN": secrets.token_hex(32),
             "RAY_USAGE_STATS_ENABLED": "0",
         }
         self.pgid: int | None = None
@@ -62,6 +66,24 @@ class Head:
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, out[-3000:]
         self.pgid = proc.pid  # its daemons (GCS, raylet, dashboard) stay in its group
+        self.wait_for_job_agent()
+
+    def wait_for_job_agent(self, timeout: float = 120) -> None:
+        """Until the head takes jobs: its dashboard waits only 10 s for the head's job agent,
+        which on a loaded machine (seen after the autoscaler test) comes up later, and a
+        submit before then fails ("No available agent to submit job, please try again
+        later"). A trivial job, retried, is the probe."""
+        deadline, attempt = time.monotonic() + timeout, 0
+        while True:
+            attempt += 1
+            probe = self.cli("job", "submit", "--address", self.url, "--submission-id",
+                             f"probe-{self.port}-{attempt}", "--no-wait", "--", "true",
+                             timeout=60)  # fmt: skip
+            if probe.returncode == 0:
+                return
+            busy = "No available agent" in probe.stdout + probe.stderr
+            assert busy and time.monotonic() < deadline, probe.stdout[-2000:] + probe.stderr[-2000:]
+            time.sleep(2)
 
     def kill(self) -> None:
         """SIGKILL the head's process group, then whatever else ran on this 'machine' (Ray's

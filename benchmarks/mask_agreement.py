@@ -96,12 +96,16 @@ def auto_pair_masks(
     return [m.cpu() for m in masks], time.perf_counter() - start
 
 
-def transfer_scores(pair: Path, masks: list[torch.Tensor] | None, size: int,
-                    folder: Path) -> tuple[float, float]:  # fmt: skip
-    """(seg_color, seg_w1) of the pair's content at `size` after the `match` post-process with
-    masks [content, style] (3, H, W) (None: the whole style), scored with the hand masks
-    (the module's docstring)."""
-    content, style = (load(pair, n, size)[None] for n in ("content.png", "style.png"))
+def transfer_scores(
+    pair: Path,
+    images: tuple[torch.Tensor, torch.Tensor],
+    masks: list[torch.Tensor] | None,
+    folder: Path,
+) -> tuple[float, float]:
+    """(seg_color, seg_w1) of the pair's content after the `match` post-process with masks
+    [content, style] (3, H, W) (None: the whole style), scored with the hand masks (the
+    module's docstring); images: the pair's (content, style) (3, H, W) at the working size."""
+    content, style = (image[None] for image in images)
     prepared = None if masks is None else prepare_masks(masks[0], masks[1], content, style)[0]
     targets = color_targets(prepared, style, tuple(content.shape[-2:]), 1.0)
     laplacian = content_laplacian(content, SMOOTH_EPS)
@@ -118,10 +122,10 @@ def transfer_baselines(pairs: list[int], size: int, folder: Path) -> None:
         rows = []
         for n in pairs:
             pair = PHOTO / str(n)
-            content, style = (load(pair, f, size) for f in ("content.png", "style.png"))
+            images = load(pair, "content.png", size), load(pair, "style.png", size)
             hand = [hand_mask(pair, f"{s}_seg.png", tuple(image.shape[-2:]))
-                    for s, image in (("content", content), ("style", style))]  # fmt: skip
-            rows.append(transfer_scores(pair, hand if use_hand else None, size, folder))
+                    for s, image in zip(("content", "style"), images, strict=True)]  # fmt: skip
+            rows.append(transfer_scores(pair, images, hand if use_hand else None, folder))
         print(transfer_line(name, rows))
 
 
@@ -175,9 +179,11 @@ def score_regions(extractor: VGGFeatures, args: argparse.Namespace, regions: int
                 for s, m in zip(("content", "style"), masks, strict=True)]  # fmt: skip
         scores.append(mean_iou([labels_of(m) for m in masks], [labels_of(h) for h in hand]))
         seconds.append(took)
-        if args.transfer:
-            transfer.append(transfer_scores(pair, masks, args.size, folder))
+        if not (args.transfer or args.sheet):
+            continue
         c, s = (load(pair, f, args.size) for f in ("content.png", "style.png"))
+        if args.transfer:
+            transfer.append(transfer_scores(pair, (c, s), masks, folder))
         sheet.append([c, hand[0], masks[0], s, hand[1], masks[1]])
     per_pair = " ".join(f"{s:.2f}" for s in scores)
     print(f"regions {regions}: mean IoU {np.mean(scores):.3f} (pairs: {per_pair}); "

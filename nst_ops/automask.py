@@ -9,14 +9,8 @@ Method (measured against Luan's hand masks in benchmarks/RESULTS.md, "Automatic 
    as sky above buildings above water; it raised the mean IoU below from 0.44 to 0.49).
 2. Per image, k-means, started from the quantiles of the first principal axis (deterministic:
    no random start): the content into `regions` clusters, the style into STYLE_EXTRA more.
-3. The soft assignments are averaged over each segment of a graph-based segmentation of the
-   image (Felzenszwalb & Huttenlocher 2004; nst_ops.superpixels), then refined by a guided
-   filter with the image as guide (He et al. 2010), so region borders follow the image's
-   edges; each pixel takes its best region. The segments join pixels across gradual changes
-   and stop at edges: a sky that darkens towards one side stays one region instead of giving
-   its dark end to the buildings below (with the hand labels matched perfectly, the
-   content's regions score seg_w1 4.59 instead of 4.95, the hand masks 4.30;
-   benchmarks/RESULTS.md, "Automatic masks", 2026-12-07).
+3. The soft assignments are refined by a guided filter with the image as guide (He et al.
+   2010), so region borders follow the image's edges; each pixel takes its best region.
 4. Each content region takes the style region nearest to it (cosine distance of each region's
    mean features at the three layers, each L2-normalised): label k means the same part in both
    images. Several content regions may take one style region, and a style region nobody takes
@@ -43,7 +37,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nst_ops import superpixels
 from nst_ops.guided import guided_filter
 from nst_ops.masks import COLOURS, PALETTE
 from nst_ops.params import MAX_MASK_REGIONS
@@ -86,7 +79,7 @@ def _regions(extractor: VGGFeatures, image: Tensor, regions: int) -> tuple[Tenso
     centroids = kmeans(x, regions)
     h, w = image.shape[-2:]
     soft = torch.softmax(-torch.cdist(x, centroids).pow(2) / SOFTNESS, dim=1)
-    soft = superpixels.pool(soft.T.reshape(1, regions, h, w), superpixels.segment(image))
+    soft = soft.T.reshape(1, regions, h, w)
     radius = max(2, max(h, w) // 64)
     labels = guided_filter(image[:, :3].float(), soft, radius, GUIDE_EPS)[0].argmax(0)
     descriptors = [region_descriptors(labels, features[n].float(), regions) for n in MATCH_LAYERS]

@@ -96,6 +96,20 @@ def auto_pair_masks(
     return [m.cpu() for m in masks], time.perf_counter() - start
 
 
+def written_auto_masks(extractor: VGGFeatures, pair: Path, number: str, size: int,
+                       regions: int, out: Path) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The pair's (content, style) auto masks (3, H, W) at `size`, written to `out` as
+    {number}_auto_{content,style}_seg.png; their seconds and mean IoU printed."""
+    (cmask, smask), took = auto_pair_masks(extractor, pair, size, regions)
+    hand = [hand_mask(pair, f"{s}_seg.png", tuple(m.shape[-2:]))
+            for s, m in zip(("content", "style"), (cmask, smask), strict=True)]  # fmt: skip
+    iou = mean_iou([labels_of(cmask), labels_of(smask)], [labels_of(h) for h in hand])
+    print(f"  {number} auto masks ({regions} regions): {took:.2f} s, mean IoU {iou:.3f}")
+    for side, mask in (("content", cmask), ("style", smask)):
+        (out / f"{number}_auto_{side}_seg.png").write_bytes(to_png(mask))
+    return cmask, smask
+
+
 def transfer_scores(
     pair: Path,
     images: tuple[torch.Tensor, torch.Tensor],

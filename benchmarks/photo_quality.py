@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import contact_sheet, machine, weights_spec
-from benchmarks.mask_agreement import auto_pair_masks, hand_mask, labels_of, mean_iou
+from benchmarks.mask_agreement import written_auto_masks
 from benchmarks.photo_pairs import PAIRS, has_reference, load, pair_folder
 from benchmarks.photo_scores import record, score_folder, table
 from nst_ops.drivers import lbfgs
@@ -221,13 +221,7 @@ def run_pair(pair: Path, number: str, args: argparse.Namespace, cache: Extractor
     tag, shown = "", []
     if args.masks == "auto":
         extractor = cache.get(StyleParams())
-        (cmask, smask), took = auto_pair_masks(extractor, pair, args.size, args.regions)
-        hand = [hand_mask(pair, f"{s}_seg.png", tuple(m.shape[-2:]))
-                for s, m in zip(("content", "style"), (cmask, smask), strict=True)]  # fmt: skip
-        iou = mean_iou([labels_of(cmask), labels_of(smask)], [labels_of(h) for h in hand])
-        print(f"  {number} auto masks ({args.regions} regions): {took:.2f} s, mean IoU {iou:.3f}")
-        for side, mask in (("content", cmask), ("style", smask)):
-            (out / f"{number}_auto_{side}_seg.png").write_bytes(to_png(mask))
+        cmask, smask = written_auto_masks(extractor, pair, number, args.size, args.regions, out)
         tag, shown = f"_auto{args.regions}", [cmask, smask]
     inputs = {"content": content, "style": style, "content_mask": cmask, "style_mask": smask}
     laplacian = content_laplacian(content[None].to(cache.device))  # Φ's, as the photo term's

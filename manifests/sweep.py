@@ -58,16 +58,7 @@ def sweep_table(
     `masks` = (content mask, style mask) URIs, for a single content and style only, or
     (AUTO_MASK, AUTO_MASK) for every row (the worker computes them); `tags`
     (parse_tag's) are string columns with one value for every row."""
-    if not contents or not styles:
-        raise ParamError("--content" if not contents else "--style", "matched no images")
-    auto = masks == (AUTO_MASK, AUTO_MASK)
-    if masks is not None and not auto and (len(contents) != 1 or len(styles) != 1):
-        raise ParamError("--content-mask", "masks need exactly one content and one style image")
-    for flag, given, verb in (("--grid", [n for n, _ in grids], "swept"),
-                              ("--tag", [n for n, _ in tags], "given")):  # fmt: skip
-        twice = sorted({n for n in given if given.count(n) > 1})
-        if twice:
-            raise ParamError(flag, f"{', '.join(twice)} {verb} twice")
+    _check_inputs(contents, styles, grids, masks, tags)
     names = [n for n, _ in grids]
     rows = []
     for combo in itertools.product(*(values for _, values in grids)):
@@ -89,6 +80,26 @@ def sweep_table(
     columns |= {name: [value] * len(rows) for name, value in tags}
     fields += [pa.field(name, pa.string()) for name, _ in tags]
     return pa.table(columns, schema=pa.schema(fields))
+
+
+def _check_inputs(
+    contents: Sequence[str],
+    styles: Sequence[str],
+    grids: Sequence[tuple[str, list[Any]]],
+    masks: tuple[str, str] | None,
+    tags: Sequence[tuple[str, str]],
+) -> None:
+    """sweep_table's arguments: ParamError naming the flag when unusable."""
+    if not contents or not styles:
+        raise ParamError("--content" if not contents else "--style", "matched no images")
+    auto = masks == (AUTO_MASK, AUTO_MASK)
+    if masks is not None and not auto and (len(contents) != 1 or len(styles) != 1):
+        raise ParamError("--content-mask", "masks need exactly one content and one style image")
+    for flag, given, verb in (("--grid", [n for n, _ in grids], "swept"),
+                              ("--tag", [n for n, _ in tags], "given")):  # fmt: skip
+        twice = sorted({n for n in given if given.count(n) > 1})
+        if twice:
+            raise ParamError(flag, f"{', '.join(twice)} {verb} twice")
 
 
 def _plain(value: Any) -> Any:

@@ -85,14 +85,7 @@ def load_pair(
             uri, small, extractor, where, "raise image_size, style_scale or the coarsest scale"
         )
     if yardstick_size > 0:  # refused before the optimisation, not after it
-        where = f"at --yardstick-size {side}" if side == yardstick_size else (
-            f"at the yardstick's {side} px (image_size, under --yardstick-size {yardstick_size})"
-        )  # fmt: skip
-        deepest = extractors.get(YARDSTICK_PARAMS)
-        for uri, decoded in ((pair.content_uri, content_image), (pair.style_uri, style_image)):
-            small = long_side_size(decoded.size, side)
-            _check_size(uri, small, deepest, where,
-                        "raise --yardstick-size, or 0 for no yardstick")  # fmt: skip
+        _check_yardstick(pair, (content_image, style_image), extractors, yardstick_size, side)
     if pair.content_mask_uri == AUTO_MASK and pair.style_mask_uri == AUTO_MASK:
         start = time.perf_counter()
         masks = _auto_masks(pair, extractors, content, style)
@@ -103,6 +96,24 @@ def load_pair(
     style_mask = _load_mask(pair.style_mask_uri, style_side, options, max_pixels)
     tensors = Pair(content, style, p, content_mask, style_mask, callback, snapshot_every)
     return LoadedPair(tensors, content_image, style_image, pair)
+
+
+def _check_yardstick(
+    pair: PairInput,
+    decoded: tuple[Image.Image, Image.Image],
+    extractors: ExtractorCache,
+    yardstick_size: int,
+    side: int,
+) -> None:
+    """InputError when the content or style image (decoded, full size) is too small for the
+    yardstick's deepest layer at `side` px (the yardstick's size, under `yardstick_size`)."""
+    where = f"at --yardstick-size {side}" if side == yardstick_size else (
+        f"at the yardstick's {side} px (image_size, under --yardstick-size {yardstick_size})"
+    )  # fmt: skip
+    deepest = extractors.get(YARDSTICK_PARAMS)
+    for uri, image in zip((pair.content_uri, pair.style_uri), decoded, strict=True):
+        small = long_side_size(image.size, side)
+        _check_size(uri, small, deepest, where, "raise --yardstick-size, or 0 for no yardstick")
 
 
 def _auto_masks(

@@ -102,14 +102,7 @@ def schedule(
     run = _Run(cfg, wcfg, pool, counts, bar)
     try:
         for row in rows:
-            if row.own_key and row.pair_id in skip:
-                if skip[row.pair_id] in ("", row.inputs):  # '': an older marker, unknown
-                    counts.skipped += 1
-                    bar.update(1)
-                    continue
-                counts.redone += 1
-            if row.error is not None:
-                _record_failure(wcfg, row, row.error, 0, counts)
+            if _settled(row, skip, wcfg, counts):
                 bar.update(1)
                 continue
             for batch in batcher.add(row):
@@ -123,6 +116,23 @@ def schedule(
         pool.close()
     _say_skipped(counts, cfg.output)
     return counts
+
+
+def _settled(
+    row: ManifestRow, skip: Mapping[str, str], wcfg: WorkerConfig, counts: RunCounts
+) -> bool:
+    """Whether `row` needs no worker: done before with the same inputs (skipped), or refused
+    when the manifest was read (its error recorded); counted either way. A row done before with
+    other inputs is counted as redone and goes to a worker."""
+    if row.own_key and row.pair_id in skip:
+        if skip[row.pair_id] in ("", row.inputs):  # '': an older marker, unknown
+            counts.skipped += 1
+            return True
+        counts.redone += 1
+    if row.error is not None:
+        _record_failure(wcfg, row, row.error, 0, counts)
+        return True
+    return False
 
 
 def _say_skipped(counts: RunCounts, output: str) -> None:

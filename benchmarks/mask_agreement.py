@@ -1,4 +1,5 @@
-"""How well automatic masks (nst_ops.automask) agree with Luan's hand-drawn ones.
+"""How well automatic masks (nst_ops.automask) agree with Luan's hand-drawn ones (pairs 1–8)
+and with the face pair's (examples/face, drawn for this project; `--pairs face`).
 
 Mean IoU after the best one-to-one matching of labels: the IoU of every (auto label, hand
 colour) pair is summed over *both* images of the pair (content and style share their labels,
@@ -19,7 +20,7 @@ ranks the pairs alike (Spearman 0.88 and 0.95; benchmarks/RESULTS.md, "Automatic
 2026-12-07).
 
     python -m benchmarks.mask_agreement [--size 256] [--regions 2 3 4] [--sheet FILE]
-        [--transfer] [--pairs 1 2 ... 8]
+        [--transfer] [--pairs 1 2 ... 8 face]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
 from benchmarks.common import contact_sheet, machine, weights_spec
-from benchmarks.photo_pairs import PHOTO, load
+from benchmarks.photo_pairs import PAIRS, load, pair_folder
 from benchmarks.photo_scores import scores as photo_scores
 from nst_ops.automask import auto_masks
 from nst_ops.masks import COLOURS, decode_mask
@@ -130,12 +131,12 @@ def transfer_scores(
     return seg_color, seg_w1
 
 
-def transfer_baselines(pairs: list[int], size: int, folder: Path) -> None:
+def transfer_baselines(pairs: list[str], size: int, folder: Path) -> None:
     """`--transfer`'s references: the hand masks and no masks, on `pairs`."""
     for name, use_hand in (("hand masks", True), ("no masks", False)):
         rows = []
         for n in pairs:
-            pair = PHOTO / str(n)
+            pair = pair_folder(n, folder)
             images = load(pair, "content.png", size), load(pair, "style.png", size)
             hand = [hand_mask(pair, f"{s}_seg.png", tuple(image.shape[-2:]))
                     for s, image in zip(("content", "style"), images, strict=True)]  # fmt: skip
@@ -153,10 +154,11 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--regions", type=int, nargs="+", default=[2, 3, 4])
-    parser.add_argument("--pairs", type=int, nargs="+", default=list(range(1, 9)),
-                        choices=range(1, 9), help="Luan's pairs (default: 1-8)")  # fmt: skip
+    parser.add_argument("--pairs", nargs="+", default=PAIRS[:8], choices=PAIRS,
+                        help="Luan's pairs 1-8 (the default) and the face pair")  # fmt: skip
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--sheet", help="contact sheet: content, hand, auto, style, hand, auto")
+    parser.add_argument("--sheet", help="contact sheet: content, hand, auto, style, hand, auto; "
+                        "a row per pair and --regions value")  # fmt: skip
     parser.add_argument(
         "--transfer", action="store_true", help="also score the masks by `match` on the content"
     )
@@ -168,17 +170,16 @@ def main() -> None:
     device = torch.device(args.device)
     cache = ExtractorCache(resolve_weights("vgg16", weights_spec("vgg16")), device, "fp32")
     extractor = cache.get(StyleParams())  # the default style layers reach relu5_1
-    pairs = " ".join(map(str, args.pairs))
+    pairs = " ".join(args.pairs)
     print(f"machine: {machine(device)}; vgg16 (shared trunk) at {args.size} px; pairs {pairs}")
-    default = StyleParams().mask_regions
-    shown = default if default in args.regions else args.regions[0]
+    sheet: list[list[torch.Tensor]] = []
     with tempfile.TemporaryDirectory() as folder:
         if args.transfer:
             transfer_baselines(args.pairs, args.size, Path(folder))
         for regions in args.regions:
-            sheet = score_regions(extractor, args, regions, Path(folder))
-            if args.sheet and regions == shown:
-                contact_sheet(sheet, Path(args.sheet), tile=160)
+            sheet += score_regions(extractor, args, regions, Path(folder))
+    if args.sheet:
+        contact_sheet(sheet, Path(args.sheet), tile=160)
 
 
 def score_regions(extractor: VGGFeatures, args: argparse.Namespace, regions: int,
@@ -187,7 +188,7 @@ def score_regions(extractor: VGGFeatures, args: argparse.Namespace, regions: int
     printed; the contact-sheet rows (content, hand, auto, style, hand, auto)."""
     scores, seconds, transfer, sheet = [], [], [], []
     for n in args.pairs:
-        pair = PHOTO / str(n)
+        pair = pair_folder(n, folder)
         masks, took = auto_pair_masks(extractor, pair, args.size, regions)
         hand = [hand_mask(pair, f"{s}_seg.png", tuple(m.shape[-2:]))
                 for s, m in zip(("content", "style"), masks, strict=True)]  # fmt: skip

@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO, SHARED
+from PIL import Image
 
 
 def test_photo_quality_writes_scored_images(
@@ -93,3 +95,27 @@ def test_mask_agreement_transfer_scores_hand_auto_and_no_masks(photo_dir: Path) 
     # 6.77 / 4.24 against 17.50 / 6.77 when written
     assert all(h < n for h, n in zip(w1["hand masks"], w1["no masks"], strict=True))
     assert "regions 3: mean IoU" in done.stdout
+
+
+def test_mask_agreement_scores_the_face_pair_and_sheets_every_region_count(
+    weights_path: Path, tmp_path: Path
+) -> None:
+    """--pairs face scores the face pair (examples/face) against its own hand masks, and
+    --sheet has a row per pair and --regions value, six tiles each: content, hand, auto, style,
+    hand, auto; the style's auto mask (K + 1 regions) shows several palette colours."""
+    sheet = tmp_path / "sheet.png"
+    command = [sys.executable, "-m", "benchmarks.mask_agreement", "--size", "64", "--regions",
+               "2", "3", "--pairs", "face", "--sheet", str(sheet)]  # fmt: skip
+    env = {"NST_SHARED": str(SHARED), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "pairs face" in done.stdout
+    for regions in (2, 3):
+        line = next(x for x in done.stdout.splitlines() if x.startswith(f"regions {regions}:"))
+        assert 0.0 < float(line.split("mean IoU ")[1].split()[0]) <= 1.0
+    image = np.asarray(Image.open(sheet).convert("RGB"))
+    assert image.shape == (2 * 160, 6 * 160, 3)
+    for row in range(2):
+        auto = image[row * 160 : (row + 1) * 160, 5 * 160 : 6 * 160].reshape(-1, 3)
+        colours = {tuple(int(v) for v in c) for c in np.unique(auto, axis=0)}
+        assert len(colours & {(0, 0, 255), (0, 255, 0), (0, 0, 0)}) >= 2, row  # blue, green, black

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,12 @@ def hand_mask(pair: Path, name: str, size: tuple[int, int]) -> torch.Tensor:
     """The pair's hand mask `name` at (H, W) (nearest: keeps the palette colours)."""
     image = Image.open(pair / name).convert("RGB")
     return to_tensor(image.resize((size[1], size[0]), Image.Resampling.NEAREST))
+
+
+def hand_masks(pair: Path, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The pair's [content, style] hand masks at the sizes of `like` ((3, H, W) each)."""
+    return [hand_mask(pair, f"{side}_seg.png", tuple(image.shape[-2:]))
+            for side, image in zip(("content", "style"), like, strict=True)]  # fmt: skip
 
 
 def mean_iou(auto: list[torch.Tensor], hand: list[torch.Tensor]) -> float:
@@ -102,8 +109,7 @@ def written_auto_masks(extractor: VGGFeatures, pair: Path, number: str, size: in
     """The pair's (content, style) auto masks (3, H, W) at `size`, written to `out` as
     {number}_auto_{content,style}_seg.png; their seconds and mean IoU printed."""
     (cmask, smask), took = auto_pair_masks(extractor, pair, size, regions)
-    hand = [hand_mask(pair, f"{s}_seg.png", tuple(m.shape[-2:]))
-            for s, m in zip(("content", "style"), (cmask, smask), strict=True)]  # fmt: skip
+    hand = hand_masks(pair, (cmask, smask))
     iou = mean_iou([labels_of(cmask), labels_of(smask)], [labels_of(h) for h in hand])
     print(f"  {number} auto masks ({regions} regions): {took:.2f} s, mean IoU {iou:.3f}")
     for side, mask in (("content", cmask), ("style", smask)):
@@ -138,9 +144,8 @@ def transfer_baselines(pairs: list[str], size: int, folder: Path) -> None:
         for n in pairs:
             pair = pair_folder(n, folder)
             images = load(pair, "content.png", size), load(pair, "style.png", size)
-            hand = [hand_mask(pair, f"{s}_seg.png", tuple(image.shape[-2:]))
-                    for s, image in zip(("content", "style"), images, strict=True)]  # fmt: skip
-            rows.append(transfer_scores(pair, images, hand if use_hand else None, folder))
+            hand = hand_masks(pair, images) if use_hand else None
+            rows.append(transfer_scores(pair, images, hand, folder))
         print(transfer_line(name, rows))
 
 
@@ -190,8 +195,7 @@ def score_regions(extractor: VGGFeatures, args: argparse.Namespace, regions: int
     for n in args.pairs:
         pair = pair_folder(n, folder)
         masks, took = auto_pair_masks(extractor, pair, args.size, regions)
-        hand = [hand_mask(pair, f"{s}_seg.png", tuple(m.shape[-2:]))
-                for s, m in zip(("content", "style"), masks, strict=True)]  # fmt: skip
+        hand = hand_masks(pair, masks)
         scores.append(mean_iou([labels_of(m) for m in masks], [labels_of(h) for h in hand]))
         seconds.append(took)
         if not (args.transfer or args.sheet):

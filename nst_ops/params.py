@@ -7,11 +7,17 @@ the Parquet manifest columns (`content_weight`) and the results-table columns.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from nst_ops.vgg import VGG19_LAYER_NAMES, block_channels
+from nst_ops.param_checks import ParamError as ParamError  # re-exported: callers catch it here
+from nst_ops.param_checks import (
+    check_choice,
+    check_integer,
+    check_layers,
+    check_number,
+)
+from nst_ops.vgg import block_channels
 
 # Documented limits: a manifest row outside them is rejected before any work starts.
 MAX_ITERATIONS = 100_000
@@ -36,14 +42,6 @@ POSTPROCESSES: tuple[str, ...] = get_args(PhotoPostprocess)
 # relu4_2 and grows with the pixel count while J_style (Gram means) and Luan's λ·Φ keep their
 # balance, so a fixed α would weigh the content 4× more at 512 px than at 256 px.
 PHOTO_CONTENT_SIZE = 256
-
-
-class ParamError(ValueError):
-    """A StyleParams field has an invalid value; `field` names it."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
 
 
 def _help(text: str) -> dict[str, str]:
@@ -216,64 +214,30 @@ def batch_key(params: StyleParams) -> tuple[tuple[str, Any], ...]:
     )
 
 
-def _number(name: str, value: Any, minimum: float = 0.0, positive: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParamError(name, f"must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ParamError(name, f"must be finite, got {value!r}")
-    if positive and value <= 0:
-        raise ParamError(name, f"must be > 0, got {value!r}")
-    if value < minimum:
-        raise ParamError(name, f"must be >= {minimum:g}, got {value!r}")
-
-
-def _integer(name: str, value: Any, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ParamError(name, f"must be an integer, got {value!r}")
-    if not lo <= value <= hi:
-        raise ParamError(name, f"must be between {lo} and {hi}, got {value}")
-
-
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ParamError(name, f"must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _layers(name: str, layers: tuple[str, ...]) -> None:
-    if not layers:
-        raise ParamError(name, "needs at least one layer")
-    for layer in layers:
-        if layer not in VGG19_LAYER_NAMES:
-            valid = " ".join(VGG19_LAYER_NAMES)
-            raise ParamError(name, f"unknown layer {layer!r}; valid layers: {valid}")
-    if len(set(layers)) != len(layers):
-        raise ParamError(name, f"lists a layer twice: {','.join(layers)}")
-
-
 def _validate(p: StyleParams) -> None:
     _validate_losses(p)
-    _choice("optimizer", p.optimizer, OPTIMIZERS)
-    _number("learning_rate", p.learning_rate, positive=True)
-    _integer("iterations", p.iterations, 1, MAX_ITERATIONS)
-    _choice("init", p.init, INITS)
-    _integer("seed", p.seed, 0, 2**63 - 1)
-    _integer("image_size", p.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
-    _number("style_scale", p.style_scale, positive=True)
+    check_choice("optimizer", p.optimizer, OPTIMIZERS)
+    check_number("learning_rate", p.learning_rate, positive=True)
+    check_integer("iterations", p.iterations, 1, MAX_ITERATIONS)
+    check_choice("init", p.init, INITS)
+    check_integer("seed", p.seed, 0, 2**63 - 1)
+    check_integer("image_size", p.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+    check_number("style_scale", p.style_scale, positive=True)
     if not 0.05 <= p.style_scale <= 8:
         raise ParamError("style_scale", f"must be between 0.05 and 8, got {p.style_scale}")
-    _choice("pooling", p.pooling, POOLINGS)
+    check_choice("pooling", p.pooling, POOLINGS)
     if p.target_loss is not None:
-        _number("target_loss", p.target_loss)
-    _choice("preserve_color", p.preserve_color, PRESERVE_COLORS)
-    _number("photo_weight", p.photo_weight)
+        check_number("target_loss", p.target_loss)
+    check_choice("preserve_color", p.preserve_color, PRESERVE_COLORS)
+    check_number("photo_weight", p.photo_weight)
     if not isinstance(p.photo_two_stage, bool):
         raise ParamError("photo_two_stage", f"must be true or false, got {p.photo_two_stage!r}")
-    _choice("photo_postprocess", p.photo_postprocess, POSTPROCESSES)
-    _number("mask_color_match", p.mask_color_match)
+    check_choice("photo_postprocess", p.photo_postprocess, POSTPROCESSES)
+    check_number("mask_color_match", p.mask_color_match)
     if p.mask_color_match > 1:
         raise ParamError("mask_color_match", f"must be <= 1, got {p.mask_color_match}")
-    _integer("mask_regions", p.mask_regions, 2, MAX_MASK_REGIONS)
-    _number("ema_decay", p.ema_decay)
+    check_integer("mask_regions", p.mask_regions, 2, MAX_MASK_REGIONS)
+    check_number("ema_decay", p.ema_decay)
     if p.ema_decay >= 1:
         raise ParamError("ema_decay", f"must be < 1, got {p.ema_decay}")
     if p.ema_decay > 0 and p.optimizer != "adam":
@@ -284,11 +248,11 @@ def _validate(p: StyleParams) -> None:
 def _validate_losses(p: StyleParams) -> None:
     """The loss weights and layers."""
     if p.content_weight is not None:
-        _number("content_weight", p.content_weight)
+        check_number("content_weight", p.content_weight)
     for name in ("style_weight", "tv_weight"):
-        _number(name, getattr(p, name))
-    _layers("content_layers", p.content_layers)
-    _layers("style_layers", p.style_layers)
+        check_number(name, getattr(p, name))
+    check_layers("content_layers", p.content_layers)
+    check_layers("style_layers", p.style_layers)
     if p.style_layer_weights is not None:
         if len(p.style_layer_weights) != len(p.style_layers):
             raise ParamError(
@@ -296,7 +260,7 @@ def _validate_losses(p: StyleParams) -> None:
                 f"has {len(p.style_layer_weights)} values for {len(p.style_layers)} style_layers",
             )
         for w in p.style_layer_weights:
-            _number("style_layer_weights", w)
+            check_number("style_layer_weights", w)
 
 
 def _scales(p: StyleParams) -> None:
@@ -305,7 +269,7 @@ def _scales(p: StyleParams) -> None:
     if not p.scales:
         raise ParamError("scales", "needs at least one size (or leave it empty for none)")
     for v in p.scales:
-        _integer("scales", v, 1, MAX_IMAGE_SIZE)
+        check_integer("scales", v, 1, MAX_IMAGE_SIZE)
     if len(p.scales) == 1 and p.scales[0] < MIN_IMAGE_SIZE:
         if p.iterations < p.scales[0]:
             raise ParamError("scales", f"{p.scales[0]} scales need >= that many iterations")

@@ -69,7 +69,7 @@ def contact_sheet(
     sheet = Image.new("RGB", (cols * tile, len(images) * tile), "white")
     for i, row in enumerate(images):
         for j, image in enumerate(row):
-            pil = Image.open(io.BytesIO(to_png(image)))
+            pil: Image.Image = Image.open(io.BytesIO(to_png(image)))
             if enlarge:
                 scale = tile / max(pil.size)
                 size = (round(pil.width * scale), round(pil.height * scale))

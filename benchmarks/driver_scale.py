@@ -145,7 +145,7 @@ def bench_schedule(n: int, workers: int = 4) -> dict[str, float]:
         pq.write_table(pa.table({"content_uri": ["c.jpg"] * n, "style_uri": ["s.jpg"] * n,
                                  "seed": list(range(n))}), manifest_uri)  # fmt: skip
         ray.init(num_cpus=workers, num_gpus=workers, include_dashboard=False, log_to_driver=False)
-        real, pool.PairWorker = pool.PairWorker, NullWorker  # type: ignore[misc]
+        real, pool.PairWorker = pool.PairWorker, NullWorker  # type: ignore[attr-defined,assignment]
         cfg = RunConfig(manifest_uri, f"{tmp}/out", num_workers=workers, quiet=True)
         try:
             with Manifest(manifest_uri, None, None) as manifest:
@@ -153,7 +153,7 @@ def bench_schedule(n: int, workers: int = 4) -> dict[str, float]:
                 cpu, wall, counts = measure(lambda: scheduler.schedule(
                     cfg, manifest.rows(), {}, weights, [], n, (1.0, workers)))  # fmt: skip
         finally:
-            pool.PairWorker = real  # type: ignore[misc]
+            pool.PairWorker = real  # type: ignore[attr-defined]
             ray.shutdown()
     assert counts.ok == n, counts
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -71,8 +71,8 @@ def main() -> None:
     from skimage import data  # test extras; only this script needs it
 
     args.out.mkdir(parents=True, exist_ok=True)
-    content = Image.fromarray(data.astronaut()).convert("RGB")
-    style = Image.fromarray(data.camera()).convert("RGB")
+    content = Image.fromarray(data.astronaut()).convert("RGB")  # type: ignore[no-untyped-call]
+    style = Image.fromarray(data.camera()).convert("RGB")  # type: ignore[no-untyped-call]
     content.save(args.out / "content.jpg", quality=95)
     style.save(args.out / "style.jpg", quality=95)
     draw_mask(content.size, ASTRONAUT).save(args.out / "content_seg.png")

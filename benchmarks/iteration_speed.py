@@ -37,7 +37,9 @@ def conv_flops(extractor: VGGFeatures, height: int, width: int) -> float:
     return flops
 
 
-def timed_run(run: Callable[[], StyleResult], device: torch.device, flops: float) -> dict:
+def timed_run(
+    run: Callable[[], StyleResult], device: torch.device, flops: float
+) -> dict[str, float]:
     """One pair's s/it (its rows' clock), its floor at the matmul rate measured around it, and
     their ratio."""
     before = matmul_flops_per_s(device)
@@ -58,7 +60,7 @@ def timed_run(run: Callable[[], StyleResult], device: torch.device, flops: float
 def measure(
     model: str, size: int, device: torch.device, iterations: int, precision: str, repeats: int,
     optimizer: str = "adam", compile: str = "auto",
-) -> dict:  # fmt: skip
+) -> dict[str, float]:  # fmt: skip
     """s/it, the floor and pair seconds of `repeats` runs. This shared machine's speed drifts
     by ±10–15% over minutes, so each run's floor uses the mean of matmul rates measured just
     before and just after it, and each run gets its own ratio; the run with the median ratio is
@@ -106,7 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.rows_per_flush is not None:
         every = args.rows_per_flush
-        drivers.rows_per_flush = lambda device: every  # type: ignore[assignment]
+        drivers.rows_per_flush = lambda device: every  # type: ignore[attr-defined]
     device = torch.device(args.device)
     print(f"machine: {machine(device)}; precision {args.precision}; compile {args.compile}; "
           f"4:3 images, default layers (deepest relu5_1), {args.optimizer}; rows per flush "

@@ -35,11 +35,11 @@ from workflows.weights import resolve_weights
 LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernelExC")
 
 
-class _Counting(TorchDispatchMode):
+class _Counting(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Counts the non-view operations dispatched while `on`."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.on, self.ops = False, 0
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
@@ -56,8 +56,8 @@ class _Observed(Compiler):
         self.inner, self.mode, self.compiled = inner, mode, compiled
         self.calls = Counter[str]()
 
-    @property  # type: ignore[override]
-    def compile_s(self) -> float:
+    @property
+    def compile_s(self) -> float:  # type: ignore[override]
         return self.inner.compile_s
 
     def objective(self, fn: Any) -> Any:
@@ -111,7 +111,7 @@ def count(args: argparse.Namespace, optimizer: str, compile: str) -> dict[str, f
     if device.type == "cuda":
         out["kernels"] = sum(names[k] for k in LAUNCHES) / n
         out["graphs"] = names["cudaGraphLaunch"] / n
-        ran = [e for e in profile.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        ran = [e for e in profile.events() if e.device_type == torch.autograd.DeviceType.CUDA]  # type: ignore[attr-defined]
         out["gpu kernels run"] = len(ran) / n  # those inside graphs too
     return out
 

@@ -67,7 +67,7 @@ def hand_mask(pair: Path, name: str, size: tuple[int, int]) -> torch.Tensor:
 
 def hand_masks(pair: Path, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """The pair's [content, style] hand masks at the sizes of `like` ((3, H, W) each)."""
-    return [hand_mask(pair, f"{side}_seg.png", tuple(image.shape[-2:]))
+    return [hand_mask(pair, f"{side}_seg.png", (image.shape[-2], image.shape[-1]))
             for side, image in zip(("content", "style"), like, strict=True)]  # fmt: skip
 
 
@@ -77,9 +77,9 @@ def mean_iou(auto: list[torch.Tensor], hand: list[torch.Tensor]) -> float:
     k, n = len(COLOURS), len(COLOURS)
     inter, union = np.zeros((k, n)), np.zeros((k, n))
     present: set[int] = set()
-    for a, h in zip(auto, hand, strict=True):
-        keep = h >= 0
-        a, h = a[keep].numpy(), h[keep].numpy()
+    for auto_labels, hand_labels in zip(auto, hand, strict=True):
+        keep = hand_labels >= 0
+        a, h = auto_labels[keep].numpy(), hand_labels[keep].numpy()
         present |= set(np.unique(h).tolist())
         for i in range(k):
             for j in range(n):
@@ -128,7 +128,7 @@ def transfer_scores(
     module's docstring); images: the pair's (content, style) (3, H, W) at the working size."""
     content, style = (image[None] for image in images)
     prepared = None if masks is None else prepare_masks(masks[0], masks[1], content, style)[0]
-    targets = color_targets(prepared, style, tuple(content.shape[-2:]), 1.0)
+    targets = color_targets(prepared, style, (content.shape[-2], content.shape[-1]), 1.0)
     laplacian = content_laplacian(content, SMOOTH_EPS)
     image = content if targets is None else distribution_match(content, laplacian, targets)
     path = folder / f"{pair.name}.png"

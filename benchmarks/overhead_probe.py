@@ -80,7 +80,7 @@ def main() -> None:
         def call() -> Tensor:
             x = content.detach().requires_grad_(True)
             total = fn(x)
-            total.backward()
+            total.backward()  # type: ignore[no-untyped-call]
             return total.detach()
 
         return call

@@ -74,6 +74,7 @@ def measure(pair: Path, size: int, cache: ExtractorCache) -> dict[str, float]:
     """Gradient norms at Luan's output image, ours (weighted) and his, and their ratios."""
     objective, output = objective_at(pair, size, cache)
     p = objective.params
+    assert p.content_weight is not None  # resolved by StyleParams.__post_init__
     x = output.clone().requires_grad_(True)
     terms = objective(x)
     channels = [objective.style_targets[n].shape[-1] for n in p.style_layers]
@@ -87,7 +88,7 @@ def measure(pair: Path, size: int, cache: ExtractorCache) -> dict[str, float]:
         "style": p.style_weight * grad_norm(terms.values["style"].sum(), x),
         "photo": LUAN_LAMBDA * PHOTO_SCALE * phi,
         "luan content": 10.0 / n4m4 * content,
-        "luan style": grad_norm(luan_style, x),  # type: ignore[arg-type]
+        "luan style": grad_norm(luan_style, x),
         "luan photo": LUAN_LAMBDA * phi,
     }
     for term in ("content", "style", "photo"):
@@ -116,8 +117,8 @@ def main() -> None:
             m = measure(PHOTO / str(number), size, cache)
             for term in ("content", "style", "photo"):
                 ratios.setdefault(term, []).append(m[f"k {term}"])
-            values = " ".join(f"{m[c]:9.4g}" for c in COLUMNS[1:])
-            print(f"{number:4d} {size:5d} {m['pixels']:7.0f} {values}", flush=True)
+            row = " ".join(f"{m[c]:9.4g}" for c in COLUMNS[1:])
+            print(f"{number:4d} {size:5d} {m['pixels']:7.0f} {row}", flush=True)
         for term, values in ratios.items():
             low, high = min(values), max(values)
             print(f"size {size}: ours/Luan's {term} gradient, median of {len(values)} pairs: "

@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -49,13 +50,13 @@ from benchmarks.mask_agreement import written_auto_masks
 from benchmarks.photo_pairs import PAIRS, has_reference, load, pair_folder
 from benchmarks.photo_scores import record, score_folder, table
 from nst_ops.drivers import lbfgs
-from nst_ops.matting import PHOTO_SCALE, matting_energy
+from nst_ops.matting import PHOTO_SCALE, content_laplacian, matting_energy
 from nst_ops.objective import Masks
 from nst_ops.optimize import stylize
 from nst_ops.params import StyleParams
 from nst_ops.postprocess import SMOOTH_EPS, color_targets, refine
 from nst_ops.recorder import Recorder
-from nst_ops.segments import Segment, content_laplacian, prepare_masks, segment_objective
+from nst_ops.segments import Segment, prepare_masks, segment_objective
 from workflows.extractors import ExtractorCache
 from workflows.images import to_png
 from workflows.weights import resolve_weights
@@ -70,7 +71,7 @@ def config_params(name: str, content: torch.Tensor, size: int, iterations: int,
     each post-process itself) for this content image (3, H, W); `style_weight` replaces the
     default β of `photo` and `equal`; `content_factor` c sets α = c·1.25·k/(H·W), c times
     Luan's content weight in our units."""
-    beta = {} if style_weight is None else {"style_weight": style_weight}
+    beta: dict[str, Any] = {} if style_weight is None else {"style_weight": style_weight}
     base = StyleParams(image_size=size, iterations=iterations, photo_postprocess="none", **beta)
     if name == "equal":  # the defaults of an artistic pair: α = 1, equal layer weights
         return base.replace(style_layer_weights=(0.2,) * 5)
@@ -273,7 +274,9 @@ def post(label: str, content: torch.Tensor, style: torch.Tensor, masks: Masks | 
     if label.startswith("match") and label != "match":
         kind, match = "match", float(label.removeprefix("match"))
     device = laplacian.device
-    targets = color_targets(masks, style[None].to(device), tuple(image.shape[-2:]), match)
+    targets = color_targets(
+        masks, style[None].to(device), (image.shape[-2], image.shape[-1]), match
+    )
     refined = refine(kind, content[None].to(device), image[None].to(device), laplacian, targets)
     return refined[0].cpu()
 

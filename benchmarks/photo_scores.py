@@ -43,12 +43,12 @@ def table(rows: dict[str, list[tuple[float, ...]]], phi: bool = True) -> str:
     cells = " ".join(f"{h:>13}" for h in heads)
     lines = [f"{'variant':34} {'pairs':>5} {cells}  (mean/median)"]
     for name, values in rows.items():
-        cells = []
+        stats = []
         for i in range(len(heads)):
             column = [v[i] for v in values]
             mean, median = statistics.fmean(column), statistics.median(column)
-            cells.append(f"{mean:6.3g}/{median:<6.3g}")
-        lines.append(f"{name:34} {len(values):5d} " + " ".join(cells))
+            stats.append(f"{mean:6.3g}/{median:<6.3g}")
+        lines.append(f"{name:34} {len(values):5d} " + " ".join(stats))
     return "\n".join(lines)
 
 

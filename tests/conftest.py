@@ -110,7 +110,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def nst(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+def nst(capsys: pytest.CaptureFixture[str]):
     """Run the `nst` CLI in-process: a CompletedProcess of (exit status, stdout, stderr)."""
     import subprocess
 

@@ -24,7 +24,8 @@ def put(local: Path, uri: str) -> str:
 
 
 def table(uri: str) -> list[dict[str, Any]]:
-    return pq.read_table(io.BytesIO(read_bytes(uri))).to_pylist()
+    rows: list[dict[str, Any]] = pq.read_table(io.BytesIO(read_bytes(uri))).to_pylist()
+    return rows
 
 
 def make_manifest(store: str, examples: Path, weights: Path) -> tuple[str, str]:
@@ -41,7 +42,7 @@ def make_manifest(store: str, examples: Path, weights: Path) -> tuple[str, str]:
         "tag_group": "photo",
     }
     common = {"image_size": 32, "iterations": ITERATIONS}
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"content_uri": content, "style_uri": wave, "tag_group": "a"} | common,
         {"content_uri": content, "style_uri": starry, "tag_group": "a", "style_weight": 10.0}
         | common,

@@ -103,7 +103,8 @@ def test_batch_and_report_code_never_reaches_the_command_line_modules() -> None:
     edges = graph()
 
     def reach(start: str) -> set[str]:
-        seen, todo = set(), [start]
+        seen: set[str] = set()
+        todo = [start]
         while todo:
             for w in edges[todo.pop()] - seen:
                 seen.add(w)

@@ -87,7 +87,7 @@ def test_worked_example_prints_the_output_shown(monkeypatch) -> None:
     monkeypatch.chdir(REPO)
     (query,) = _statements(_blocks("sql")[0])
     shown = _blocks("text")[0].rstrip("\n")
-    assert duckdb.sql(query).df().to_string(index=False) == shown
+    assert duckdb.execute(query).df().to_string(index=False) == shown
 
 
 def test_duckdb_examples_run_as_written(monkeypatch) -> None:
@@ -98,7 +98,7 @@ def test_duckdb_examples_run_as_written(monkeypatch) -> None:
     from workflows.analysis import load_run, paired_effects
 
     monkeypatch.chdir(REPO)
-    paired, curves, errors = (duckdb.sql(s).fetchall() for s in _statements(_blocks("sql")[1]))
+    paired, curves, errors = (duckdb.execute(s).fetchall() for s in _statements(_blocks("sql")[1]))
     effects = paired_effects(load_run("examples/runs/layers")[0], "style_layers")
     assert [(layers, n) for layers, n, _, _ in paired] == [(v, 2) for v in sorted(effects["value"])]
     for layers, _, change, better in paired:

@@ -65,7 +65,8 @@ def background(args: list[str], codes: list[int]) -> Iterator[threading.Thread]:
 
 
 def parquet(uri: str) -> list[dict[str, Any]]:
-    return pq.read_table(io.BytesIO(read_bytes(uri))).to_pylist()
+    rows: list[dict[str, Any]] = pq.read_table(io.BytesIO(read_bytes(uri))).to_pylist()
+    return rows
 
 
 def check_exactly_once(output: str, rows: int, iterations: int) -> list[dict[str, Any]]:
@@ -83,6 +84,7 @@ def check_exactly_once(output: str, rows: int, iterations: int) -> list[dict[str
 def pair_workers() -> list[psutil.Process]:
     """PairWorker actor processes of this test's Ray instance (descendants of its raylet)."""
     node = ray._private.worker._global_node
+    assert node is not None
     (raylet,) = node.all_processes["raylet"]
     found = []
     for proc in psutil.Process(raylet.process.pid).children(recursive=True):
@@ -140,17 +142,17 @@ def test_more_workers_than_the_cluster_holds_strand_no_pair(
 def test_local_errors_no_retry_can_mend_are_raised_at_once(
     where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from workflows import storage
+    from workflows.errors import StorageError
 
     def no_sleep(seconds: float) -> None:
         raise AssertionError(f"retried a local error ({seconds} s backoff)")
 
-    monkeypatch.setattr(storage.time, "sleep", no_sleep)
+    monkeypatch.setattr("workflows.storage.time.sleep", no_sleep)
     (tmp_path / "file").write_text("a file where a folder would go")
     (tmp_path / "folder").mkdir()
     with pytest.raises(OSError) as error:  # NotADirectoryError, FileExistsError, IsADirectory
         write_bytes(str(tmp_path / where), b"png")
-    assert not isinstance(error.value, storage.StorageError)
+    assert not isinstance(error.value, StorageError)
 
 
 def test_s3_outage_is_retried(ray_s3, s3_endpoint, examples, weights_path) -> None:
@@ -242,7 +244,9 @@ def test_credentials_never_appear_in_outputs_or_logs(
     texts = [captured.out, captured.err]
     fs, _ = filesystem("s3://sec")
     texts += [fs.cat(p).decode("latin-1") for p in fs.find("sec")]
-    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    node = ray._private.worker._global_node
+    assert node is not None
+    logs = Path(node.get_session_dir_path()) / "logs"
     texts += [p.read_text(errors="replace") for p in logs.rglob("*") if p.is_file()]
     for text in texts:
         assert SECRET not in text and SECRET_KEY not in text
@@ -254,24 +258,24 @@ def test_a_call_ray_lost_is_retried_on_a_new_worker(
     """Any other Ray failure of a call (here RaySystemError; e.g. a result lost with its node)
     is a worker death too: the old worker is killed (alive, it would keep its GPU), a new one
     started and the pair retried; the run does not crash."""
-    from workflows.batch import pool
 
     real_get, real_kill = ray.get, ray.kill
-    lost, kills = [], []
+    lost: list[Any] = []
+    kills: list[Any] = []
 
     def get(ref: Any, *args: Any, **kwargs: Any) -> Any:
         out = real_get(ref, *args, **kwargs)
         if isinstance(out, list) and not lost:  # the first call's results (not a ping's info)
             lost.append(ref)
-            raise ray.exceptions.RaySystemError("lost the call's result")
+            raise ray.exceptions.RaySystemError("lost the call's result")  # type: ignore[no-untyped-call]
         return out
 
     def kill(actor: Any, *args: Any, **kwargs: Any) -> None:
         kills.append(actor)
         real_kill(actor, *args, **kwargs)
 
-    monkeypatch.setattr(pool.ray, "get", get)
-    monkeypatch.setattr(pool.ray, "kill", kill)
+    monkeypatch.setattr("workflows.batch.pool.ray.get", get)
+    monkeypatch.setattr("workflows.batch.pool.ray.kill", kill)
     uri = manifest(str(tmp_path / "m.parquet"), examples, rows=2, iterations=4, size=32)
     assert main(run_args(uri, str(tmp_path / "out"), weights_path)) == 0
     results = check_exactly_once(str(tmp_path / "out"), rows=2, iterations=4)

@@ -153,7 +153,10 @@ def submit_command(head: Head, runtime_env: Path, manifest_uri: str, output: str
 
 def results(output: str) -> list[dict[str, Any]]:
     filesystem(output)[0].invalidate_cache()  # the done/ listings above are cached
-    return pq.read_table(io.BytesIO(read_bytes(f"{output}/results.parquet"))).to_pylist()
+    rows: list[dict[str, Any]] = pq.read_table(
+        io.BytesIO(read_bytes(f"{output}/results.parquet"))
+    ).to_pylist()
+    return rows
 
 
 def done_count(output: str) -> int:

@@ -33,7 +33,7 @@ def cluster() -> Iterator[Any]:
     cluster.add_node(num_cpus=2, num_gpus=2)
     cluster.wait_for_nodes()
     yield cluster
-    cluster.shutdown()
+    cluster.shutdown()  # type: ignore[no-untyped-call]
 
 
 def manifest(folder: Path, examples: Path, pairs: int = PAIRS, iterations: int = 40) -> Path:

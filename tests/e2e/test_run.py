@@ -91,7 +91,7 @@ def test_tables_match_declared_schemas_and_duckdb_reads_them(ray_s3, tmp_path, e
     assert pq.read_table(tmp_path / "out/losses.parquet").schema.equals(
         RUN_LOSS_SCHEMA, check_metadata=False
     )
-    mean = duckdb.sql(
+    mean = duckdb.execute(
         f"select tag_group, count(*) n from '{tmp_path}/out/results.parquet' group by 1"
     ).fetchall()
     assert mean == [("a", 2)]
@@ -105,7 +105,7 @@ def test_model_loaded_once_per_worker(ray_s3, examples, weights_path) -> None:
 
     weights = ray.put(resolve_weights("vgg16", str(weights_path)))
     cfg = worker_config("/tmp/nst-test-worker")
-    actor = ray.remote(PairWorker).options(num_gpus=1, num_cpus=1).remote(cfg)
+    actor: Any = ray.remote(PairWorker).options(num_gpus=1, num_cpus=1).remote(cfg)
     values = {
         "content_uri": str(examples / "content/tubingen.jpg"),
         "style_uri": str(examples / "style/wave.jpg"),
@@ -270,7 +270,7 @@ def test_pairs_per_gpu_batches_compatible_rows(ray_s3, tmp_path, examples, weigh
     assert [r["batch_size"] for r in one] == [1, 1, None, 1, 1, 1]
     assert [r["status"] for r in four] == ["ok", "ok", "error", "ok", "ok", "ok"]
     assert "missing.jpg: no such file" in four[2]["error"]
-    losses = {d: duckdb.sql(f"select pair_id, iteration, total_loss, style_loss from "
+    losses = {d: duckdb.execute(f"select pair_id, iteration, total_loss, style_loss from "
                             f"'{tmp_path}/{d}/losses.parquet' order by 1, 2").fetchall()
               for d in ("one", "four")}  # fmt: skip
     assert len(losses["one"]) == len(losses["four"]) == 4 * 5 + 4

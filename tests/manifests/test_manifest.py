@@ -76,9 +76,13 @@ def test_list_fields_may_be_text_cells() -> None:
 
 
 def test_row_errors_name_the_field() -> None:
-    assert parse_row(1, BASE | {"iterations": 0}).error.startswith("iterations: ")
-    assert parse_row(1, BASE | {"style_layers": ["relu9_1"]}).error.startswith("style_layers: ")
-    assert parse_row(1, {"content_uri": "c.jpg", "style_uri": ""}).error.startswith("style_uri")
+    assert (parse_row(1, BASE | {"iterations": 0}).error or "").startswith("iterations: ")
+    assert (parse_row(1, BASE | {"style_layers": ["relu9_1"]}).error or "").startswith(
+        "style_layers: "
+    )
+    assert (parse_row(1, {"content_uri": "c.jpg", "style_uri": ""}).error or "").startswith(
+        "style_uri"
+    )
 
 
 def test_bad_and_duplicate_ids_keep_own_keys_apart() -> None:
@@ -88,7 +92,7 @@ def test_bad_and_duplicate_ids_keep_own_keys_apart() -> None:
     ])  # fmt: skip
     rows = list(iter_rows([batch]))
     assert [r.own_key for r in rows] == [True, False, False, False]
-    assert "must match" in rows[1].error and "must match" in rows[3].error
+    assert "must match" in (rows[1].error or "") and "must match" in (rows[3].error or "")
     assert rows[2].error == "duplicate pair_id 'a' (first at row 1)"
     assert [r.row for r in rows] == [1, 2, 3, 4]
 

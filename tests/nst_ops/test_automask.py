@@ -53,7 +53,7 @@ def test_swapped_halves_map_half_to_half() -> None:
     left_c, right_c = c[:, : w // 2 - 4], c[:, w // 2 + 4 :]  # borders may blur over a few px
     left_s, right_s = s[:, : w // 2 - 4], s[:, w // 2 + 4 :]
     for half in (left_c, right_c):
-        assert half.unique().numel() == 1
+        assert torch.unique(half).numel() == 1
     red, blue = int(left_c[0, 0]), int(right_c[0, 0])
     assert red != blue and int(s.max()) < 2 + STYLE_EXTRA
     assert bool((right_s == red).any()) and not bool((left_s == red).any())  # red is red
@@ -77,7 +77,9 @@ def test_more_regions_than_parts_still_labels_every_pixel() -> None:
         cmask, smask = auto_masks(_extractor(), content, style, regions)
         c, s = _labels(cmask), _labels(smask)  # every pixel one palette colour
         assert int(s.max()) < min(regions + STYLE_EXTRA, len(COLOURS))
-        assert set(c.unique().tolist()) <= set(s.unique().tolist())  # style regions' labels
+        assert set(torch.unique(c).tolist()) <= set(
+            torch.unique(s).tolist()
+        )  # style regions' labels
 
 
 def test_colour_coded_png_round_trips_through_the_decoder() -> None:
@@ -122,7 +124,7 @@ BASE = {"content_uri": "c.png", "style_uri": "s.png"}
          "mask_regions: must be between 2 and 9, got 12"),
     ],
 )  # fmt: skip
-def test_row_errors_are_one_line_naming_the_column(values: dict, error: str) -> None:
+def test_row_errors_are_one_line_naming_the_column(values: dict[str, object], error: str) -> None:
     row = parse_row(3, BASE | values)
     assert row.error == error
     assert row.params is None

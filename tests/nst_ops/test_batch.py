@@ -4,6 +4,7 @@ running it alone (real VGG16 features, tiny images, CPU)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -33,10 +34,10 @@ def extractor(vgg16_state: dict[str, torch.Tensor]) -> VGGFeatures:
     return VGGFeatures("vgg16", ["relu5_1"], vgg16_state)
 
 
-def sweep(images: dict[str, torch.Tensor], **common: object) -> list[Pair]:
+def sweep(images: dict[str, torch.Tensor], **common: Any) -> list[Pair]:
     """Four pairs that differ in everything a batch may differ in."""
-    base = StyleParams(image_size=SIZE, iterations=12, **common)  # type: ignore[arg-type]
-    variants = [
+    base = StyleParams(image_size=SIZE, iterations=12, **common)
+    variants: list[tuple[str, dict[str, Any]]] = [
         ("starry", {}),
         ("scream", {"style_weight": 1e4, "learning_rate": 0.05, "init": "random", "seed": 3}),
         ("starry", {"content_weight": 5.0, "tv_weight": 1.0, "ema_decay": 0.5}),

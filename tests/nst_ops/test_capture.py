@@ -5,6 +5,7 @@ eager loss rows and stops, compiles once per image shape and objective structure
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from nst_ops.vgg import VGGFeatures
 from workflows.images import load_image
 
 SIZE = 32
-LAYERS = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
+LAYERS: dict[str, Any] = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +41,9 @@ def captured() -> Evaluator:
     return Evaluator(Inductor(torch.device("cpu")))
 
 
-def run(setup, evaluator, style: str = "starry", content: str = "content", **changes):  # type: ignore[no-untyped-def]
+def run(setup, evaluator, style: str = "starry", content: str = "content", **changes: Any):
     images, extractor = setup
-    params = StyleParams(image_size=SIZE, iterations=8, **LAYERS).replace(**changes)  # type: ignore[arg-type]
+    params = StyleParams(image_size=SIZE, iterations=8, **LAYERS).replace(**changes)
     return stylize(images[content], images[style], params, extractor, evaluator=evaluator)
 
 
@@ -62,7 +63,7 @@ def test_captured_rows_equal_eager_and_later_pairs_do_not_recompile(setup, captu
         assert first.compile_s > 0
         same_rows(first, run(setup, Evaluator(), optimizer=optimizer), rel=rel[optimizer])
     # another pair of the same shape and structure: other style, weights, iterations
-    other = {"style": "wave", "style_weight": 1e4, "iterations": 6}
+    other: dict[str, Any] = {"style": "wave", "style_weight": 1e4, "iterations": 6}
     for optimizer in rel:
         later = run(setup, captured, optimizer=optimizer, **other)
         assert later.compile_s == 0.0

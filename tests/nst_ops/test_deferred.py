@@ -161,10 +161,10 @@ class Compiling(Compiler):
     def __init__(self, clock: list[float]) -> None:
         self.calls, self.compile_s, self.clock = 0, 0.0, clock
 
-    def objective(self, fn):  # type: ignore[no-untyped-def]
+    def objective(self, fn):
         inner = super().objective(fn)
 
-        def call(x, objective):  # type: ignore[no-untyped-def]
+        def call(x, objective):
             self.calls += 1
             if self.calls in (1, 6):
                 self.clock[0] += self.PAUSE

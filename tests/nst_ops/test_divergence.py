@@ -35,7 +35,7 @@ def test_divergence_keeps_best_finite_image(driver) -> None:
     params = StyleParams(iterations=20, optimizer="adam", learning_rate=0.05)
     rec = Recorder(params, None, 20)
     x0 = torch.full((1, 3, 4, 4), 0.9)
-    (out,) = driver(x0, Blows(at=6), [params], [rec], Evaluator())  # type: ignore[arg-type]
+    (out,) = driver(x0, Blows(at=6), [params], [rec], Evaluator())
     assert rec.diverged_at == 6 and len(rec.rows) == 7
     totals = [float(r[0]) for r in rec.rows[:6]]
     best = min(totals)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nst_ops.optimize import Pair, stylize, stylize_batch
-from nst_ops.params import StyleParams
+from nst_ops.params import Optimizer, StyleParams
 from workflows.extractors import ExtractorCache
 from workflows.images import load_image
 from workflows.weights import resolve_weights
@@ -18,7 +18,7 @@ from workflows.weights import resolve_weights
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_cuda_stylize_halves_the_loss(weights_path: Path, examples: Path, precision: str,
-                                      optimizer: str) -> None:  # fmt: skip
+                                      optimizer: Optimizer) -> None:  # fmt: skip
     cache = ExtractorCache(
         resolve_weights("vgg16", str(weights_path)), torch.device("cuda"), precision
     )
@@ -36,15 +36,17 @@ def test_cuda_photo_term_runs_on_device(weights_path: Path, examples: Path) -> N
     params = StyleParams(image_size=128, iterations=10, photo_weight=1e4)
     content = load_image(str(examples / "photo/content.jpg"), 128)
     style = load_image(str(examples / "photo/style.jpg"), 128)
-    masks = [load_image(str(examples / f"photo/{n}_seg.png"), 128) for n in ("content", "style")]
-    result = stylize(content, style, params, cache.get(params), None, *masks)
+    content_mask, style_mask = (
+        load_image(str(examples / f"photo/{n}_seg.png"), 128) for n in ("content", "style")
+    )
+    result = stylize(content, style, params, cache.get(params), None, content_mask, style_mask)
     assert result.losses.stage[-1] == 2 and result.losses.terms["photo"][-1] > 0
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_cuda_batch_equals_pairs_run_alone(
-    weights_path: Path, examples: Path, optimizer: str
+    weights_path: Path, examples: Path, optimizer: Optimizer
 ) -> None:
     cache = ExtractorCache(resolve_weights("vgg16", str(weights_path)), torch.device("cuda"))
     params = StyleParams(image_size=128, iterations=20, optimizer=optimizer)
@@ -89,7 +91,7 @@ def test_cuda_adam_blocks_equal_row_by_row(
 @pytest.mark.gpu
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_cuda_graphs_give_the_eager_rows_and_reuse_the_graphs(
-    weights_path: Path, examples: Path, optimizer: str
+    weights_path: Path, examples: Path, optimizer: Optimizer
 ) -> None:
     """compile on (CUDA graphs via torch.compile reduce-overhead) against eager at 128 px: the
     same loss curve; a second pair of the same shape replays the graphs without compiling; a

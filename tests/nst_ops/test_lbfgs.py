@@ -145,7 +145,7 @@ def setup(artistic: Path, vgg16_state: dict[str, torch.Tensor]):
     return content, styles, VGGFeatures("vgg16", ["relu5_1"], vgg16_state)
 
 
-def run(setup, driver, params_list: list[StyleParams]):  # type: ignore[no-untyped-def]
+def run(setup, driver, params_list: list[StyleParams]):
     """One L-BFGS segment of a batch (as stylize_batch runs it) → (images, recorders)."""
     from nst_ops.objective import StyleObjective
 
@@ -211,7 +211,7 @@ def test_target_and_divergence_stop_at_the_same_row(setup) -> None:
     assert torch.equal(dev_image, host_image)
 
 
-def one_objective(setup, params: StyleParams):  # type: ignore[no-untyped-def]
+def one_objective(setup, params: StyleParams):
     """The stacked objective of one pair (content × the first style), as `run` builds it."""
     from nst_ops.objective import StyleObjective
 
@@ -230,14 +230,24 @@ class FlagSpy(Compiler):
     def _flag(self, kind: str) -> None:
         self.seen[kind].add(bool(torch.backends.cuda.matmul.allow_tf32))
 
-    def objective(self, fn):  # type: ignore[no-untyped-def]
+    def objective(self, fn):
         inner = super().objective(fn)
-        return lambda x, objective: (self._flag("objective"), inner(x, objective))[1]
 
-    def step(self, fn):  # type: ignore[no-untyped-def]
+        def flagged(x, objective):
+            self._flag("objective")
+            return inner(x, objective)
+
+        return flagged
+
+    def step(self, fn):
         if fn.__module__ != "nst_ops.lbfgs":  # the row tracker's step has no products
             return fn
-        return lambda *args: (self._flag("steps"), fn(*args))[1]
+
+        def flagged(*args):
+            self._flag("steps")
+            return fn(*args)
+
+        return flagged
 
 
 def test_tf32_is_for_the_objective_not_the_curvature_products(setup) -> None:

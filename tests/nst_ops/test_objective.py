@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from nst_ops.objective import TERM_NAMES, StyleObjective
@@ -52,7 +54,7 @@ def test_equal_default_layer_weights() -> None:
 
 # A value other than the default for every field outside OBJECTIVE_FIELDS (with what it needs).
 ADAM = {"optimizer": "adam"}
-NOT_OBJECTIVE = {
+NOT_OBJECTIVE: dict[str, dict[str, Any]] = {
     "optimizer": ADAM, "learning_rate": {"learning_rate": 0.5, **ADAM}, "iterations": {"iterations": 7},
     "init": {"init": "random"}, "seed": {"seed": 3}, "target_loss": {"target_loss": 1.0},
     "photo_two_stage": {"photo_two_stage": False}, "photo_postprocess": {"photo_postprocess": "none"},

@@ -47,6 +47,7 @@ def test_photo_defaults_are_k_times_luans_objective(height: int, width: int) -> 
     ours = objective(x).values
     luan = luan_terms(extractor, params, x, content, style)
     k = PHOTO_SCALE
+    assert params.content_weight is not None
     assert params.content_weight * ours["content"].item() == pytest.approx(
         k * luan["content"].item(), rel=1e-4
     )

@@ -68,6 +68,13 @@ def test_avg_pooling() -> None:
     assert isinstance(extractor.layers[-1], torch.nn.AvgPool2d)
 
 
+def conv_weight(extractor: VGGFeatures) -> torch.Tensor:
+    """The first conv layer's weight (3 → 64 channels, 3×3)."""
+    conv = extractor.layers[0]
+    assert isinstance(conv, torch.nn.Conv2d)
+    return conv.weight
+
+
 def test_unknown_layer_lists_valid_ones() -> None:
     with pytest.raises(ValueError, match="relu5_4.*valid:.*relu5_3"):
         VGGFeatures("vgg16", ["relu5_4"], None)
@@ -75,7 +82,7 @@ def test_unknown_layer_lists_valid_ones() -> None:
 
 def test_weights_are_loaded_and_shape_checked(vgg16_state: dict[str, torch.Tensor]) -> None:
     extractor = VGGFeatures("vgg16", ["relu5_1"], vgg16_state)
-    assert torch.equal(extractor.layers[0].weight, vgg16_state["0.weight"])
+    assert torch.equal(conv_weight(extractor), vgg16_state["0.weight"])
     bad = dict(vgg16_state)
     bad["2.weight"] = torch.zeros(3, 3, 3, 3)
     with pytest.raises(ValueError, match=r"'2.weight' has shape \(3, 3, 3, 3\)"):
@@ -88,7 +95,7 @@ def test_random_init_is_seeded_and_leaves_global_rng_alone() -> None:
     state = torch.random.get_rng_state()
     a = VGGFeatures("vgg16", ["relu1_1"], None, seed=3)
     b = VGGFeatures("vgg16", ["relu1_1"], None, seed=3)
-    assert torch.equal(a.layers[0].weight, b.layers[0].weight)
+    assert torch.equal(conv_weight(a), conv_weight(b))
     assert torch.equal(state, torch.random.get_rng_state())
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from manifests.manifest import parse_row
+from manifests.manifest import ManifestRow, parse_row
 from workflows.batch import scheduler
 from workflows.batch.manifest import Manifest
 from workflows.batch.scheduler import RunCounts, _Batcher
@@ -22,7 +22,7 @@ from workflows.storage import write_bytes
 from workflows.tables import parquet_bytes
 
 
-def rows(*iterations: int) -> list:
+def rows(*iterations: int) -> list[ManifestRow]:
     base = {"content_uri": "c.jpg", "style_uri": "s.jpg", "image_size": 32}
     return [parse_row(i + 1, base | {"iterations": n, "seed": i}) for i, n in enumerate(iterations)]
 
@@ -45,7 +45,7 @@ def test_waiting_rows_are_bounded_by_the_limit() -> None:
 
 def test_per_image_fields_do_not_split_a_group() -> None:
     base = {"content_uri": "c.jpg", "style_uri": "s.jpg", "image_size": 32}
-    varied = [{"style_weight": 10.0}, {"learning_rate": 0.1, "init": "random"},
+    varied: list[dict[str, object]] = [{"style_weight": 10.0}, {"learning_rate": 0.1, "init": "random"},
               {"style_layer_weights": [1.0, 1, 1, 1, 1]}, {"target_loss": 5.0}]  # fmt: skip
     batcher = _Batcher(size=4, limit=16)
     out = [b for i, v in enumerate(varied) for b in batcher.add(parse_row(i + 1, base | v))]

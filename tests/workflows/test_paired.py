@@ -168,7 +168,7 @@ def test_frontier_axes_label_every_tick_apart(spread: float, scale: str) -> None
                            "yardstick_style_loss": [1.87e5, 1.86e5, 1.87e5 / spread]})  # fmt: skip
     fig = frontier_figure(points, "style_weight", "a x s")
     ax = fig.axes[0]
-    fig.canvas.draw()  # type: ignore[no-untyped-call]
+    fig.canvas.draw()
     assert (ax.get_xscale(), ax.get_yscale()) == (scale, scale)
     for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
         shown = [t.get_text() for t in labels if t.get_text()]
@@ -196,8 +196,8 @@ def test_open_run_keeps_lists_as_lists_and_labels_them(tmp_path: Path) -> None:
         on_file = f"read_parquet('{tmp_path / 'run' / 'results.parquet'}')"
         assert run.con.execute(sql.format("results")).fetchall() == [(DEFAULT_LAYERS, 2), (SL45, 3)]
         assert run.con.execute(sql.format(on_file)).fetchall() == [(DEFAULT_LAYERS, 2), (SL45, 3)]
-        (first,) = run.con.execute("select style_layers[1] from results limit 1").fetchone()
-        assert first == "relu1_1"
+        first = run.con.execute("select style_layers[1] from results limit 1").fetchone()
+        assert first == ("relu1_1",)
         labels = run.con.execute("select distinct style_layers from labelled order by 1").fetchall()
         assert labels == [(DEFAULT_LAYERS,), (SL45,)]
 

@@ -60,6 +60,7 @@ def test_worker_records_yardstick_and_iterations_to_target(ray_cluster, tmp_path
     (first,) = worker.run([parse_row(1, base)], 1, weights)
     assert first.yardstick_total is not None and first.iterations_to_target is None
     assert first.yardstick_size == 32  # the output's own long side, under --yardstick-size 64
+    assert first.yardstick_content_loss is not None and first.yardstick_style_loss is not None
     assert first.yardstick_total == pytest.approx(
         first.yardstick_content_loss + 1000 * first.yardstick_style_loss
     )
@@ -127,7 +128,7 @@ def test_yardstick_too_small_for_an_image_fails_its_row_before_optimising(
 
 @pytest.fixture(scope="module")
 def report(ray_cluster, tmp_path_factory, weights_path: Path, examples: Path) -> Path:
-    root = tmp_path_factory.mktemp("report")
+    root: Path = tmp_path_factory.mktemp("report")
     manifest = str(root / "m.parquet")
     sweep = [
         "manifest", "sweep", "--content", str(examples / "content"),

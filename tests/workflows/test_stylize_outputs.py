@@ -63,8 +63,8 @@ def test_summary_says_what_compiling_cost(tmp_path: Path, examples, nst, monkeyp
     import dataclasses
 
     import workflows.stylize as stylize_cli
+    from workflows.pair import stylize_loaded as real
 
-    real = stylize_cli.stylize_loaded
     args = ("stylize", str(examples / "content/tubingen.jpg"), str(examples / "style/wave.jpg"),
             "-o", str(tmp_path / "o.png"), "--weights", "random", "--image-size", "32",
             "--iterations", "2")  # fmt: skip

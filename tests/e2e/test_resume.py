@@ -82,9 +82,11 @@ def test_tags_changed_for_a_rerun_label_the_skipped_pairs(ray_s3, tmp_path, exam
     """Tags label rows, they are no inputs: a rerun after adding, changing or dropping tag
     columns skips the done pairs, and the results show the manifest's tags as they are now."""
     manifest, out = tmp_path / "m.parquet", str(tmp_path / "out")
-    images: dict[str, list[Any]] = {"content_uri": [str(examples / "content/tubingen.jpg")] * 2,
-              "style_uri": [str(examples / "style/wave.jpg"), str(examples / "style/starry_night.jpg")],
-              "image_size": [32, 32], "iterations": [ITERATIONS] * 2}  # fmt: skip
+    images: dict[str, list[Any]] = {
+        "content_uri": [str(examples / "content/tubingen.jpg")] * 2,
+        "style_uri": [str(examples / "style/wave.jpg"), str(examples / "style/starry_night.jpg")],
+        "image_size": [32, 32], "iterations": [ITERATIONS] * 2,
+    }  # fmt: skip
     tag_sets: list[dict[str, list[Any]]] = [
         {}, {"tag_group": ["x", "y"], "tag_n": [1, 2]}, {"tag_group": ["z", "z"]}
     ]  # fmt: skip

@@ -42,7 +42,8 @@ def test_invalid_values_are_rejected(name: str, value: object, message: str) -> 
 
 
 def test_defaults_and_lists() -> None:
-    p = StyleParams(style_layers=["relu1_1", "relu2_1", "relu3_1", "relu4_2", "relu5_2"])  # type: ignore[arg-type]  # a list, as from JSON
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_2", "relu5_2"]  # a list, as from JSON
+    p = StyleParams(style_layers=layers)  # type: ignore[arg-type]
     assert p.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_2", "relu5_2")
     assert StyleParams().content_layers == ("relu4_2",)
     assert StyleParams().to_dict()["style_layers"][0] == "relu1_1"

@@ -45,8 +45,10 @@ def test_waiting_rows_are_bounded_by_the_limit() -> None:
 
 def test_per_image_fields_do_not_split_a_group() -> None:
     base = {"content_uri": "c.jpg", "style_uri": "s.jpg", "image_size": 32}
-    varied: list[dict[str, object]] = [{"style_weight": 10.0}, {"learning_rate": 0.1, "init": "random"},
-              {"style_layer_weights": [1.0, 1, 1, 1, 1]}, {"target_loss": 5.0}]  # fmt: skip
+    varied: list[dict[str, object]] = [
+        {"style_weight": 10.0}, {"learning_rate": 0.1, "init": "random"},
+        {"style_layer_weights": [1.0, 1, 1, 1, 1]}, {"target_loss": 5.0},
+    ]  # fmt: skip
     batcher = _Batcher(size=4, limit=16)
     out = [b for i, v in enumerate(varied) for b in batcher.add(parse_row(i + 1, base | v))]
     assert [len(b) for b in out] == [4]

@@ -76,9 +76,8 @@ def test_time_to_target_by_hand(run_dir: Path) -> None:
     assert table["best_total"].to_dict() == {
         "a-lbfgs": 10.0, "a-adam": 10.0, "a-w100": 2.0, "b-lbfgs": 20.0, "b-adam": 20.0}  # fmt: skip
     assert table.loc["b-lbfgs", "lowest_total"] == 20.0  # not the 64 px rows' 1
-    expected: dict[
-        str, list[tuple[int, float] | None]
-    ] = {  # (iterations, seconds) to within 10%, 5%, 1%; None = never
+    # (iterations, seconds) to within 10%, 5%, 1%; None = never
+    expected: dict[str, list[tuple[int, float] | None]] = {
         "a-lbfgs": [(3, 0.4), (3, 0.4), (4, 0.5)],  # 10.5 ≤ 11 and ≤ 10.5; 10.0 ≤ 10.1
         "a-adam": [(4, 0.25), (5, 0.3), None],  # 10.9 ≤ 11; 10.4 ≤ 10.5; never ≤ 10.1
         "a-w100": [(2, 0.3)] * 3,

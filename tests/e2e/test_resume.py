@@ -153,7 +153,24 @@ def test_two_drivers_on_shards_then_one_consolidation(ray_s3, store, examples, w
     for t in drivers:
         t.join(timeout=300)
     assert codes == {1: 0, 2: 0}
+    check_shards_done_unconsolidated(out, n, capsys.readouterr().err)
+
+    assert nst_run(manifest, out, str(weights_path), *args, "--precision", "bf16",
+                   "--shard", "1/2") == 2  # fmt: skip
+    assert "made with --precision fp32 (this run: bf16)" in capsys.readouterr().err
+
+    actors = len(ray._private.state.actors())  # every actor this Ray has had, dead or alive
+    assert nst_run(manifest, out, str(weights_path), *args) == 0
     err = capsys.readouterr().err
+    assert "skipped 5 pairs already ok" in err and "no pair left to run, no worker starts" in err
+    assert len(ray._private.state.actors()) == actors  # nothing to run: no worker started
+    assert json.loads(read_bytes(f"{out}/run.json"))["counts"]["ok"] == 0
+    check_consolidated(out, n)
+
+
+def check_shards_done_unconsolidated(out: str, n: int, err: str) -> None:
+    """Shards 1/2 (3 rows) and 2/2 (2 rows) of n = 5 finished into `out`, neither warning of
+    the other: each wrote its own run record and done markers, no results table."""
     assert "WARNING" not in err and "3 of 5 manifest rows (shard 1/2)" in err
     assert "shard 2/2: 2 ok, 0 failed" in err and "without --shard consolidates" in err
     fs, root = filesystem(out)
@@ -168,16 +185,9 @@ def test_two_drivers_on_shards_then_one_consolidation(ray_s3, store, examples, w
         f"run not finished (shard 1/2 finished, shard 2/2 finished): {n} of {n} rows so far"
     )
 
-    assert nst_run(manifest, out, str(weights_path), *args, "--precision", "bf16",
-                   "--shard", "1/2") == 2  # fmt: skip
-    assert "made with --precision fp32 (this run: bf16)" in capsys.readouterr().err
 
-    actors = len(ray._private.state.actors())  # every actor this Ray has had, dead or alive
-    assert nst_run(manifest, out, str(weights_path), *args) == 0
-    err = capsys.readouterr().err
-    assert "skipped 5 pairs already ok" in err and "no pair left to run, no worker starts" in err
-    assert len(ray._private.state.actors()) == actors  # nothing to run: no worker started
-    assert json.loads(read_bytes(f"{out}/run.json"))["counts"]["ok"] == 0
+def check_consolidated(out: str, n: int) -> None:
+    """`out`'s results: one ok row per seed 0..n-1; its loss table: each pair's rows, whole."""
     results = table(f"{out}/results.parquet")
     assert [r["seed"] for r in results] == list(range(n))
     assert {r["status"] for r in results} == {"ok"}

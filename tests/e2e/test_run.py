@@ -34,6 +34,15 @@ def check_ok_row(r: dict[str, Any], out: str) -> None:
     assert r["final_total_loss"] > 0
 
 
+def check_first_run_record(meta: dict[str, Any]) -> None:
+    """run.json of the first run over make_manifest's 7 rows: 4 ok, 3 failed."""
+    assert meta["weights_identity"] == "sha256:be3200d26788"
+    assert meta["package_version"] == version("nst-batch")
+    assert meta["counts"] == {"ok": 4, "failed": 3, "skipped": 0, "retried": 0, "redone": 0}
+    assert meta["cumulative_counts"] == {"ok": 4, "failed": 3, "retried": 0, "redone": 0}
+    assert meta["first_started_at"] == meta["started_at"] and meta["invocations"] == 1
+
+
 def test_run_end_to_end_and_resume(ray_s3, store, examples, weights_path, capsys) -> None:
     manifest, weights = make_manifest(store, examples, weights_path)
     out = f"{store}/out"
@@ -58,11 +67,7 @@ def test_run_end_to_end_and_resume(ray_s3, store, examples, weights_path, capsys
     assert len(losses) == 3 * (ITERATIONS + 1) + (2 * ITERATIONS + 1)
     assert {r["stage"] for r in losses} == {1, 2}
     meta = json.loads(read_bytes(f"{out}/run.json"))
-    assert meta["weights_identity"] == "sha256:be3200d26788"
-    assert meta["package_version"] == version("nst-batch")
-    assert meta["counts"] == {"ok": 4, "failed": 3, "skipped": 0, "retried": 0, "redone": 0}
-    assert meta["cumulative_counts"] == {"ok": 4, "failed": 3, "retried": 0, "redone": 0}
-    assert meta["first_started_at"] == meta["started_at"] and meta["invocations"] == 1
+    check_first_run_record(meta)
 
     # Re-run: the ok pairs are skipped, the failed ones run again; no duplicates anywhere.
     assert nst_run(manifest, out, weights) == 3

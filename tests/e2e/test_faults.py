@@ -3,7 +3,6 @@ memory; and credentials never leaking into outputs or logs."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -17,10 +16,10 @@ from typing import Any
 
 import psutil
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import ray
 import s3util
+from runutil import table
 
 from workflows.cli import main
 from workflows.storage import filesystem, read_bytes, write_bytes
@@ -64,16 +63,11 @@ def background(args: list[str], codes: list[int]) -> Iterator[threading.Thread]:
         job.join(timeout=300)
 
 
-def parquet(uri: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = pq.read_table(io.BytesIO(read_bytes(uri))).to_pylist()
-    return rows
-
-
 def check_exactly_once(output: str, rows: int, iterations: int) -> list[dict[str, Any]]:
-    results = parquet(f"{output}/results.parquet")
+    results = table(f"{output}/results.parquet")
     assert len(results) == rows and len({r["pair_id"] for r in results}) == rows
     assert all(r["status"] == "ok" for r in results), [r["error"] for r in results]
-    losses = parquet(f"{output}/losses.parquet")
+    losses = table(f"{output}/losses.parquet")
     assert len(losses) == rows * (iterations + 1)
     assert len({(r["pair_id"], r["iteration"]) for r in losses}) == len(losses)
     fs, path = filesystem(f"{output}/images")

@@ -228,8 +228,9 @@ def test_pairs_per_gpu_batches_compatible_rows(ray_s3, tmp_path, examples, weigh
     assert seconds == pytest.approx(shared) and seconds < sum(r["wall_s"] for r in four)
 
 
-def test_auto_masks_are_computed_used_and_written_beside_the_image(ray_s3, store, examples,
-                                                                   weights_path) -> None:  # fmt: skip
+def check_auto_mask_files(ok: dict[str, Any], out: str) -> dict[str, set[int]]:
+    """The two auto masks of an ok row: PNGs beside its image, every pixel one palette colour,
+    the content mask the image's size → the palette indices each mask uses."""
     import io
 
     from PIL import Image
@@ -237,6 +238,22 @@ def test_auto_masks_are_computed_used_and_written_beside_the_image(ray_s3, store
     from nst_ops.masks import decode_mask
     from workflows.images import to_tensor
 
+    image = Image.open(io.BytesIO(read_bytes(ok["output_uri"])))
+    colours = {}
+    for column, uri in (("content", ok["auto_content_mask_uri"]),
+                        ("style", ok["auto_style_mask_uri"])):  # fmt: skip
+        assert uri == f"{out}/images/{ok['pair_id']}.{column}_mask.png"
+        mask = Image.open(io.BytesIO(read_bytes(uri))).convert("RGB")
+        decoded = decode_mask(to_tensor(mask))
+        assert bool((decoded.sum(0) == 1).all())  # every pixel one palette colour
+        colours[column] = set(decoded.flatten(1).sum(1).nonzero().flatten().tolist())
+        if column == "content":
+            assert mask.size == image.size
+    return colours
+
+
+def test_auto_masks_are_computed_used_and_written_beside_the_image(ray_s3, store, examples,
+                                                                   weights_path) -> None:  # fmt: skip
     photo = examples / "photo"
     content = put(photo / "content.jpg", f"{store}/in/photo.jpg")
     style = put(photo / "style.jpg", f"{store}/in/photo_style.jpg")
@@ -255,17 +272,7 @@ def test_auto_masks_are_computed_used_and_written_beside_the_image(ray_s3, store
     assert regions["error"] == "mask_regions: must be between 2 and 9, got 12"
     assert one_sided["error"] == "content_mask_uri: 'auto' needs style_mask_uri 'auto' too"
     assert ok["content_mask_uri"] == "auto" and ok["auto_mask_s"] > 0
-    image = Image.open(io.BytesIO(read_bytes(ok["output_uri"])))
-    colours = {}
-    for column, uri in (("content", ok["auto_content_mask_uri"]),
-                        ("style", ok["auto_style_mask_uri"])):  # fmt: skip
-        assert uri == f"{out}/images/{ok['pair_id']}.{column}_mask.png"
-        mask = Image.open(io.BytesIO(read_bytes(uri))).convert("RGB")
-        decoded = decode_mask(to_tensor(mask))
-        assert bool((decoded.sum(0) == 1).all())  # every pixel one palette colour
-        colours[column] = set(decoded.flatten(1).sum(1).nonzero().flatten().tolist())
-        if column == "content":
-            assert mask.size == image.size
+    colours = check_auto_mask_files(ok, out)
     # 2 content regions, 3 style regions (the first 3 palette colours); each content region
     # has the colour of the style region it takes
     assert colours["content"] <= colours["style"] <= {0, 1, 2} and len(colours["style"]) >= 2

@@ -34,6 +34,25 @@ def check_ok_row(r: dict[str, Any], out: str) -> None:
     assert r["final_total_loss"] > 0
 
 
+def check_first_run_results(results: list[dict[str, Any]], out: str) -> None:
+    """results.parquet of the first run over make_manifest's 7 rows: 4 ok rows as
+    check_ok_row, 3 errors each naming its own cause."""
+    assert len(results) == 7
+    by_group = {(r["tag_group"], r["status"]) for r in results}
+    assert sum(r["status"] == "ok" for r in results) == 4, [r["error"] for r in results]
+    assert ("a", "ok") in by_group
+    errors = {r["error"].split(":")[0] if "://" not in r["error"] else r["error"] for r in results
+              if r["status"] == "error"}  # fmt: skip
+    messages = " | ".join(r["error"] for r in results if r["error"])
+    assert "missing.jpg: no such file" in messages
+    assert "notes.jpg: not an image file" in messages
+    assert "iterations: must be between 1" in messages
+    assert len(errors) == 3
+    for r in results:
+        if r["status"] == "ok":
+            check_ok_row(r, out)
+
+
 def check_first_run_record(meta: dict[str, Any]) -> None:
     """run.json of the first run over make_manifest's 7 rows: 4 ok, 3 failed."""
     assert meta["weights_identity"] == "sha256:be3200d26788"
@@ -49,20 +68,7 @@ def test_run_end_to_end_and_resume(ray_s3, store, examples, weights_path, capsys
     assert nst_run(manifest, out, weights) == 3
 
     results = table(f"{out}/results.parquet")
-    assert len(results) == 7
-    by_group = {(r["tag_group"], r["status"]) for r in results}
-    assert sum(r["status"] == "ok" for r in results) == 4, [r["error"] for r in results]
-    assert ("a", "ok") in by_group
-    errors = {r["error"].split(":")[0] if "://" not in r["error"] else r["error"] for r in results
-              if r["status"] == "error"}  # fmt: skip
-    messages = " | ".join(r["error"] for r in results if r["error"])
-    assert "missing.jpg: no such file" in messages
-    assert "notes.jpg: not an image file" in messages
-    assert "iterations: must be between 1" in messages
-    assert len(errors) == 3
-    for r in results:
-        if r["status"] == "ok":
-            check_ok_row(r, out)
+    check_first_run_results(results, out)
     losses = table(f"{out}/losses.parquet")
     assert len(losses) == 3 * (ITERATIONS + 1) + (2 * ITERATIONS + 1)
     assert {r["stage"] for r in losses} == {1, 2}

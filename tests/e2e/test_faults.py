@@ -102,9 +102,10 @@ def test_worker_killed_mid_batch_is_retried_pair_by_pair_exactly_once(
     codes: list[int] = []
     args = run_args(uri, str(output), weights_path, "--pairs-per-gpu", "2", "--num-workers", "1")
     with background(args, codes):
-        deadline = time.monotonic() + 240  # the worker imports torch: slow on a loaded machine
+        deadline = time.monotonic() + 300  # the worker imports torch: slow on a loaded machine
         while len(list(output.glob("done/*"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert len(list(output.glob("done/*"))) >= 2, "the first batch did not finish in 300 s"
         (victim,) = pair_workers()  # done with its first batch; the second is queued on it
         os.kill(victim.pid, signal.SIGKILL)
     assert codes == [0]

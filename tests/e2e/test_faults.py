@@ -22,6 +22,7 @@ import s3util
 from runutil import table
 
 from workflows.cli import main
+from workflows.errors import EXIT_FAILED_ROWS
 from workflows.storage import filesystem, read_bytes, write_bytes
 from workflows.tables import parquet_bytes
 
@@ -279,3 +280,77 @@ def test_a_call_ray_lost_is_retried_on_a_new_worker(
     assert len(kills) == 3  # the lost call's worker, then the two workers at the end
     meta = json.loads(read_bytes(f"{tmp_path}/out/run.json"))
     assert meta["counts"]["retried"] == attempts.count(2) and meta["counts"]["ok"] == 2
+
+
+def patch_pool_get(monkeypatch: Any, dies: Any) -> list[Any]:
+    """The driver's ray.get, through which `dies(out)` may turn a call's results or a ping's
+    info into the ActorDiedError it returns; the actors ray.kill was given, returned."""
+    real_get, real_kill = ray.get, ray.kill
+    kills: list[Any] = []
+
+    def get(ref: Any, *args: Any, **kwargs: Any) -> Any:
+        out = real_get(ref, *args, **kwargs)
+        error = dies(out)
+        if error is not None:
+            raise error
+        return out
+
+    def kill(actor: Any, *args: Any, **kwargs: Any) -> None:
+        kills.append(actor)
+        real_kill(actor, *args, **kwargs)
+
+    monkeypatch.setattr("workflows.batch.pool.ray.get", get)
+    monkeypatch.setattr("workflows.batch.pool.ray.kill", kill)
+    return kills
+
+
+def test_a_worker_that_dies_starting_is_replaced_at_no_pairs_cost(
+    ray_s3, tmp_path, examples, weights_path, monkeypatch
+) -> None:
+    """A worker that dies before it has started (its node lost: Ray can place a replacement
+    on a node it has not yet found dead) is replaced without a pair's attempt: every pair ends
+    ok on its first attempt, nothing counted retried."""
+    first: list[Any] = []
+
+    def dies(out: Any) -> Any:
+        if isinstance(out, dict) and not first:  # the first ping's info: as if it had died
+            first.append(out)
+            os.kill(out["pid"], signal.SIGKILL)  # before it answered (its node lost)
+            return ray.exceptions.ActorDiedError()  # a system death, not its __init__ raising
+        return None
+
+    kills = patch_pool_get(monkeypatch, dies)
+    uri = manifest(str(tmp_path / "m.parquet"), examples, rows=2, iterations=4, size=32)
+    assert main(run_args(uri, str(tmp_path / "out"), weights_path)) == 0
+    results = check_exactly_once(str(tmp_path / "out"), rows=2, iterations=4)
+    assert [r["attempt"] for r in results] == [1, 1]
+    assert len(kills) == 3  # the one that died starting, then the two workers at the end
+    meta = json.loads(read_bytes(f"{tmp_path}/out/run.json"))
+    assert meta["counts"]["retried"] == 0 and meta["counts"]["ok"] == 2
+
+
+@pytest.mark.parametrize("init_failed", [False, True], ids=["system", "init"])
+def test_a_worker_that_never_starts_fails_its_pairs_after_the_retries(
+    ray_s3, tmp_path, examples, weights_path, monkeypatch, init_failed
+) -> None:
+    """Workers whose every ping and call dies: the run neither hangs nor loses a row. A worker
+    whose __init__ raised is not replaced before its calls fail; one that died of something
+    else is, START_DEATHS_REPLACED times in a row. Either way each pair is tried 1 +
+    --max-retries times and ends in an error result that says so; the run exits 3 (rows
+    failed)."""
+    from workflows.batch.pool import START_DEATHS_REPLACED
+
+    def dies(out: Any) -> Any:
+        return ray.exceptions.RayActorError(actor_init_failed=init_failed)
+
+    kills = patch_pool_get(monkeypatch, dies)
+    uri = manifest(str(tmp_path / "m.parquet"), examples, rows=2, iterations=4, size=32)
+    out = str(tmp_path / "out")
+    assert main(run_args(uri, out, weights_path, "--max-retries", "1")) == EXIT_FAILED_ROWS
+    results = table(f"{out}/results.parquet")
+    assert [r["status"] for r in results] == ["error", "error"]
+    assert all(r["attempt"] == 2 and "worker died 2 times" in r["error"] for r in results)
+    started_again = 2 * START_DEATHS_REPLACED  # two slots
+    # kills: the replacements of workers dead starting, of those whose calls died (at most
+    # one per call: 2 pairs x 2 attempts), and the two at the end
+    assert len(kills) - 2 - (0 if init_failed else started_again) in range(1, 5)

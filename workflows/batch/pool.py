@@ -20,6 +20,9 @@ from workflows.weights import ResolvedWeights
 
 # Seconds a worker may take to start before a warning says the cluster has no room for it.
 PENDING_WARN_S = 60.0
+# Times in a row a worker that dies starting (not of its own __init__) is replaced before its
+# calls are let fail as attempts.
+START_DEATHS_REPLACED = 3
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,11 @@ class Finished:
 class WorkerPool:
     """Worker actors, one per slot; a dead actor is replaced by a new one (the driver does this
     rather than Ray's restarts, so that every failed call is a real attempt). Work goes only to
-    workers that have started: one the cluster has no room for (more `--num-workers` than it
-    holds now) gets none until it starts, so no pair waits on it; a warning says so. When a
-    worker dies, the others on its node get no new work until they answer a ping: a lost node
-    takes all its workers, and a retry sent to one of them would die again."""
+    workers that have started: one that dies starting is replaced (see _start_again); one the
+    cluster has no room for (more `--num-workers` than it holds now) gets none until it
+    starts, so no pair waits on it; a warning says so. When a worker dies, the others on its
+    node get no new work until they answer a ping: a lost node takes all its workers, and a
+    retry sent to one of them would die again."""
 
     def __init__(
         self, cfg: RunConfig, weights: ResolvedWeights, wcfg: WorkerConfig, plan: tuple[float, int]
@@ -75,6 +79,7 @@ class WorkerPool:
         self.generation = [0] * n
         self.started, self.created = [False] * n, [time.monotonic()] * n
         self.node_of: list[str | None] = [None] * n  # the node a started worker runs on
+        self.start_deaths = [0] * n  # its workers' deaths starting, in a row
         self.pings: dict[Any, tuple[int, int]] = {}  # info call → (slot, generation)
         for i in range(n):
             self.pings[self.actors[i].info.remote()] = (i, 0)
@@ -127,13 +132,30 @@ class WorkerPool:
             return  # an actor since replaced
         try:
             self.node_of[i] = ray.get(ref)["node_id"]
-        except RayError:
+            self.start_deaths[i] = 0
+        except RayError as e:
             if self.node_of[i] is not None:  # a suspect (it had started): its node is lost
                 self._replace(i)
                 return
-            # died starting: its calls say so, and count as attempts (a worker that cannot
-            # start fails its pairs after --max-retries rather than waiting for ever)
+            if self._start_again(i, e):
+                return
+            # it cannot start: its calls say so, and count as attempts (its pairs fail after
+            # --max-retries rather than waiting for ever)
         self.started[i] = True
+
+    def _start_again(self, i: int, error: RayError) -> bool:
+        """Slot i's worker died starting: a new one in its place, costing no pair an attempt,
+        unless its own __init__ raised (a new one would too) or the slot's workers have died
+        starting START_DEATHS_REPLACED times in a row already. (Ray may place a replacement on
+        a node it has not yet found lost; that worker dies starting, through no fault of any
+        pair.)"""
+        if getattr(error, "actor_init_failed", False):
+            return False
+        if self.start_deaths[i] >= START_DEATHS_REPLACED:
+            return False
+        self.start_deaths[i] += 1
+        self._replace(i)
+        return True
 
     def _suspect_node_of(self, i: int) -> None:
         """Slot i's worker died: the started workers on its node get no new work until they

@@ -255,23 +255,15 @@ def test_a_call_ray_lost_is_retried_on_a_new_worker(
     is a worker death too: the old worker is killed (alive, it would keep its GPU), a new one
     started and the pair retried; the run does not crash."""
 
-    real_get, real_kill = ray.get, ray.kill
     lost: list[Any] = []
-    kills: list[Any] = []
 
-    def get(ref: Any, *args: Any, **kwargs: Any) -> Any:
-        out = real_get(ref, *args, **kwargs)
+    def dies(out: Any) -> Any:
         if isinstance(out, list) and not lost:  # the first call's results (not a ping's info)
-            lost.append(ref)
-            raise ray.exceptions.RaySystemError("lost the call's result")  # type: ignore[no-untyped-call]
-        return out
+            lost.append(out)
+            return ray.exceptions.RaySystemError("lost the call's result")  # type: ignore[no-untyped-call]
+        return None
 
-    def kill(actor: Any, *args: Any, **kwargs: Any) -> None:
-        kills.append(actor)
-        real_kill(actor, *args, **kwargs)
-
-    monkeypatch.setattr("workflows.batch.pool.ray.get", get)
-    monkeypatch.setattr("workflows.batch.pool.ray.kill", kill)
+    kills = patch_pool_get(monkeypatch, dies)
     uri = manifest(str(tmp_path / "m.parquet"), examples, rows=2, iterations=4, size=32)
     assert main(run_args(uri, str(tmp_path / "out"), weights_path)) == 0
     results = check_exactly_once(str(tmp_path / "out"), rows=2, iterations=4)
@@ -284,7 +276,7 @@ def test_a_call_ray_lost_is_retried_on_a_new_worker(
 
 def patch_pool_get(monkeypatch: Any, dies: Any) -> list[Any]:
     """The driver's ray.get, through which `dies(out)` may turn a call's results or a ping's
-    info into the ActorDiedError it returns; the actors ray.kill was given, returned."""
+    info into the RayError it returns; the actors ray.kill was given, returned."""
     real_get, real_kill = ray.get, ray.kill
     kills: list[Any] = []
 

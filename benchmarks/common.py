@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from nst_ops.vgg import MODELS
+from workflows.errors import InputError
 from workflows.images import load_image, to_png
+from workflows.weights import ResolvedWeights, resolve_weights
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NST_SHARED", REPO.parent / "shared"))
@@ -21,6 +26,32 @@ WEIGHTS = os.environ.get("NST_WEIGHTS", str(SHARED / "models" / "vgg16-hed-featu
 def weights_spec(model: str) -> str:
     """The shared VGG16 trunk offline; `random` for VGG19 (speed does not depend on weights)."""
     return WEIGHTS if model == "vgg16" and Path(WEIGHTS).exists() else "random"
+
+
+def add_weights_args(parser: argparse.ArgumentParser) -> None:
+    """`--model` and `--weights` for a quality benchmark, as `nst run` takes them."""
+    parser.add_argument("--model", choices=MODELS, default="vgg16")
+    parser.add_argument(
+        "--weights",
+        help="imagenet, random, or a state dict's path/URI (default: the shared VGG16 trunk "
+        "for vgg16, imagenet for vgg19)",
+    )
+
+
+def chosen_weights(args: argparse.Namespace) -> tuple[ResolvedWeights, str]:
+    """The weights of `--model`/`--weights` (exits with the one-line reason when they cannot
+    be had) and a file-name tag: "" for the default (vgg16, the shared trunk), else
+    `_{model}_{source}`, so that cached stages of one network are never reused for another."""
+    default = args.weights is None
+    spec = args.weights or (weights_spec(args.model) if args.model == "vgg16" else "imagenet")
+    try:
+        weights = resolve_weights(args.model, spec)
+    except InputError as e:
+        sys.exit(f"error: {e}")
+    if default and args.model == "vgg16":
+        return weights, ""
+    source = spec if spec in ("imagenet", "random") else weights.identity.split(":")[-1]
+    return weights, f"_{args.model}_{source}"
 
 
 def example_image(kind: str, name: str, size: int) -> torch.Tensor:

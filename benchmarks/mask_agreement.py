@@ -20,7 +20,10 @@ ranks the pairs alike (Spearman 0.88 and 0.95; benchmarks/RESULTS.md, "Automatic
 2026-12-07).
 
     python -m benchmarks.mask_agreement [--size 256] [--regions 2 3 4] [--sheet FILE]
-        [--transfer] [--pairs 1 2 ... 8 face]
+        [--transfer] [--pairs 1 2 ... 8 face] [--model vgg16|vgg19] [--weights imagenet|URI]
+
+`--model`/`--weights` as `nst run` takes them (default: vgg16 with the shared trunk; `--model
+vgg19` alone means torchvision's ImageNet weights, the product's default network).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import torch
 from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
-from benchmarks.common import contact_sheet, machine, weights_spec
+from benchmarks.common import add_weights_args, chosen_weights, contact_sheet, machine
 from benchmarks.photo_pairs import PAIRS, load, pair_folder
 from benchmarks.photo_scores import scores as photo_scores
 from nst_ops.automask import auto_masks
@@ -48,7 +51,6 @@ from nst_ops.segments import prepare_masks
 from nst_ops.vgg import VGGFeatures
 from workflows.extractors import ExtractorCache
 from workflows.images import to_png, to_tensor
-from workflows.weights import resolve_weights
 
 
 def labels_of(mask: torch.Tensor) -> torch.Tensor:
@@ -162,6 +164,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pairs", nargs="+", default=PAIRS[:8], choices=PAIRS,
                         help="Luan's pairs 1-8 (the default) and the face pair")  # fmt: skip
     parser.add_argument("--device", default="cpu")
+    add_weights_args(parser)
     parser.add_argument("--sheet", help="contact sheet: content, hand, auto, style, hand, auto; "
                         "a row per pair and --regions value")  # fmt: skip
     parser.add_argument(
@@ -173,10 +176,11 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
-    cache = ExtractorCache(resolve_weights("vgg16", weights_spec("vgg16")), device, "fp32")
-    extractor = cache.get(StyleParams())  # the default style layers reach relu5_1
+    weights, _ = chosen_weights(args)
+    extractor = ExtractorCache(weights, device, "fp32").get(StyleParams())  # reaches relu5_1
     pairs = " ".join(args.pairs)
-    print(f"machine: {machine(device)}; vgg16 (shared trunk) at {args.size} px; pairs {pairs}")
+    network = f"{args.model} ({weights.identity})"
+    print(f"machine: {machine(device)}; {network} at {args.size} px; pairs {pairs}")
     sheet: list[list[torch.Tensor]] = []
     with tempfile.TemporaryDirectory() as folder:
         if args.transfer:

@@ -33,7 +33,12 @@ defaults with α = 1.25·PHOTO_SCALE/(H·W) and his TV term, tv_weight = 32.8·P
         [--configs photo equal luan] [--photo-weights 1e4] [--style-weight B] [--content-factor c]
         [--postprocess none affine smooth guided match] [--mask-color-match 1] [--stage1-too]
         [--masks hand|auto] [--regions K] [--out runs/photo_quality]
-        [--device cuda]
+        [--device cuda] [--model vgg16|vgg19] [--weights imagenet|random|URI]
+
+`--model`/`--weights` as `nst run` takes them (default: vgg16 with the shared trunk; `--model
+vgg19` alone means torchvision's ImageNet weights, downloaded once into torch's cache; a
+network other than the default tags the cached stages' names, so none is reused across
+networks).
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import contact_sheet, machine, weights_spec
+from benchmarks.common import add_weights_args, chosen_weights, contact_sheet, machine
 from benchmarks.mask_agreement import written_auto_masks
 from benchmarks.photo_pairs import PAIRS, has_reference, load, pair_folder
 from benchmarks.photo_scores import record, score_folder, table
@@ -57,7 +62,6 @@ from nst_ops.postprocess import SMOOTH_EPS, color_targets, refine
 from nst_ops.segments import prepare_masks
 from workflows.extractors import ExtractorCache
 from workflows.images import to_png
-from workflows.weights import resolve_weights
 
 LUAN_LAMBDA = 1e4  # his photo weight λ
 
@@ -108,6 +112,7 @@ def parse_args() -> argparse.Namespace:
         "--regions", type=int, default=StyleParams().mask_regions, help="--masks auto: K"
     )
     parser.add_argument("--device", default="cpu")
+    add_weights_args(parser)
     parser.add_argument("--stage1-too", action="store_true",
                         help="also post-process the stage-1 image (no stage 2)")  # fmt: skip
     parser.add_argument("--no-metrics", action="store_true", help="images only (no skimage)")
@@ -123,12 +128,13 @@ def main() -> None:
     if args.score_only:
         score_folder(out, [pair_folder(name, out) for name in args.pairs])
         return
-    cache = ExtractorCache(resolve_weights("vgg16", weights_spec("vgg16")), device, "fp32")
+    weights, args.network_tag = chosen_weights(args)
+    cache = ExtractorCache(weights, device, "fp32")
     variants = [(c, w, p) for c in args.configs
                 for w in ([LUAN_LAMBDA] if c == "luan" else args.photo_weights)
                 for p in postprocesses(args)]  # fmt: skip
     print(
-        f"machine: {machine(device)}; vgg16 (shared trunk) at {args.size} px; "
+        f"machine: {machine(device)}; {args.model} ({weights.identity}) at {args.size} px; "
         f"{args.iterations} + {args.iterations} L-BFGS iterations; pairs {args.pairs}"
     )
     groups: dict[str, dict[str, list[tuple[float, ...]]]] = {}
@@ -158,8 +164,10 @@ def reference(pair: Path, number: str, content: torch.Tensor, laplacian: torch.T
 
 
 def weights_tag(args: argparse.Namespace) -> str:
-    """The cached stages' file-name part for `--style-weight` and `--content-factor`."""
-    beta = "" if args.style_weight is None else f"_b{args.style_weight:g}"
+    """The cached stages' file-name part for `--model`/`--weights` (benchmarks.common's
+    chosen_weights), `--style-weight` and `--content-factor`."""
+    network: str = args.network_tag
+    beta = network + ("" if args.style_weight is None else f"_b{args.style_weight:g}")
     return beta + ("" if args.content_factor is None else f"_c{args.content_factor:g}")
 
 

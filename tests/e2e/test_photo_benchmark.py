@@ -119,3 +119,42 @@ def test_mask_agreement_scores_the_face_pair_and_sheets_every_region_count(
         auto = image[row * 160 : (row + 1) * 160, 5 * 160 : 6 * 160].reshape(-1, 3)
         colours = {tuple(int(v) for v in c) for c in np.unique(auto, axis=0)}
         assert len(colours & {(0, 0, 255), (0, 255, 0), (0, 0, 0)}) >= 2, row  # blue, green, black
+
+
+def test_quality_benchmarks_take_another_network_and_keep_its_stages_apart(
+    photo_dir: Path, tmp_path: Path
+) -> None:
+    """--model vgg19 --weights FILE: both benchmarks run on that network and say which
+    (its sha256); photo_quality's cached stages carry the network in their names, so a rerun
+    with the default network does not reuse them; weights that cannot be had end the run
+    with one line naming the file, as `nst run` does."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path / "vgg19.pth"
+    torch.save(torchvision.models.vgg19().features.state_dict(), path)
+    env = {"NST_SHARED": str(SHARED), "PATH": "/usr/bin:/bin"}
+    network = ["--model", "vgg19", "--weights", str(path)]
+    agree = [sys.executable, "-m", "benchmarks.mask_agreement", "--size", "48", "--regions", "3",
+             "--pairs", "1"]  # fmt: skip
+    done = subprocess.run([*agree, *network], cwd=REPO, capture_output=True, text=True, env=env,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "vgg19 (sha256:" in done.stdout and "regions 3: mean IoU" in done.stdout
+    out = tmp_path / "quality"
+    quality = [sys.executable, "-m", "benchmarks.photo_quality", "--size", "40", "--iterations",
+               "1", "--pairs", "1", "--postprocess", "none", "--masks", "auto", "--no-metrics",
+               "--out", str(out)]  # fmt: skip
+    done = subprocess.run([*quality, *network], cwd=REPO, capture_output=True, text=True,
+                          env=env, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    digest = done.stdout.split("vgg19 (sha256:")[1][:12]
+    assert {p.name for p in out.glob("stage*.pt")} == {
+        f"stage1_1_photo_vgg19_{digest}_auto3_40_1.pt",
+        f"stage2_10000_1_photo_vgg19_{digest}_auto3_40_1.pt",
+    }
+    missing = [*agree, "--model", "vgg19", "--weights", str(tmp_path / "none.pth")]
+    done = subprocess.run(missing, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 1 and done.stdout.count("\n") <= 1
+    assert done.stderr.strip().count("\n") == 0 and "none.pth: no such file" in done.stderr

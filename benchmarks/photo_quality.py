@@ -167,8 +167,8 @@ def weights_tag(args: argparse.Namespace) -> str:
     """The cached stages' file-name part for `--model`/`--weights` (benchmarks.common's
     chosen_weights), `--style-weight` and `--content-factor`."""
     network: str = args.network_tag
-    beta = network + ("" if args.style_weight is None else f"_b{args.style_weight:g}")
-    return beta + ("" if args.content_factor is None else f"_c{args.content_factor:g}")
+    beta = "" if args.style_weight is None else f"_b{args.style_weight:g}"
+    return network + beta + ("" if args.content_factor is None else f"_c{args.content_factor:g}")
 
 
 def run_pair(pair: Path, number: str, args: argparse.Namespace, cache: ExtractorCache,
